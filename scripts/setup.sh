@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what nnr needs to build, test and run its demo, from Debian's packages and PyPI.
+# Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(cmake g++ make libeigen3-dev catch2 libcli11-dev zlib1g-dev nlohmann-json3-dev libbenchmark-dev
+          dataset-fashion-mnist python3-numpy)
+if [ "${NNR_BENCH_PEERS:-0}" = 1 ]; then
+  packages+=(python3-torch libopenblas0-pthread libdlib-dev)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The interop tests use the real safetensors client; installed beside the build, not system-wide.
+pydeps=.pydeps
+if ! PYTHONPATH=$pydeps /usr/bin/python3 -c "import safetensors.numpy" 2>/dev/null; then
+  echo "setup: installing safetensors into $pydeps" >&2
+  /usr/bin/python3 -m pip install -q --target "$pydeps" safetensors 2>/dev/null ||
+    python3 -m pip install -q --target "$pydeps" --python-version 3.11 --only-binary=:all: safetensors
+fi

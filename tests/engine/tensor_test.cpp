@@ -1,0 +1,64 @@
+#include <catch2/catch.hpp>
+
+#include "engine/core/error.h"
+#include "engine/core/rng.h"
+#include "engine/core/tensor.h"
+
+using nnr::Tensor;
+
+TEST_CASE("tensor is zero-filled, owns its data and clones deeply", "[tensor]") {
+  Tensor t({3, 7});
+  REQUIRE(t.numel() == 21);
+  REQUIRE(t.rank() == 2);
+  REQUIRE(t.dim(-1) == 7);
+  for (int64_t i = 0; i < t.numel(); ++i) REQUIRE(t[i] == 0.0f);
+  t[5] = 2.5f;
+  Tensor c = t.clone();
+  c[5] = -1.0f;
+  REQUIRE(t[5] == 2.5f);
+  REQUIRE(reinterpret_cast<uintptr_t>(t.data()) % 64 == 0);
+}
+
+TEST_CASE("tensor rejects rank above 4, negative dims and bad reshapes", "[tensor]") {
+  REQUIRE_THROWS_WITH(Tensor({1, 2, 3, 4, 5}), Catch::Contains("rank 5 > 4"));
+  REQUIRE_THROWS_AS(Tensor({2, -1}), nnr::InvalidArgument);
+  Tensor t({2, 6});
+  t.reshape({3, 4});
+  REQUIRE(t.shape() == nnr::Shape{3, 4});
+  REQUIRE_THROWS_WITH(t.reshape({5, 5}), Catch::Contains("cannot view [3, 4] as [5, 5]"));
+  REQUIRE_THROWS_WITH(Tensor::from_vector({2, 2}, {1, 2, 3}), Catch::Contains("3 values for shape [2, 2]"));
+}
+
+TEST_CASE("a moved-from tensor is empty and a default tensor is undefined", "[tensor]") {
+  Tensor a({4});
+  Tensor b = std::move(a);
+  REQUIRE(b.numel() == 4);
+  REQUIRE_FALSE(Tensor().defined());
+  REQUIRE(Tensor({0, 5}).defined());
+  REQUIRE(Tensor({0, 5}).numel() == 0);
+}
+
+TEST_CASE("He and Xavier initialisations have the stated spread and repeat with the seed", "[tensor]") {
+  nnr::Rng rng(42);
+  Tensor w({200, 300});
+  nnr::init_he_normal(w, 300, rng);
+  double sum = 0, sq = 0;
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    sum += w[i];
+    sq += double(w[i]) * w[i];
+  }
+  const double mean = sum / w.numel(), var = sq / w.numel() - mean * mean;
+  // 60000 draws: the sample variance is within 2 % of 2/300 with overwhelming probability.
+  REQUIRE(std::abs(mean) < 0.002);
+  REQUIRE(var == Approx(2.0 / 300).epsilon(0.02));
+
+  nnr::Rng a(7), b(7);
+  Tensor x({50}), y({50});
+  nnr::init_xavier_uniform(x, 10, 20, a);
+  nnr::init_xavier_uniform(y, 10, 20, b);
+  const float bound = std::sqrt(6.0f / 30.0f);
+  for (int64_t i = 0; i < 50; ++i) {
+    REQUIRE(x[i] == y[i]);
+    REQUIRE(std::abs(x[i]) <= bound);
+  }
+}
