@@ -1,0 +1,74 @@
+#include "engine/data/file_bytes.h"
+
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <sys/stat.h>
+
+#include "engine/core/error.h"
+
+namespace nnr {
+
+namespace {
+
+struct GzCloser {
+  void operator()(gzFile_s* f) const { gzclose(f); }
+};
+
+}  // namespace
+
+std::vector<uint8_t> read_file_bytes(const std::string& path, const char* op) {
+  const std::string where = std::string("[") + op + "] " + path + ": ";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw Error(where + "cannot open: " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) throw Error(where + "cannot open: is a directory, expected a file");
+  errno = 0;
+  std::unique_ptr<gzFile_s, GzCloser> file(gzopen(path.c_str(), "rb"));
+  if (!file) throw Error(where + "cannot open: " + (errno ? std::strerror(errno) : "out of memory"));
+  gzbuffer(file.get(), 1 << 17);
+
+  std::vector<uint8_t> bytes;
+  // A plain file decompresses to its own size; reserving that avoids regrowth in the common case.
+  bytes.reserve(static_cast<size_t>(st.st_size));
+  constexpr unsigned kChunk = 1u << 20;
+  for (;;) {
+    const size_t old = bytes.size();
+    bytes.resize(old + kChunk);
+    const int got = gzread(file.get(), bytes.data() + old, kChunk);
+    if (got < 0) {
+      int code = 0;
+      const char* msg = gzerror(file.get(), &code);
+      throw Error(where + "corrupt or truncated gzip data: " +
+                  (code == Z_ERRNO ? std::strerror(errno) : std::string(msg ? msg : "unknown error")));
+    }
+    bytes.resize(old + static_cast<size_t>(got));
+    if (got == 0) break;
+  }
+  // gzread reports a gzip stream cut short as end-of-file plus an error flag, not as -1.
+  int code = 0;
+  const char* msg = gzerror(file.get(), &code);
+  if (code != Z_OK && code != Z_STREAM_END)
+    throw Error(where + "corrupt or truncated gzip data: " + std::string(msg ? msg : "unknown error"));
+  return bytes;
+}
+
+void write_file_bytes(const std::string& path, const std::vector<uint8_t>& bytes, const char* op) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) throw Error(std::string("[") + op + "] " + path + ": cannot write: " + std::strerror(errno));
+  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0;
+  const int saved = errno;
+  if (std::fclose(f) != 0 || !ok)
+    throw Error(std::string("[") + op + "] " + path + ": cannot write: " + std::strerror(ok ? errno : saved));
+}
+
+bool has_extension(const std::string& path, const std::string& suffix) {
+  auto ends_with = [&](const std::string& s) {
+    return path.size() >= s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0;
+  };
+  return ends_with(suffix) || ends_with(suffix + ".gz");
+}
+
+}  // namespace nnr
