@@ -1,0 +1,22 @@
+#pragma once
+// Discounted UCB (Garivier & Moulines 2011) for streams whose best arm changes: every
+// reward first multiplies all arms' counts and sums by gamma, so old evidence fades with a
+// half-life of ln 2 / (1 - gamma) steps; the index is
+//   discounted mean + sqrt(c * ln(n_t) / N_i),   n_t = sum of discounted counts.
+// An arm not pulled for a while regains a large bonus and is tried again. Deterministic,
+// rewards in [0, 1]. Options: gamma (0.99), c (0.5), seed.
+#include "bandits/policy.h"
+
+namespace nnr::bandits {
+
+class DiscountedUcbPolicy : public Policy {
+ public:
+  explicit DiscountedUcbPolicy(const PolicyOptions& options = {});
+  double index(ArmId arm) const;
+
+ protected:
+  std::vector<ArmId> choose(size_t k) override;
+  void observe(ArmId arm, double reward) override;
+};
+
+}  // namespace nnr::bandits

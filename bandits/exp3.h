@@ -1,0 +1,29 @@
+#pragma once
+// EXP3 (Auer et al. 2002) for adversarial rewards in [0, 1]: exponential weights on
+// importance-weighted rewards, mixed with gamma of uniform exploration:
+//   p_i = (1 - gamma) w_i / sum w + gamma / K,   w_I *= exp(gamma * (r / p_I) / K).
+// "exp3s" is EXP3.S: after each update every weight also receives e * alpha / K of the total,
+// so no arm's weight can vanish and a new best arm is found again after a shift (the variant
+// used for automated curriculum learning, Graves et al. 2017).
+// With select_k, an arm's importance weight uses min(1, k p_i), its approximate chance of
+// being among the k. A newly added arm gets the largest current weight (optimistic).
+// Weights are kept as logs, shifted so the largest is 0, so they never overflow.
+// Options: gamma (0.1), alpha (exp3: 0; exp3s: 0.001), seed.
+#include "bandits/policy.h"
+
+namespace nnr::bandits {
+
+class Exp3Policy : public Policy {
+ public:
+  // shifting = true: EXP3.S ("exp3s").
+  Exp3Policy(bool shifting, const PolicyOptions& options = {});
+  // Current selection probability of each live arm (in arms() order), for one pick.
+  std::vector<double> probabilities() const;
+
+ protected:
+  std::vector<ArmId> choose(size_t k) override;
+  void observe(ArmId arm, double reward) override;
+  ArmStats initial_stats(ArmId arm) const override;
+};
+
+}  // namespace nnr::bandits

@@ -1,0 +1,120 @@
+#pragma once
+// Policy: the one interface every bandit policy implements. A policy chooses among live
+// arms, identified by stable integer ids that keep their meaning across retraining rounds
+// (a data chunk, a layer block). Arms may be added (they start optimistic: an arm with no
+// reward yet is chosen before any arm with one, except under `uniform` and `exp3*`, which give
+// it the largest current weight) and retired (never chosen again).
+//
+// Time advances by one per reported reward. With select_k, report one reward per chosen arm.
+// All randomness comes from the policy's own seeded BanditRng ("seed" option), and the whole
+// state (options, arms, statistics, generator) round-trips through save_state/load_state.
+//
+// Subclasses implement choose/observe and, if they keep more than ArmStats, the extra state.
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bandits/rng.h"
+
+namespace nnr::bandits {
+
+using ArmId = int64_t;
+// Numeric options by name, e.g. {{"c", 2.0}, {"seed", 7}}. Each policy lists its own keys.
+using PolicyOptions = std::map<std::string, double>;
+
+// Every error from bandits/ is this type; messages start with "[bandits]" or "[<policy>]".
+class BanditError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Statistics a policy keeps per arm. `pulls` and `reward_sum` may be discounted or windowed;
+// `aux` holds a policy-specific number (log-weight, last selection probability, ...).
+struct ArmStats {
+  double pulls = 0.0;
+  double reward_sum = 0.0;
+  double reward_sq_sum = 0.0;
+  double weight = 0.0;
+  double aux = 0.0;
+  double mean() const { return pulls > 0.0 ? reward_sum / pulls : 0.0; }
+};
+
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  Policy(const Policy&) = delete;
+  Policy& operator=(const Policy&) = delete;
+
+  // Factory name of this policy ("ucb1", "norm:thompson", ...).
+  virtual std::string name() const { return name_; }
+  // All options with their defaults filled in (what make_policy needs to rebuild it).
+  const PolicyOptions& options() const { return options_; }
+
+  // One live arm. Throws if there is none.
+  ArmId select();
+  // k distinct live arms, most preferred first. Throws unless 0 <= k <= live arm count.
+  std::vector<ArmId> select_k(size_t k);
+  // The reward for one pull of a live arm.
+  virtual void update(ArmId arm, double reward);
+
+  // A new arm (id must not be live). It starts optimistic (see above).
+  virtual void add_arm(ArmId arm);
+  // Remove an arm from every future choice; its statistics are dropped.
+  virtual void retire_arm(ArmId arm);
+  const std::vector<ArmId>& arms() const { return arms_; }  // live ids, increasing
+  bool has_arm(ArmId arm) const;
+  // Statistics of a live arm (read-only; for reports and tests).
+  const ArmStats& stats(ArmId arm) const;
+  // Rewards reported so far.
+  int64_t steps() const { return steps_; }
+
+  // The whole state as JSON; load_state restores it exactly. load_state throws BanditError
+  // if the state is malformed, was saved by another policy, or with other options (build
+  // the policy with restore_policy(state) to take the saved options).
+  virtual nlohmann::json save_state() const;
+  virtual void load_state(const nlohmann::json& state);
+
+ protected:
+  // `defaults` lists every valid option; `given` may override any of them, and an unknown
+  // key is an error that lists the valid ones.
+  Policy(std::string name, const PolicyOptions& given, const PolicyOptions& defaults);
+
+  double option(const std::string& key) const { return options_.at(key); }
+  // Throws unless reward is finite and in [0, 1] (policies whose guarantees need it).
+  void require_unit_reward(double reward) const;
+
+  // k distinct live arms (1 <= k <= arms().size()), most preferred first.
+  virtual std::vector<ArmId> choose(size_t k) = 0;
+  // Fold one reward into the statistics. steps() counts it already.
+  virtual void observe(ArmId arm, double reward) = 0;
+  // Statistics for a newly added arm (default: all zero).
+  virtual ArmStats initial_stats(ArmId arm) const;
+  virtual void on_retire(ArmId /*arm*/) {}
+  // Policy-specific state beyond ArmStats (default: none).
+  virtual nlohmann::json save_extra() const { return nlohmann::json::object(); }
+  virtual void load_extra(const nlohmann::json& /*extra*/) {}
+
+  // Helpers for subclasses.
+  // The k arms with the highest scores; ties go to the lower id, so index policies are
+  // deterministic. Scores may be +infinity (an arm not yet pulled).
+  std::vector<ArmId> top_k(size_t k, const std::vector<double>& scores) const;
+  // k distinct arms drawn one by one with probability proportional to `weights`
+  // (renormalised over the arms not yet drawn).
+  std::vector<ArmId> draw_k(size_t k, std::vector<double> weights);
+  [[noreturn]] void fail(const std::string& message) const;
+
+  BanditRng rng_;
+  std::map<ArmId, ArmStats> stats_;
+
+ private:
+  std::string name_;
+  PolicyOptions options_;
+  std::vector<ArmId> arms_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace nnr::bandits
