@@ -1,0 +1,20 @@
+#include "engine/nn/loss.h"
+
+#include "engine/core/error.h"
+#include "engine/ops/softmax_cross_entropy.h"
+
+namespace nnr {
+
+double SoftmaxCrossEntropy::forward(const Tensor& logits, const std::vector<int32_t>& labels) {
+  probs_ = Tensor::empty(logits.shape());
+  labels_ = labels;
+  return softmax_cross_entropy_forward(logits, labels, probs_);
+}
+
+void SoftmaxCrossEntropy::backward(Tensor& dlogits) const {
+  if (!probs_.defined()) throw Error("[softmax_cross_entropy] backward before forward");
+  const float scale = probs_.dim(0) ? 1.0f / static_cast<float>(probs_.dim(0)) : 0.0f;
+  softmax_cross_entropy_backward(probs_, labels_, scale, dlogits);
+}
+
+}  // namespace nnr

@@ -1,0 +1,69 @@
+#include "engine/nn/sequential.h"
+
+#include <sstream>
+
+#include "engine/core/error.h"
+
+namespace nnr {
+
+Layer& Sequential::add(std::unique_ptr<Layer> layer) {
+  const std::string prefix = std::to_string(layers_.size()) + ".";
+  for (Parameter* p : layer->parameters()) p->name = prefix + p->name;
+  layers_.push_back(std::move(layer));
+  return *layers_.back();
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  if (layers_.empty()) return x.clone();
+  Tensor h = layers_[0]->forward(x, false);
+  for (size_t i = 1; i < layers_.size(); ++i) h = layers_[i]->forward(h, false);
+  return h;
+}
+
+const Tensor& Sequential::forward(const Tensor& x, Tape& tape) {
+  tape.clear();
+  const Tensor* h = &x;
+  for (auto& layer : layers_) h = &tape.apply(*layer, *h);
+  return *h;
+}
+
+std::vector<Parameter*> Sequential::parameters() {
+  std::vector<Parameter*> all;
+  for (auto& layer : layers_)
+    for (Parameter* p : layer->parameters()) all.push_back(p);
+  return all;
+}
+
+Parameter* Sequential::find_parameter(const std::string& name) {
+  for (Parameter* p : parameters())
+    if (p->name == name) return p;
+  return nullptr;
+}
+
+void Sequential::zero_grad() {
+  for (Parameter* p : parameters()) p->grad.zero();
+}
+
+void Sequential::open_all() {
+  for (Parameter* p : parameters()) p->mask = UpdateMask::all();
+}
+
+int64_t Sequential::parameter_count() {
+  int64_t n = 0;
+  for (Parameter* p : parameters()) n += p->value.numel();
+  return n;
+}
+
+Shape Sequential::output_shape(const Shape& input) const {
+  Shape s = input;
+  for (const auto& layer : layers_) s = layer->output_shape(s);
+  return s;
+}
+
+std::string Sequential::describe() const {
+  std::ostringstream out;
+  for (size_t i = 0; i < layers_.size(); ++i) out << "  (" << i << "): " << layers_[i]->describe() << "\n";
+  return out.str();
+}
+
+}  // namespace nnr

@@ -1,0 +1,48 @@
+#pragma once
+// Sequential: layers applied in order, named like PyTorch's nn.Sequential state_dict: the
+// parameters of layer i are "i.weight" and "i.bias".
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/nn/layer.h"
+#include "engine/nn/tape.h"
+
+namespace nnr {
+
+class Sequential {
+ public:
+  explicit Sequential(std::string spec = "") : spec_(std::move(spec)) {}
+  Sequential(Sequential&&) = default;
+  Sequential& operator=(Sequential&&) = default;
+
+  // Appends a layer and names its parameters "<index>.<name>".
+  Layer& add(std::unique_ptr<Layer> layer);
+
+  // Inference: no tape, dropout off.
+  Tensor forward(const Tensor& x);
+  // Training: records every layer on the tape and returns the output (owned by the tape).
+  const Tensor& forward(const Tensor& x, Tape& tape);
+
+  std::vector<Parameter*> parameters();
+  Parameter* find_parameter(const std::string& name);
+  void zero_grad();
+  // Opens every entry of every parameter (undoes any weight selection).
+  void open_all();
+  int64_t parameter_count();
+
+  // Shape of the output for an input shape (batch included); names the failing layer.
+  Shape output_shape(const Shape& input) const;
+  // One line per layer, PyTorch style.
+  std::string describe() const;
+
+  const std::string& spec() const { return spec_; }
+  size_t size() const { return layers_.size(); }
+  Layer& layer(size_t i) { return *layers_[i]; }
+
+ private:
+  std::string spec_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+};
+
+}  // namespace nnr

@@ -1,0 +1,87 @@
+#include "engine/nn/shape_layers.h"
+
+#include <cstring>
+#include <sstream>
+
+#include "engine/core/error.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/pool.h"
+
+namespace nnr {
+
+Tensor ReLU::forward(const Tensor& x, bool /*training*/) {
+  Tensor y = Tensor::empty(x.shape());
+  relu_forward(x, y);
+  return y;
+}
+
+void ReLU::backward(const Tensor& /*x*/, const Tensor& y, const Tensor& dy, Tensor* dx) {
+  if (dx) relu_backward(y, dy, *dx);
+}
+
+MaxPool2d::MaxPool2d(int64_t window, int64_t stride) : window_(window), stride_(stride ? stride : window) {
+  if (window_ < 1 || stride_ < 1) throw InvalidArgument("[max_pool2d] window and stride must be >= 1");
+}
+
+std::string MaxPool2d::describe() const {
+  return "MaxPool2d(kernel_size=" + std::to_string(window_) + ", stride=" + std::to_string(stride_) + ")";
+}
+
+Shape MaxPool2d::output_shape(const Shape& input) const { return max_pool2d_output_shape(input, window_, stride_); }
+
+Tensor MaxPool2d::forward(const Tensor& x, bool /*training*/) {
+  Tensor y = Tensor::empty(output_shape(x.shape()));
+  max_pool2d_forward(x, window_, stride_, y, argmax_);
+  return y;
+}
+
+void MaxPool2d::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
+  if (dx) max_pool2d_backward(dy, argmax_, *dx);
+}
+
+Shape Flatten::output_shape(const Shape& input) const {
+  if (input.empty()) throw InvalidArgument("[flatten] input has no batch dimension");
+  return {input[0], input.size() == 1 ? 1 : shape_numel(Shape(input.begin() + 1, input.end()))};
+}
+
+Tensor Flatten::forward(const Tensor& x, bool /*training*/) {
+  Tensor y = x.clone();
+  y.reshape(output_shape(x.shape()));
+  return y;
+}
+
+void Flatten::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
+  if (dx && dy.numel()) std::memcpy(dx->data(), dy.data(), dy.bytes());
+}
+
+Dropout::Dropout(float rate, uint64_t seed) : rate_(rate), rng_(seed) {
+  if (!(rate >= 0.0f && rate < 1.0f)) throw InvalidArgument("[dropout] rate must be in [0, 1), got " + std::to_string(rate));
+}
+
+std::string Dropout::describe() const {
+  std::ostringstream out;
+  out << "Dropout(p=" << rate_ << ")";
+  return out.str();
+}
+
+Tensor Dropout::forward(const Tensor& x, bool training) {
+  if (!training || rate_ == 0.0f) {
+    mask_ = Tensor();
+    return x.clone();
+  }
+  Tensor y = Tensor::empty(x.shape());
+  mask_ = Tensor::empty(x.shape());
+  dropout_forward(x, rate_, rng_, y, mask_);
+  return y;
+}
+
+void Dropout::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
+  if (!dx) return;
+  if (!mask_.defined()) {
+    std::memcpy(dx->data(), dy.data(), dy.bytes());
+    return;
+  }
+  dropout_backward(mask_, dy, *dx);
+}
+
+}  // namespace nnr

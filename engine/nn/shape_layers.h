@@ -1,0 +1,57 @@
+#pragma once
+// The parameter-free layers: ReLU, MaxPool2d, Flatten, Dropout.
+#include <cstdint>
+#include <vector>
+
+#include "engine/core/rng.h"
+#include "engine/nn/layer.h"
+
+namespace nnr {
+
+class ReLU final : public Layer {
+ public:
+  std::string describe() const override { return "ReLU()"; }
+  Shape output_shape(const Shape& input) const override { return input; }
+  Tensor forward(const Tensor& x, bool training) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+};
+
+class MaxPool2d final : public Layer {
+ public:
+  explicit MaxPool2d(int64_t window, int64_t stride = 0);  // stride 0: = window
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& x, bool training) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+
+ private:
+  int64_t window_, stride_;
+  std::vector<int64_t> argmax_;  // from the last training forward
+};
+
+// [N, d1, d2, ...] -> [N, d1 * d2 * ...]
+class Flatten final : public Layer {
+ public:
+  std::string describe() const override { return "Flatten()"; }
+  Shape output_shape(const Shape& input) const override;
+  Tensor forward(const Tensor& x, bool training) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+};
+
+// Inverted dropout; the identity when not training.
+class Dropout final : public Layer {
+ public:
+  Dropout(float rate, uint64_t seed);
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override { return input; }
+  Tensor forward(const Tensor& x, bool training) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  float rate() const { return rate_; }
+
+ private:
+  float rate_;
+  Rng rng_;
+  Tensor mask_;  // from the last training forward
+};
+
+}  // namespace nnr

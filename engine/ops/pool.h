@@ -1,0 +1,17 @@
+#pragma once
+// 2-D max pooling over [N, C, H, W] with a square window, stride = window unless given, no
+// padding (windows that do not fit are dropped, as PyTorch's MaxPool2d does by default).
+#include <cstdint>
+#include <vector>
+
+#include "engine/core/tensor.h"
+
+namespace nnr {
+
+Shape max_pool2d_output_shape(const Shape& input, int64_t window, int64_t stride);
+// argmax receives, per output element, the flat index of the chosen input element.
+void max_pool2d_forward(const Tensor& x, int64_t window, int64_t stride, Tensor& y, std::vector<int64_t>& argmax);
+// dx = 0, then dx[argmax[i]] += dy[i]; overwrites dx.
+void max_pool2d_backward(const Tensor& dy, const std::vector<int64_t>& argmax, Tensor& dx);
+
+}  // namespace nnr

@@ -1,0 +1,73 @@
+#include "engine/ops/softmax_cross_entropy.h"
+
+#include <cmath>
+
+#include "engine/core/error.h"
+
+namespace nnr {
+namespace {
+
+void check_logits(const Tensor& logits, const Tensor& probs, const char* op) {
+  require_cpu(logits, op);
+  if (logits.rank() != 2)
+    throw InvalidArgument(std::string("[") + op + "] expected [N, K] logits, got " + shape_to_string(logits.shape()));
+  require_shape(probs, logits.shape(), op, "probabilities");
+}
+
+void check_labels(const std::vector<int32_t>& labels, int64_t n, int64_t k, const char* op) {
+  if (static_cast<int64_t>(labels.size()) != n)
+    throw InvalidArgument(std::string("[") + op + "] " + std::to_string(labels.size()) + " labels for " +
+                          std::to_string(n) + " rows of logits");
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] < 0 || labels[i] >= k)
+      throw InvalidArgument(std::string("[") + op + "] label " + std::to_string(labels[i]) + " at row " +
+                            std::to_string(i) + " outside [0, " + std::to_string(k) + ")");
+}
+
+// Softmax of one row; returns log(sum(exp(x - max))) + max, the row's log-sum-exp.
+double softmax_row(const float* x, float* p, int64_t k) {
+  float mx = x[0];
+  for (int64_t j = 1; j < k; ++j) mx = std::max(mx, x[j]);
+  double sum = 0.0;
+  for (int64_t j = 0; j < k; ++j) {
+    p[j] = std::exp(x[j] - mx);
+    sum += p[j];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t j = 0; j < k; ++j) p[j] *= inv;
+  return std::log(sum) + mx;
+}
+
+}  // namespace
+
+double softmax_cross_entropy_forward(const Tensor& logits, const std::vector<int32_t>& labels, Tensor& probs) {
+  check_logits(logits, probs, "softmax_cross_entropy");
+  const int64_t n = logits.dim(0), k = logits.dim(1);
+  check_labels(labels, n, k, "softmax_cross_entropy");
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* x = logits.data() + i * k;
+    const double lse = softmax_row(x, probs.data() + i * k, k);
+    total += lse - x[labels[static_cast<size_t>(i)]];
+  }
+  return n ? total / static_cast<double>(n) : 0.0;
+}
+
+void softmax_cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& labels, float scale,
+                                    Tensor& dlogits) {
+  check_logits(probs, dlogits, "softmax_cross_entropy_backward");
+  const int64_t n = probs.dim(0), k = probs.dim(1);
+  check_labels(labels, n, k, "softmax_cross_entropy_backward");
+  const float* p = probs.data();
+  float* d = dlogits.data();
+  for (int64_t i = 0; i < n * k; ++i) d[i] = p[i] * scale;
+  for (int64_t i = 0; i < n; ++i) d[i * k + labels[static_cast<size_t>(i)]] -= scale;
+}
+
+void softmax(const Tensor& logits, Tensor& probs) {
+  check_logits(logits, probs, "softmax");
+  const int64_t n = logits.dim(0), k = logits.dim(1);
+  for (int64_t i = 0; i < n; ++i) softmax_row(logits.data() + i * k, probs.data() + i * k, k);
+}
+
+}  // namespace nnr

@@ -1,0 +1,20 @@
+#pragma once
+// Softmax cross-entropy over the last axis of [N, K] logits, averaged over the batch.
+// Stable: log-sum-exp with the row maximum subtracted, so large logits never overflow.
+#include <cstdint>
+#include <vector>
+
+#include "engine/core/tensor.h"
+
+namespace nnr {
+
+// Writes the softmax probabilities into `probs` ([N, K]) and returns the mean loss.
+// Labels must lie in [0, K); an out-of-range label is an nnr::InvalidArgument.
+double softmax_cross_entropy_forward(const Tensor& logits, const std::vector<int32_t>& labels, Tensor& probs);
+// dlogits = (probs - onehot(labels)) * scale (scale = 1 / N for the batch mean); overwrites.
+void softmax_cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& labels, float scale,
+                                    Tensor& dlogits);
+// Row-wise softmax only (for prediction).
+void softmax(const Tensor& logits, Tensor& probs);
+
+}  // namespace nnr

@@ -1,0 +1,88 @@
+#include "engine/optim/optimizer.h"
+
+#include <cmath>
+
+#include "engine/core/error.h"
+
+namespace nnr {
+
+double Optimizer::step(const std::vector<Parameter*>& params, bool want_penalty) {
+  double penalty_total = 0.0;
+  for (Parameter* p : params) {
+    require_cpu(p->value, "optimizer");
+    require_shape(p->grad, p->value.shape(), "optimizer", ("gradient of " + p->name).c_str());
+    p->mask.validate(p->value.numel(), p->rows(), p->name);
+    PenaltyView penalty;
+    if (p->anchor.defined() && lambda_ != 0.0f) {
+      require_shape(p->anchor, p->value.shape(), "optimizer", ("anchor of " + p->name).c_str());
+      penalty.anchor = p->anchor.data();
+      if (p->omega.defined()) {
+        require_shape(p->omega, p->value.shape(), "optimizer", ("importance of " + p->name).c_str());
+        penalty.omega = p->omega.data();
+      }
+      penalty.lambda = lambda_;
+      penalty.want_value = want_penalty;
+    }
+    if (p->path_integral.defined()) {
+      require_shape(p->path_integral, p->value.shape(), "optimizer", ("path integral of " + p->name).c_str());
+      penalty.path_integral = p->path_integral.data();
+    }
+    if (p->mask.selects_none()) {
+      // Nothing to update; the penalty value is still reported.
+      penalty_total += penalty_value_cpu(p->value.data(), p->value.numel(), penalty);
+      continue;
+    }
+    penalty_total += update(*p, view_of(p->mask, p->row_length()), penalty);
+  }
+  return penalty_total;
+}
+
+const Tensor* Sgd::velocity(const Parameter& p) const {
+  auto it = velocity_.find(&p);
+  return it == velocity_.end() ? nullptr : &it->second;
+}
+
+double Sgd::update(Parameter& p, const MaskView& mask, const PenaltyView& penalty) {
+  float* velocity = nullptr;
+  if (config_.momentum != 0.0f) {
+    auto it = velocity_.find(&p);
+    if (it == velocity_.end()) it = velocity_.emplace(&p, Tensor(p.value.shape())).first;
+    velocity = it->second.data();
+  }
+  return sgd_update_cpu(p.value.data(), p.grad.data(), velocity, p.value.numel(), config_, mask, penalty);
+}
+
+const Adam::State* Adam::state(const Parameter& p) const {
+  auto it = state_.find(&p);
+  return it == state_.end() ? nullptr : &it->second;
+}
+
+double Adam::update(Parameter& p, const MaskView& mask, const PenaltyView& penalty) {
+  auto it = state_.find(&p);
+  if (it == state_.end()) it = state_.emplace(&p, State{Tensor(p.value.shape()), Tensor(p.value.shape()), 0}).first;
+  State& s = it->second;
+  ++s.step;
+  return adam_update_cpu(p.value.data(), p.grad.data(), s.m.data(), s.v.data(), p.value.numel(), s.step, config_,
+                         mask, penalty);
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& o) {
+  if (!(o.lr > 0.0f) || !std::isfinite(o.lr))
+    throw InvalidArgument("[optimizer] learning rate must be a positive number, got " + std::to_string(o.lr));
+  if (o.name == "sgd") {
+    SgdConfig c;
+    c.lr = o.lr;
+    c.momentum = o.momentum;
+    c.weight_decay = o.weight_decay;
+    return std::make_unique<Sgd>(c);
+  }
+  if (o.name == "adam") {
+    AdamConfig c;
+    c.lr = o.lr;
+    c.weight_decay = o.weight_decay;
+    return std::make_unique<Adam>(c);
+  }
+  throw InvalidArgument("[optimizer] unknown optimizer '" + o.name + "' (valid: sgd, adam)");
+}
+
+}  // namespace nnr

@@ -1,0 +1,82 @@
+#pragma once
+// Optimizers: each step is one fused pass per parameter (see update_rules.h) that honours the
+// parameter's UpdateMask and applies the importance penalty λ Σ Ω (θ − θ*)² in closed form.
+// Optimizer state is created on a parameter's first step and keyed by the Parameter's address,
+// so parameters must outlive the optimizer and not move.
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/optim/parameter.h"
+#include "engine/optim/update_rules.h"
+
+namespace nnr {
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // Updates every parameter's open entries from its gradient. Returns λ Σ Ω (θ − θ*)² over
+  // all penalised parameters (before the step) when want_penalty, else 0.
+  double step(const std::vector<Parameter*>& params, bool want_penalty = false);
+
+  virtual const char* name() const = 0;
+  virtual float learning_rate() const = 0;
+  virtual void set_learning_rate(float lr) = 0;
+  // λ of the importance penalty (0: off, whatever Ω and θ* hold).
+  void set_penalty_strength(float lambda) { lambda_ = lambda; }
+  float penalty_strength() const { return lambda_; }
+
+ protected:
+  virtual double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty) = 0;
+
+ private:
+  float lambda_ = 0.0f;
+};
+
+class Sgd final : public Optimizer {
+ public:
+  explicit Sgd(SgdConfig config) : config_(config) {}
+  const char* name() const override { return "sgd"; }
+  float learning_rate() const override { return config_.lr; }
+  void set_learning_rate(float lr) override { config_.lr = lr; }
+  const Tensor* velocity(const Parameter& p) const;
+
+ protected:
+  double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty) override;
+
+ private:
+  SgdConfig config_;
+  std::unordered_map<const Parameter*, Tensor> velocity_;
+};
+
+class Adam final : public Optimizer {
+ public:
+  explicit Adam(AdamConfig config) : config_(config) {}
+  const char* name() const override { return "adam"; }
+  float learning_rate() const override { return config_.lr; }
+  void set_learning_rate(float lr) override { config_.lr = lr; }
+  struct State {
+    Tensor m, v;
+    int64_t step = 0;
+  };
+  const State* state(const Parameter& p) const;
+
+ protected:
+  double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty) override;
+
+ private:
+  AdamConfig config_;
+  std::unordered_map<const Parameter*, State> state_;
+};
+
+struct OptimizerOptions {
+  std::string name = "sgd";  // sgd | adam
+  float lr = 0.05f;
+  float momentum = 0.9f;     // sgd only
+  float weight_decay = 0.0f;
+};
+// Throws nnr::InvalidArgument listing the valid names when `name` is unknown.
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& options);
+
+}  // namespace nnr

@@ -1,0 +1,107 @@
+#include "engine/optim/update_rules.h"
+
+#include <cmath>
+
+namespace nnr {
+namespace {
+
+// Calls body(i) for every selected element index i in [0, n), in parallel for large ranges.
+template <typename Body>
+void for_each_selected(int64_t n, const MaskView& mask, Body body) {
+  switch (mask.kind) {
+    case UpdateMask::Kind::All:
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+      for (int64_t i = 0; i < n; ++i) body(i);
+      break;
+    case UpdateMask::Kind::Rows:
+#pragma omp parallel for schedule(static) if (mask.row_count * mask.row_length > (1 << 16))
+      for (int64_t r = 0; r < mask.row_count; ++r) {
+        const int64_t begin = mask.rows[r] * mask.row_length;
+        for (int64_t i = begin; i < begin + mask.row_length; ++i) body(i);
+      }
+      break;
+    case UpdateMask::Kind::Elements:
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+      for (int64_t i = 0; i < n; ++i)
+        if ((mask.bits[i >> 5] >> (i & 31)) & 1u) body(i);
+      break;
+  }
+}
+
+}  // namespace
+
+double penalty_value_cpu(const float* theta, int64_t n, const PenaltyView& p) {
+  if (!p.want_value || !p.anchor) return 0.0;
+  double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(theta[i]) - p.anchor[i];
+    sum += (p.omega ? p.omega[i] : 1.0) * d * d;
+  }
+  return p.lambda * sum;
+}
+
+namespace {
+
+// The proximal step towards θ* and the SI path integral, shared by every optimizer.
+inline float finish_update(int64_t i, float old_theta, float stepped, float g, float lr, const PenaltyView& p) {
+  float result = stepped;
+  if (p.anchor) {
+    const float c = 2.0f * lr * p.lambda * (p.omega ? p.omega[i] : 1.0f);
+    result = (stepped + c * p.anchor[i]) / (1.0f + c);
+  }
+  if (p.path_integral) p.path_integral[i] -= g * (result - old_theta);
+  return result;
+}
+
+}  // namespace
+
+MaskView view_of(const UpdateMask& mask, int64_t row_length) {
+  MaskView v;
+  v.kind = mask.kind;
+  v.rows = mask.rows.data();
+  v.row_count = static_cast<int64_t>(mask.rows.size());
+  v.row_length = row_length;
+  v.bits = mask.bits.data();
+  return v;
+}
+
+double sgd_update_cpu(float* theta, const float* grad, float* velocity, int64_t n, const SgdConfig& c,
+                      const MaskView& mask, const PenaltyView& penalty) {
+  const double value = penalty_value_cpu(theta, n, penalty);
+  const bool momentum = c.momentum != 0.0f;
+  for_each_selected(n, mask, [&](int64_t i) {
+    const float t = theta[i];
+    const float g = grad[i] + c.weight_decay * t;
+    float direction = g;
+    if (momentum) {
+      const float v = c.momentum * velocity[i] + g;
+      velocity[i] = v;
+      direction = c.nesterov ? g + c.momentum * v : v;
+    }
+    theta[i] = finish_update(i, t, t - c.lr * direction, grad[i], c.lr, penalty);
+  });
+  return value;
+}
+
+double adam_update_cpu(float* theta, const float* grad, float* m, float* v, int64_t n, int64_t step,
+                       const AdamConfig& c, const MaskView& mask, const PenaltyView& penalty) {
+  const double value = penalty_value_cpu(theta, n, penalty);
+  const float correction1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(c.beta1), static_cast<double>(step)));
+  const float correction2 = 1.0f - static_cast<float>(std::pow(static_cast<double>(c.beta2), static_cast<double>(step)));
+  const float step_size = c.lr / correction1;
+  const float inv_sqrt_correction2 = 1.0f / std::sqrt(correction2);
+  for_each_selected(n, mask, [&](int64_t i) {
+    const float t = theta[i];
+    const float g = grad[i] + c.weight_decay * t;
+    const float mi = c.beta1 * m[i] + (1.0f - c.beta1) * g;
+    const float vi = c.beta2 * v[i] + (1.0f - c.beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = std::sqrt(vi) * inv_sqrt_correction2 + c.eps;
+    theta[i] = finish_update(i, t, t - step_size * mi / denom, grad[i], c.lr, penalty);
+  });
+  return value;
+}
+
+}  // namespace nnr

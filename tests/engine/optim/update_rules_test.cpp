@@ -1,0 +1,155 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+
+#include "engine/core/rng.h"
+#include "engine/core/tensor.h"
+#include "engine/optim/update_rules.h"
+
+using namespace nnr;
+
+namespace {
+
+std::vector<float> random_values(int64_t n, Rng& rng) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<float>(rng.normal());
+  return v;
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof(float)) == 0; }
+
+// A mask of every kind over a [rows, row_length] parameter, with its selected set.
+struct MaskCase {
+  const char* name;
+  UpdateMask mask;
+};
+
+std::vector<MaskCase> mask_cases(int64_t rows, int64_t row_length, Rng& rng) {
+  std::vector<uint8_t> flags(static_cast<size_t>(rows * row_length));
+  for (auto& f : flags) f = rng.uniform() < 0.3;
+  return {{"all", UpdateMask::all()},
+          {"rows", UpdateMask::of_rows({0, 3, rows - 1})},
+          {"none", UpdateMask::none()},
+          {"elements", UpdateMask::of_elements(flags)}};
+}
+
+}  // namespace
+
+TEST_CASE("masked SGD and Adam leave masked-out values and state bit-identical", "[optim][mask]") {
+  Rng rng(1);
+  const int64_t rows = 7, row_length = 33, n = rows * row_length;  // 231 elements, not a multiple of 32
+  for (const MaskCase& mc : mask_cases(rows, row_length, rng)) {
+    INFO("mask " << mc.name);
+    const MaskView view = view_of(mc.mask, row_length);
+    auto theta = random_values(n, rng), grad = random_values(n, rng), vel = random_values(n, rng);
+    auto m = random_values(n, rng), v = random_values(n, rng);
+    for (auto& x : v) x = std::abs(x);
+    const auto theta0 = theta, vel0 = vel, m0 = m, v0 = v;
+    auto theta_adam = theta;
+
+    SgdConfig sgd{0.1f, 0.9f, 0.01f, false};
+    sgd_update_cpu(theta.data(), grad.data(), vel.data(), n, sgd, view, {});
+    adam_update_cpu(theta_adam.data(), grad.data(), m.data(), v.data(), n, 3, AdamConfig{}, view, {});
+    for (int64_t i = 0; i < n; ++i) {
+      const bool open = mc.mask.selects_element(i, row_length);
+      const size_t k = static_cast<size_t>(i);
+      if (open) {
+        REQUIRE(theta[k] != theta0[k]);
+        REQUIRE(theta_adam[k] != theta0[k]);
+      } else {
+        REQUIRE(same_bits(theta[k], theta0[k]));
+        REQUIRE(same_bits(vel[k], vel0[k]));
+        REQUIRE(same_bits(theta_adam[k], theta0[k]));
+        REQUIRE(same_bits(m[k], m0[k]));
+        REQUIRE(same_bits(v[k], v0[k]));
+      }
+    }
+  }
+}
+
+TEST_CASE("SGD momentum and Adam follow their textbook formulas", "[optim]") {
+  float theta = 1.0f, grad = 0.5f, vel = 0.2f;
+  SgdConfig sgd{0.1f, 0.9f, 0.0f, false};
+  sgd_update_cpu(&theta, &grad, &vel, 1, sgd, {}, {});
+  REQUIRE(vel == Approx(0.9f * 0.2f + 0.5f));
+  REQUIRE(theta == Approx(1.0f - 0.1f * vel));
+
+  // Adam after one step moves by lr * sign(g) (bias-corrected m̂ = g, v̂ = g²).
+  float t = 2.0f, g = -3.0f, m = 0.0f, v = 0.0f;
+  adam_update_cpu(&t, &g, &m, &v, 1, 1, AdamConfig{}, {}, {});
+  REQUIRE(t == Approx(2.0f + 1e-3f).epsilon(1e-5));
+}
+
+TEST_CASE("penalised step equals the closed-form proximal step and reports λΣΩ(θ−θ*)²", "[optim][penalty]") {
+  Rng rng(2);
+  const int64_t n = 101;
+  auto theta = random_values(n, rng), grad = random_values(n, rng), anchor = random_values(n, rng);
+  auto omega = random_values(n, rng);
+  for (auto& o : omega) o = std::abs(o);
+  const auto theta0 = theta;
+  const float lr = 0.05f, lambda = 3.0f;
+  PenaltyView p;
+  p.anchor = anchor.data();
+  p.omega = omega.data();
+  p.lambda = lambda;
+  p.want_value = true;
+  SgdConfig sgd{lr, 0.0f, 0.0f, false};
+  const double value = sgd_update_cpu(theta.data(), grad.data(), nullptr, n, sgd, {}, p);
+  double expected_value = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    const double d = double(theta0[k]) - anchor[k];
+    expected_value += omega[k] * d * d;
+    const double c = 2.0 * lr * lambda * omega[k];
+    const double expected = (theta0[k] - lr * grad[k] + c * anchor[k]) / (1.0 + c);
+    REQUIRE(theta[k] == Approx(expected).epsilon(1e-6).margin(1e-6));
+  }
+  REQUIRE(value == Approx(lambda * expected_value).epsilon(1e-9));
+}
+
+TEST_CASE("for small lr the proximal step agrees with a gradient step on the penalty", "[optim][penalty]") {
+  // d/dθ λΩ(θ−θ*)² = 2λΩ(θ−θ*): for lr·2λΩ << 1 the closed form ≈ θ − lr(g + 2λΩ(θ−θ*)).
+  float theta = 0.7f, grad = 0.3f, anchor = -0.2f, omega = 0.5f;
+  const float lr = 1e-4f, lambda = 2.0f;
+  PenaltyView p;
+  p.anchor = &anchor;
+  p.omega = &omega;
+  p.lambda = lambda;
+  sgd_update_cpu(&theta, &grad, nullptr, 1, SgdConfig{lr, 0.0f, 0.0f, false}, {}, p);
+  const double plain = 0.7 - lr * (0.3 + 2.0 * lambda * omega * (0.7 + 0.2));
+  REQUIRE(theta == Approx(plain).epsilon(1e-6));
+}
+
+TEST_CASE("penalised updates stay finite and converge to the anchor for any λ up to 1e8", "[optim][penalty]") {
+  for (float lambda : {0.0f, 1.0f, 1e2f, 1e4f, 1e6f, 1e8f}) {
+    INFO("lambda " << lambda);
+    float theta = 5.0f, anchor = 1.0f, omega = 1.0f, m = 0.0f, v = 0.0f, vel = 0.0f;
+    float theta_adam = 5.0f;
+    PenaltyView p;
+    p.anchor = &anchor;
+    p.omega = &omega;
+    p.lambda = lambda;
+    for (int step = 1; step <= 200; ++step) {
+      float grad = 0.1f * (theta - 3.0f);  // the loss pulls towards 3
+      sgd_update_cpu(&theta, &grad, &vel, 1, SgdConfig{0.5f, 0.9f, 0.0f, false}, {}, p);
+      float grad_adam = 0.1f * (theta_adam - 3.0f);
+      adam_update_cpu(&theta_adam, &grad_adam, &m, &v, 1, step, AdamConfig{0.5f}, {}, p);
+      REQUIRE(std::isfinite(theta));
+      REQUIRE(std::isfinite(theta_adam));
+    }
+    if (lambda >= 1e4f) REQUIRE(std::abs(theta - anchor) < 1e-2f);
+  }
+}
+
+TEST_CASE("SI path integral accumulates −g·Δθ on updated entries only", "[optim][si]") {
+  float theta[3] = {1.0f, 2.0f, 3.0f}, grad[3] = {0.5f, -1.0f, 2.0f}, path[3] = {0.0f, 0.0f, 0.0f};
+  PenaltyView p;
+  p.path_integral = path;
+  UpdateMask mask = UpdateMask::of_elements({1, 0, 1});
+  sgd_update_cpu(theta, grad, nullptr, 3, SgdConfig{0.1f, 0.0f, 0.0f, false}, view_of(mask, 1), p);
+  // Δθ = −lr·g, so −g·Δθ = lr·g².
+  REQUIRE(path[0] == Approx(0.1f * 0.25f));
+  REQUIRE(path[1] == 0.0f);
+  REQUIRE(path[2] == Approx(0.1f * 4.0f));
+}
