@@ -11,7 +11,8 @@
 //                              which reader is used follows the extension (.npy/.npy.gz is NPY,
 //                              anything else IDX). The spec must contain exactly one ':'.
 // A lone .npy or IDX file has no labels and is refused by load_dataset; load_features reads it.
-// Images (IDX, uint8 NPY) are scaled to [0, 1]; float32 NPY and CSV features are used as given.
+// Images (IDX, uint8 NPY) are scaled to [0, 1] as pixel / 255 (what torchvision's ToTensor does);
+// float32 NPY and CSV features are used as given.
 #include <cstdint>
 #include <string>
 #include <vector>

@@ -83,7 +83,7 @@ Tensor load_idx_images(const std::string& path) {
   if (shape.size() == 3) shape = {a.dims[0], 1, a.dims[1], a.dims[2]};
   Tensor t = Tensor::empty(shape);
   float* out = t.data();
-  for (size_t i = 0; i < a.values.size(); ++i) out[i] = static_cast<float>(a.values[i]) * (1.0f / 255.0f);
+  for (size_t i = 0; i < a.values.size(); ++i) out[i] = static_cast<float>(a.values[i]) / 255.0f;
   return t;
 }
 

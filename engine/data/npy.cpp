@@ -133,7 +133,7 @@ Tensor load_npy(const std::string& path) {
         throw Error(where + "non-finite feature value " + std::to_string(out[i]) + " at flat index " +
                     std::to_string(i) + ": expected finite numbers");
   } else if (a.descr == "|u1" || a.descr == "<u1") {
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(a.data[i]) * (1.0f / 255.0f);
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(a.data[i]) / 255.0f;
   } else {
     throw Error(where + "unsupported dtype '" + a.descr + "' for features: expected float32 '<f4' or uint8 '|u1'");
   }
