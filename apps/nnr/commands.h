@@ -1,0 +1,17 @@
+#pragma once
+// The nnr subcommands. Each add_* registers its flags on the app and returns the function that
+// runs it after parsing; the functions throw nnr::Error / nnr::InvalidArgument, which main()
+// turns into "error: ..." and exit code 1 / 2.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace nnr::cli {
+
+using Command = std::function<void()>;
+
+Command add_train(CLI::App& app);
+Command add_eval(CLI::App& app);
+Command add_predict(CLI::App& app);
+
+}  // namespace nnr::cli

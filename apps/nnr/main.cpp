@@ -1,0 +1,41 @@
+// nnr: retrain served neural networks on the data that keeps arriving.
+// Exit codes: 0 success, 1 runtime error (bad file, diverged training), 2 usage error.
+#include <cstdio>
+#include <exception>
+
+#include "apps/nnr/commands.h"
+#include "engine/core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"nnr: retrain a served neural network on new data without forgetting the old.\n"
+               "Run 'nnr <command> --help' for a command's flags."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "nnr 0.1.0");
+  const nnr::cli::Command train = nnr::cli::add_train(app);
+  const nnr::cli::Command eval = nnr::cli::add_eval(app);
+  const nnr::cli::Command predict = nnr::cli::add_predict(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "error: %s\nRun 'nnr --help' or 'nnr <command> --help' for usage.\n", e.what());
+    return 2;
+  }
+  try {
+    if (app.got_subcommand("train")) train();
+    else if (app.got_subcommand("eval")) eval();
+    else if (app.got_subcommand("predict")) predict();
+    return 0;
+  } catch (const nnr::InvalidArgument& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

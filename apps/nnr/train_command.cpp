@@ -1,0 +1,120 @@
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "apps/nnr/commands.h"
+#include "apps/nnr/progress.h"
+#include "apps/trainer/model_file.h"
+#include "apps/trainer/train_loop.h"
+#include "engine/core/error.h"
+#include "engine/core/threads.h"
+#include "engine/nn/model_spec.h"
+
+namespace nnr::cli {
+namespace {
+
+struct TrainFlags {
+  std::string data, model = "mlp:784-256-256-10", output, init, eval_data;
+  int epochs = 5;
+  int64_t batch_size = 128;
+  std::string optimizer = "sgd";
+  float lr = 0.05f, momentum = 0.9f, weight_decay = 0.0f;
+  uint64_t seed = 0;
+  int threads = 0;
+  bool json = false, quiet = false;
+};
+
+// The output must be writable before hours of training, not after.
+void check_output_writable(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  if (access(dir.c_str(), W_OK) != 0)
+    throw InvalidArgument("[train] cannot write -o " + path + ": directory '" + dir + "' does not exist or is not writable");
+}
+
+void run_train(const TrainFlags& f, bool model_given) {
+  set_num_threads(f.threads);
+  check_output_writable(f.output);
+  Dataset train = load_dataset(f.data);
+  Dataset held_out;
+  if (!f.eval_data.empty()) held_out = load_dataset(f.eval_data);
+
+  Sequential model;
+  if (!f.init.empty()) {
+    model = std::move(load_model(f.init, model_given ? f.model : "").model);
+  } else {
+    model = build_model(f.model, f.seed);
+  }
+  check_model_accepts(model, train.sample_shape(), train.num_classes, f.data);
+  if (held_out.size()) check_model_accepts(model, held_out.sample_shape(), held_out.num_classes, f.eval_data);
+
+  auto optimizer = make_optimizer({f.optimizer, f.lr, f.momentum, f.weight_decay});
+  std::fprintf(stderr, "nnr train: %s on %s (%lld samples), %s lr %g, batch %lld, seed %llu, %d threads\n",
+               model.spec().c_str(), f.data.c_str(), static_cast<long long>(train.size()), optimizer->name(),
+               static_cast<double>(f.lr), static_cast<long long>(f.batch_size),
+               static_cast<unsigned long long>(f.seed), num_threads());
+
+  Batcher batches(train, BatcherOptions{f.batch_size, true, false}, Rng(f.seed ^ 0x5eedba7c4ULL));
+  const ProgressCallback progress = make_progress_printer(f.quiet);
+  nlohmann::json epochs = nlohmann::json::array();
+  double seconds = 0.0;
+  for (int e = 1; e <= f.epochs; ++e) {
+    const EpochResult r = train_epoch(model, *optimizer, batches, e, f.epochs, progress);
+    seconds += r.seconds;
+    epochs.push_back({{"epoch", e}, {"loss", r.loss}, {"seconds", r.seconds}});
+  }
+  save_model(f.output, model, {}, {{"nnr.seed", std::to_string(f.seed)}, {"nnr.trained_on", f.data}});
+
+  nlohmann::json report = {{"command", "train"},   {"model", model.spec()}, {"data", f.data},
+                           {"samples", train.size()}, {"seed", f.seed},      {"epochs", epochs},
+                           {"seconds", seconds},     {"output", f.output}};
+  if (held_out.size()) {
+    const Evaluation ev = evaluate(model, held_out);
+    report["eval"] = {{"data", f.eval_data}, {"accuracy", ev.accuracy}, {"loss", ev.loss}};
+  }
+  if (f.json) {
+    std::printf("%s\n", report.dump(2).c_str());
+    return;
+  }
+  std::printf("trained %s for %d epochs in %.1f s (final train loss %.4f)\n", model.spec().c_str(), f.epochs, seconds,
+              epochs.empty() ? 0.0 : epochs.back()["loss"].get<double>());
+  if (held_out.size())
+    std::printf("%s: accuracy %.2f %%, loss %.4f\n", f.eval_data.c_str(),
+                100.0 * report["eval"]["accuracy"].get<double>(), report["eval"]["loss"].get<double>());
+  std::printf("saved %s\n", f.output.c_str());
+}
+
+}  // namespace
+
+Command add_train(CLI::App& app) {
+  auto f = std::make_shared<TrainFlags>();
+  CLI::App* cmd = app.add_subcommand("train", "Train a model from scratch, or from --init weights");
+  cmd->footer(std::string("\nData specs: fashion-mnist[:train|:test], FILE.csv (label in column 0),\n"
+                          "  FEATURES:LABELS (IDX or .npy files, raw or .gz).\n\n") +
+              model_spec_help());
+  cmd->add_option("--data", f->data, "Training data spec")->required();
+  CLI::Option* model = cmd->add_option("--model", f->model, "Model spec (see below)")->capture_default_str();
+  cmd->add_option("-o,--output", f->output, "Where to write the trained model (.safetensors)")->required();
+  cmd->add_option("--init", f->init, "Start from these weights (safetensors, e.g. a served model)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--eval-data", f->eval_data, "Evaluate on this data spec after training");
+  cmd->add_option("--epochs", f->epochs, "Passes over the data")->check(CLI::Range(1, 100000))->capture_default_str();
+  cmd->add_option("--batch-size", f->batch_size, "Samples per step")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
+      ->capture_default_str();
+  cmd->add_option("--optimizer", f->optimizer, "sgd (with momentum) or adam")
+      ->check(CLI::IsMember({"sgd", "adam"}))
+      ->capture_default_str();
+  cmd->add_option("--lr", f->lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--momentum", f->momentum, "SGD momentum")->check(CLI::Range(0.0f, 0.9999f))->capture_default_str();
+  cmd->add_option("--weight-decay", f->weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--seed", f->seed, "Seed of every random choice (init, shuffling, dropout)")->capture_default_str();
+  cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
+  cmd->add_flag("--json", f->json, "Print the result as JSON on stdout");
+  cmd->add_flag("-q,--quiet", f->quiet, "No progress lines on stderr");
+  return [f, model] { run_train(*f, model->count() > 0); };
+}
+
+}  // namespace nnr::cli

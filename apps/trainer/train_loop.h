@@ -1,0 +1,58 @@
+#pragma once
+// The plain supervised loop: epochs of shuffled minibatches, and evaluation. The retraining
+// rounds of the method are built from these same pieces.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/data/batcher.h"
+#include "engine/data/dataset.h"
+#include "engine/nn/sequential.h"
+#include "engine/optim/optimizer.h"
+
+namespace nnr {
+
+struct TrainProgress {
+  int epoch = 0;  // 1-based
+  int epochs = 0;
+  int64_t batch = 0;  // batches done in this epoch
+  int64_t batches = 0;
+  double loss = 0.0;  // mean training loss of this epoch so far
+  double samples_per_second = 0.0;
+  bool epoch_done = false;
+};
+using ProgressCallback = std::function<void(const TrainProgress&)>;
+
+struct EpochResult {
+  double loss = 0.0;  // mean over the epoch's samples
+  double seconds = 0.0;
+  int64_t samples = 0;
+};
+
+// One pass over the batcher's epoch: forward, loss, backward, optimizer step per batch.
+// Throws nnr::Error naming the epoch and batch if the loss stops being finite (the model is
+// then unusable; callers must not save it over a good checkpoint).
+EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batches, int epoch, int epochs,
+                        const ProgressCallback& progress = {});
+
+struct Evaluation {
+  int64_t samples = 0;
+  double loss = 0.0;
+  double accuracy = 0.0;
+  std::vector<int64_t> class_count;
+  std::vector<double> class_accuracy;  // per class; 0 where the class has no samples
+};
+
+// Inference over the whole data set in batches (dropout off).
+Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size = 1000);
+
+// Softmax probabilities [N, K] for unlabelled features [N, ...].
+Tensor predict_probabilities(Sequential& model, const Tensor& features, int64_t batch_size = 1000);
+
+// Throws nnr::InvalidArgument saying what the model expects if samples of `sample_shape` do
+// not fit it, or if its output has fewer classes than `num_classes`.
+void check_model_accepts(const Sequential& model, const Shape& sample_shape, int32_t num_classes,
+                         const std::string& data_name);
+
+}  // namespace nnr
