@@ -19,6 +19,7 @@ class Conv2d final : public Layer {
 
   Parameter& weight() { return weight_; }
   Parameter& bias() { return bias_; }
+  Conv2dGeometry geometry() const { return geometry_; }
 
  private:
   int64_t in_, out_, kernel_;
