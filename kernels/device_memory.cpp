@@ -1,0 +1,157 @@
+#include "kernels/device_memory.h"
+
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "kernels/cuda_check.h"
+
+namespace nnr::kernels {
+
+CachingAllocator::~CachingAllocator() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (stats_.bytes_in_use != 0)
+    std::fprintf(stderr, "[CachingAllocator] destroyed with %lld bytes still in use\n",
+                 static_cast<long long>(stats_.bytes_in_use));
+  for (auto& bin : free_blocks_)
+    for (void* block : bin.second) {
+      const cudaError_t status = cudaFree(block);
+      if (status != cudaSuccess)
+        std::fprintf(stderr, "[CachingAllocator] cudaFree failed in destructor: %s\n", cudaGetErrorString(status));
+    }
+}
+
+void* CachingAllocator::allocate(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  const size_t size = rounded_size(bytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto bin = free_blocks_.find(size);
+  if (bin != free_blocks_.end() && !bin->second.empty()) {
+    void* block = bin->second.back();
+    bin->second.pop_back();
+    ++stats_.cache_hits;
+    stats_.bytes_cached -= static_cast<int64_t>(size);
+    stats_.bytes_in_use += static_cast<int64_t>(size);
+    return block;
+  }
+  void* block = nullptr;
+  cudaError_t status = cudaMalloc(&block, size);
+  ++stats_.malloc_calls;
+  if (status == cudaErrorMemoryAllocation && stats_.bytes_cached > 0) {
+    (void)cudaGetLastError();  // clear the sticky-free error state before retrying
+    release_cached_locked();
+    status = cudaMalloc(&block, size);
+    ++stats_.malloc_calls;
+  }
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw_cuda_error("cuda", ("cudaMalloc(" + std::to_string(size) + " bytes)").c_str(), cudaGetErrorString(status),
+                     __FILE__, __LINE__);
+  }
+  stats_.bytes_in_use += static_cast<int64_t>(size);
+  return block;
+}
+
+void CachingAllocator::deallocate(void* block, size_t bytes) noexcept {
+  if (!block) return;
+  const size_t size = rounded_size(bytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  try {
+    free_blocks_[size].push_back(block);
+  } catch (...) {  // the bin could not grow: give the block back to the driver instead
+    const cudaError_t status = cudaFree(block);
+    ++stats_.free_calls;
+    if (status != cudaSuccess)
+      std::fprintf(stderr, "[CachingAllocator] cudaFree failed: %s\n", cudaGetErrorString(status));
+    stats_.bytes_in_use -= static_cast<int64_t>(size);
+    return;
+  }
+  stats_.bytes_in_use -= static_cast<int64_t>(size);
+  stats_.bytes_cached += static_cast<int64_t>(size);
+}
+
+void CachingAllocator::release_cached() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  release_cached_locked();
+}
+
+void CachingAllocator::release_cached_locked() {
+  for (auto& bin : free_blocks_) {
+    for (void* block : bin.second) {
+      ++stats_.free_calls;
+      stats_.bytes_cached -= static_cast<int64_t>(bin.first);
+      NNR_CUDA_CHECK(cudaFree(block));
+    }
+    bin.second.clear();
+  }
+}
+
+CachingAllocator::Stats CachingAllocator::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {
+  if (bytes) NNR_CUDA_CHECK(cudaMalloc(&data_, bytes));
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes, CachingAllocator& allocator)
+    : data_(allocator.allocate(bytes)), bytes_(bytes), allocator_(&allocator) {}
+
+DeviceBuffer::~DeviceBuffer() { release(); }
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      bytes_(std::exchange(other.bytes_, 0)),
+      allocator_(std::exchange(other.allocator_, nullptr)) {}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    release();
+    data_ = std::exchange(other.data_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+    allocator_ = std::exchange(other.allocator_, nullptr);
+  }
+  return *this;
+}
+
+void DeviceBuffer::release() noexcept {
+  if (!data_) return;
+  if (allocator_) {
+    allocator_->deallocate(data_, bytes_);
+  } else {
+    const cudaError_t status = cudaFree(data_);
+    if (status != cudaSuccess) std::fprintf(stderr, "[DeviceBuffer] cudaFree failed: %s\n", cudaGetErrorString(status));
+  }
+  data_ = nullptr;
+  bytes_ = 0;
+  allocator_ = nullptr;
+}
+
+namespace {
+void require_fits(size_t bytes, size_t capacity, const char* op) {
+  if (bytes > capacity)
+    throw Error(std::string("[DeviceBuffer] ") + op + " of " + std::to_string(bytes) + " bytes into a buffer of " +
+                std::to_string(capacity));
+}
+}  // namespace
+
+void DeviceBuffer::copy_from_host(const void* host, size_t bytes, cudaStream_t stream) {
+  require_fits(bytes, bytes_, "copy_from_host");
+  if (!bytes) return;
+  NNR_CUDA_CHECK(cudaMemcpyAsync(data_, host, bytes, cudaMemcpyHostToDevice, stream));
+  NNR_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void DeviceBuffer::copy_to_host(void* host, size_t bytes, cudaStream_t stream) const {
+  require_fits(bytes, bytes_, "copy_to_host");
+  if (!bytes) return;
+  NNR_CUDA_CHECK(cudaMemcpyAsync(host, data_, bytes, cudaMemcpyDeviceToHost, stream));
+  NNR_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void DeviceBuffer::fill_bytes(int value, cudaStream_t stream) {
+  if (bytes_) NNR_CUDA_CHECK(cudaMemsetAsync(data_, value, bytes_, stream));
+}
+
+}  // namespace nnr::kernels

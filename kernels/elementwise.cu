@@ -1,0 +1,94 @@
+// Elementwise kernels: bias add, ReLU forward/backward, inverted dropout forward/backward.
+// Layout: contiguous float arrays; add_bias sees y as [outer, channels, inner] row-major.
+// Accumulation: add_bias adds into y; every other kernel overwrites its output. Each element is
+// computed by the same single float operation as the CPU reference (engine/ops/elementwise.cpp),
+// so results are bit-identical to it (no sums, nothing to contract into an FMA).
+#include "kernels/elementwise.h"
+
+#include <string>
+
+#include "kernels/launch.h"
+
+namespace nnr::kernels {
+namespace {
+
+__global__ void add_bias_kernel(int64_t n, float* __restrict__ y, const float* __restrict__ bias, int64_t channels,
+                                int64_t inner) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) y[i] += bias[(i / inner) % channels];
+}
+
+// inner == 1 (a [N, C] matrix): the channel is i % C; saves a division per element.
+__global__ void add_bias_rows_kernel(int64_t n, float* __restrict__ y, const float* __restrict__ bias,
+                                     int64_t channels) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) y[i] += bias[i % channels];
+}
+
+__global__ void relu_forward_kernel(int64_t n, const float* x, float* y) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) {
+    const float a = x[i];
+    y[i] = a > 0.0f ? a : 0.0f;
+  }
+}
+
+__global__ void relu_backward_kernel(int64_t n, const float* __restrict__ y, const float* dy, float* dx) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+// splitmix64 finaliser of (seed, i): a well-mixed 64-bit value per element, 53 bits -> [0, 1).
+__host__ __device__ inline double uniform_of(uint64_t seed, int64_t i) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (static_cast<uint64_t>(i) + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
+__global__ void dropout_forward_kernel(int64_t n, const float* __restrict__ x, double rate, float scale, uint64_t seed,
+                                       float* __restrict__ y, float* __restrict__ mask) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) {
+    const float m = uniform_of(seed, i) < rate ? 0.0f : scale;
+    mask[i] = m;
+    y[i] = x[i] * m;
+  }
+}
+
+__global__ void dropout_backward_kernel(int64_t n, const float* __restrict__ mask, const float* dy, float* dx) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) dx[i] = dy[i] * mask[i];
+}
+
+}  // namespace
+
+void add_bias(float* y, const float* bias, int64_t outer, int64_t channels, int64_t inner, cudaStream_t stream) {
+  if (outer < 0 || channels < 0 || inner < 0)
+    throw InvalidArgument("[add_bias] negative extent in [" + std::to_string(outer) + ", " + std::to_string(channels) +
+                          ", " + std::to_string(inner) + "]");
+  const int64_t n = outer * channels * inner;
+  if (inner == 1)
+    launch_1d(n, stream, add_bias_rows_kernel, y, bias, channels);
+  else
+    launch_1d(n, stream, add_bias_kernel, y, bias, channels, inner);
+}
+
+void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream) {
+  launch_1d(n, stream, relu_forward_kernel, x, y);
+}
+
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n, cudaStream_t stream) {
+  launch_1d(n, stream, relu_backward_kernel, y, dy, dx);
+}
+
+void dropout_forward(const float* x, float rate, uint64_t seed, float* y, float* mask, int64_t n,
+                     cudaStream_t stream) {
+  if (!(rate >= 0.0f && rate < 1.0f))
+    throw InvalidArgument("[dropout] rate must be in [0, 1), got " + std::to_string(rate));
+  // The CPU compares a double draw with the float rate promoted to double; so does this.
+  launch_1d(n, stream, dropout_forward_kernel, x, static_cast<double>(rate), 1.0f / (1.0f - rate), seed, y, mask);
+}
+
+void dropout_backward(const float* mask, const float* dy, float* dx, int64_t n, cudaStream_t stream) {
+  launch_1d(n, stream, dropout_backward_kernel, mask, dy, dx);
+}
+
+double dropout_uniform(uint64_t seed, int64_t i) { return uniform_of(seed, i); }
+
+}  // namespace nnr::kernels

@@ -1,0 +1,62 @@
+#pragma once
+// Fused masked optimizer updates with the closed-form importance penalty, on the device.
+// The CPU reference is engine/optim/update_rules.{h,cpp} (sgd_update_cpu / adam_update_cpu):
+// these launchers take exactly its information, as plain structs (kernels/ knows no engine
+// types), plus a stream. All pointers are device pointers.
+//
+// Layout: theta, grad, the optimizer state, anchor, omega and path_integral are contiguous float
+// arrays of n entries. A Rows mask selects rows of `row_length` consecutive entries.
+// Per selected entry: one read of every input array and one write of theta and the state.
+// Masked-out entries are never written (value and state stay bit-for-bit).
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace nnr::kernels {
+
+enum class MaskKind { All, Rows, Elements };
+
+struct MaskArgs {
+  MaskKind kind = MaskKind::All;
+  const int64_t* rows = nullptr;   // Rows: row_count sorted row indices (device)
+  int64_t row_count = 0;
+  int64_t row_length = 1;          // elements per row
+  const uint32_t* bits = nullptr;  // Elements: bit i % 32 of word i / 32 (device, ceil(n / 32) words)
+};
+
+struct PenaltyArgs {
+  const float* anchor = nullptr;   // θ*; null: no penalty
+  const float* omega = nullptr;    // Ω; null with an anchor: Ω ≡ 1
+  float lambda = 0.0f;
+  float* path_integral = nullptr;  // SI: += −g·(θ_new − θ_old) on updated entries; null: off
+  bool want_value = false;         // compute λ Σ Ω (θ − θ*)² over all n entries, before the step
+  double* value = nullptr;         // device double receiving that value (required when want_value
+                                   // and anchor are set; overwritten, 0 when there is no anchor)
+};
+
+struct SgdArgs {
+  float lr = 0.01f;
+  float momentum = 0.0f;
+  float weight_decay = 0.0f;
+  bool nesterov = false;
+};
+
+struct AdamArgs {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;
+};
+
+// velocity may be null when momentum == 0. Asynchronous on `stream`.
+void sgd_update(float* theta, const float* grad, float* velocity, int64_t n, const SgdArgs& config,
+                const MaskArgs& mask, const PenaltyArgs& penalty, cudaStream_t stream);
+// step is the 1-based count of this parameter's updates (bias correction, computed on the host
+// in double exactly as the CPU reference does).
+void adam_update(float* theta, const float* grad, float* m, float* v, int64_t n, int64_t step, const AdamArgs& config,
+                 const MaskArgs& mask, const PenaltyArgs& penalty, cudaStream_t stream);
+// λ Σ Ω (θ − θ*)² over n entries into *penalty.value (0 without an anchor or want_value).
+void penalty_value(const float* theta, int64_t n, const PenaltyArgs& penalty, cudaStream_t stream);
+
+}  // namespace nnr::kernels

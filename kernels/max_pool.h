@@ -1,0 +1,26 @@
+#pragma once
+// 2-D max pooling over [N, C, H, W] (square window, stride, no padding), on the device.
+// CPU reference: engine/ops/pool.h. All pointers are device pointers; asynchronous on `stream`.
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace nnr::kernels {
+
+struct PoolShape {
+  int64_t planes = 0;      // N · C
+  int64_t height = 0, width = 0;
+  int64_t window = 2, stride = 2;
+  int64_t out_height() const { return (height - window) / stride + 1; }
+  int64_t out_width() const { return (width - window) / stride + 1; }
+  int64_t out_numel() const { return planes * out_height() * out_width(); }
+};
+
+// y[p, i, j] = max of the window; argmax (out_numel int64) = flat index into x of the chosen
+// element (the first maximum in row-major window order; NaN never wins, as on the CPU).
+void max_pool2d_forward(const float* x, const PoolShape& shape, float* y, int64_t* argmax, cudaStream_t stream);
+// dx = 0, then dx[argmax[i]] += dy[i] (dx has planes · height · width elements; overwritten).
+void max_pool2d_backward(const float* dy, const int64_t* argmax, const PoolShape& shape, float* dx,
+                         cudaStream_t stream);
+
+}  // namespace nnr::kernels
