@@ -7,7 +7,7 @@
 namespace nnr::bandits {
 
 DiscountedUcbPolicy::DiscountedUcbPolicy(const PolicyOptions& options)
-    : Policy("discounted-ucb", options, {{"gamma", 0.99}, {"c", 0.5}}) {
+    : Policy("discounted-ucb", options, {{"gamma", 0.9995}, {"c", 0.3}}) {
   if (!(option("gamma") > 0.0 && option("gamma") <= 1.0)) fail("option 'gamma' must be in (0, 1]");
   if (option("c") < 0.0) fail("option 'c' must be >= 0");
 }

@@ -4,7 +4,7 @@
 // half-life of ln 2 / (1 - gamma) steps; the index is
 //   discounted mean + sqrt(c * ln(n_t) / N_i),   n_t = sum of discounted counts.
 // An arm not pulled for a while regains a large bonus and is tried again. Deterministic,
-// rewards in [0, 1]. Options: gamma (0.99), c (0.5), seed.
+// rewards in [0, 1]. Options: gamma (0.9995, half-life ~1400 steps), c (0.3), seed.
 #include "bandits/policy.h"
 
 namespace nnr::bandits {

@@ -9,9 +9,11 @@ namespace nnr::bandits {
 // arm had when it was last chosen (0: not chosen since its last reward).
 
 Exp3Policy::Exp3Policy(bool shifting, const PolicyOptions& options)
-    : Policy(shifting ? "exp3s" : "exp3", options, {{"gamma", 0.1}, {"alpha", shifting ? 0.001 : 0.0}}) {
+    : Policy(shifting ? "exp3s" : "exp3", options, shifting ? PolicyOptions{{"gamma", 0.02}, {"alpha", 1e-4}, {"eta", 0.02}}
+                               : PolicyOptions{{"gamma", 0.1}, {"alpha", 0.0}, {"eta", 0.0}}) {
   if (!(option("gamma") > 0.0 && option("gamma") <= 1.0)) fail("option 'gamma' must be in (0, 1]");
   if (option("alpha") < 0.0) fail("option 'alpha' must be >= 0");
+  if (option("eta") < 0.0) fail("option 'eta' must be >= 0 (0: gamma / K)");
 }
 
 ArmStats Exp3Policy::initial_stats(ArmId) const {
@@ -58,7 +60,9 @@ void Exp3Policy::observe(ArmId arm, double reward) {
   chosen.aux = 0.0;
   chosen.pulls += 1.0;
   chosen.reward_sum += reward;
-  const double gain = gamma * (reward / prob) / k;  // <= 1 since prob >= gamma / K
+  // Learning rate gamma / K (Auer et al.) unless eta is set; the gain is then at most 1.
+  const double eta = option("eta") > 0.0 ? option("eta") : gamma / k;
+  const double gain = eta * reward / prob;
   const double alpha = option("alpha");
   if (alpha > 0.0) {
     // w_i <- w_i exp(gain_i) + (e alpha / K) sum_j w_j, in logs relative to the old top.

@@ -7,7 +7,7 @@
 namespace nnr::bandits {
 
 SlidingWindowUcbPolicy::SlidingWindowUcbPolicy(const PolicyOptions& options)
-    : Policy("sliding-window-ucb", options, {{"window", 1000.0}, {"c", 0.5}}) {
+    : Policy("sliding-window-ucb", options, {{"window", 2500.0}, {"c", 0.3}}) {
   const double window = option("window");
   if (!(window >= 1.0 && window == std::floor(window))) fail("option 'window' must be an integer >= 1");
   if (option("c") < 0.0) fail("option 'c' must be >= 0");

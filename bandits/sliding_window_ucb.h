@@ -3,7 +3,7 @@
 // only, so the policy forgets abruptly what happened before:
 //   window mean + sqrt(c * ln(min(t, window)) / N_i),  N_i = pulls of i in the window.
 // An arm with no pull in the window is tried first. Deterministic, rewards in [0, 1].
-// Options: window (1000), c (0.5), seed.
+// Options: window (2500), c (0.3), seed.
 #include <deque>
 #include <utility>
 
