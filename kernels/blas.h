@@ -1,0 +1,43 @@
+#pragma once
+// GEMM through cuBLAS on row-major float matrices. One BlasHandle per device context: it owns
+// the cuBLAS handle, binds it to the engine's stream and gives it a fixed workspace (so cuBLAS
+// allocates nothing per call). TF32 is off unless asked for: fp32 results then match the CPU
+// reference (engine/ops/gemm.h gemm_cpu) to fp32 rounding.
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/device_memory.h"
+
+namespace nnr::kernels {
+
+class BlasHandle {
+ public:
+  // 32 MiB is what cuBLAS recommends for Hopper; smaller workspaces only limit kernel choice.
+  static constexpr size_t kDefaultWorkspaceBytes = size_t{32} << 20;
+
+  explicit BlasHandle(cudaStream_t stream, bool allow_tf32 = false, size_t workspace_bytes = kDefaultWorkspaceBytes);
+  ~BlasHandle();
+  BlasHandle(const BlasHandle&) = delete;
+  BlasHandle& operator=(const BlasHandle&) = delete;
+
+  void set_stream(cudaStream_t stream);
+  void set_allow_tf32(bool allow);
+  cudaStream_t stream() const { return stream_; }
+  cublasHandle_t get() const { return handle_; }
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  DeviceBuffer workspace_;
+};
+
+// Row-major C[m, n] = alpha · op(A) · op(B) + beta · C; A is [m, k] ([k, m] when transpose_a),
+// B is [k, n] ([n, k] when transpose_b). Same arguments as gemm_cpu plus the handle. With
+// beta == 0, C's previous contents are ignored. Runs on the handle's stream.
+void gemm(BlasHandle& blas, const float* a, bool transpose_a, const float* b, bool transpose_b, float* c, int64_t m,
+          int64_t n, int64_t k, float alpha, float beta);
+
+}  // namespace nnr::kernels
