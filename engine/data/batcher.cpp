@@ -27,8 +27,8 @@ Batcher::Batcher(const Dataset& data, std::vector<int64_t> subset, BatcherOption
   const int64_t n = data_.size();
   for (size_t i = 0; i < pool_.size(); ++i)
     if (pool_[i] < 0 || pool_[i] >= n)
-      throw InvalidArgument("[batcher] subset index " + std::to_string(pool_[i]) + " at position " +
-                            std::to_string(i) + " is outside the data set of " + std::to_string(n) + " samples");
+      throw InvalidArgument("[batcher] subset index " + std::to_string(pool_[i]) + " at position " + std::to_string(i) +
+                            " is outside the data set of " + std::to_string(n) + " samples");
   if (!data_.labels.empty() && static_cast<int64_t>(data_.labels.size()) != n)
     throw InvalidArgument("[batcher] data set has " + std::to_string(n) + " samples but " +
                           std::to_string(data_.labels.size()) + " labels");
@@ -85,7 +85,8 @@ Tensor gather_rows(const Tensor& features, const std::vector<int64_t>& idx) {
     if (idx[i] < 0 || idx[i] >= n)
       throw InvalidArgument("[gather_rows] index " + std::to_string(idx[i]) + " at position " + std::to_string(i) +
                             " is outside [0, " + std::to_string(n) + ")");
-    if (row) std::memcpy(out.data() + i * row, features.data() + idx[i] * row, static_cast<size_t>(row) * sizeof(float));
+    if (row)
+      std::memcpy(out.data() + i * row, features.data() + idx[i] * row, static_cast<size_t>(row) * sizeof(float));
   }
   return out;
 }

@@ -96,7 +96,8 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
       const std::string col = ", column " + std::to_string(c + 1);
       double v = 0;
       if (!parse_number(cells[c], v))
-        throw Error(at + col + ": expected a number, got " + (cells[c].empty() ? "an empty cell" : "'" + cells[c] + "'"));
+        throw Error(at + col + ": expected a number, got " +
+                    (cells[c].empty() ? "an empty cell" : "'" + cells[c] + "'"));
       if (has_label && static_cast<int>(c) == options.label_column) {
         if (!(v >= 0 && v < static_cast<double>(label_limit)) || v != std::floor(v))
           throw Error(at + col + ": label out of range: expected an integer in 0.." + std::to_string(label_limit - 1) +
@@ -112,7 +113,8 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
     }
     ++rows;
   }
-  if (rows == 0) throw Error(where + "no data rows" + (out.column_names.empty() ? " (empty file)" : " after the header"));
+  if (rows == 0)
+    throw Error(where + "no data rows" + (out.column_names.empty() ? " (empty file)" : " after the header"));
   const int64_t features = static_cast<int64_t>(columns) - (has_label ? 1 : 0);
   out.features = Tensor::from_vector({rows, features}, values);
   return out;

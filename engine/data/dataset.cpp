@@ -1,7 +1,8 @@
 #include "engine/data/dataset.h"
 
-#include <algorithm>
 #include <sys/stat.h>
+
+#include <algorithm>
 
 #include "engine/core/error.h"
 #include "engine/data/csv.h"
@@ -80,9 +81,12 @@ Dataset make_dataset(Tensor features, std::vector<int32_t> labels, int32_t num_c
 
 DatasetFiles fashion_mnist_files(const std::string& split, const std::string& dir) {
   std::string prefix;
-  if (split == "train") prefix = "train";
-  else if (split == "test") prefix = "t10k";
-  else throw InvalidArgument("[dataset] fashion-mnist: unknown split '" + split + "': expected 'train' or 'test'");
+  if (split == "train")
+    prefix = "train";
+  else if (split == "test")
+    prefix = "t10k";
+  else
+    throw InvalidArgument("[dataset] fashion-mnist: unknown split '" + split + "': expected 'train' or 'test'");
   return {dir + "/" + prefix + "-images-idx3-ubyte.gz", dir + "/" + prefix + "-labels-idx1-ubyte.gz"};
 }
 
@@ -107,7 +111,8 @@ Dataset load_dataset(const std::string& spec) {
                           kAcceptedSpecs);
   const std::string features_path = spec.substr(0, colon), labels_path = spec.substr(colon + 1);
   if (is_csv(features_path) || is_csv(labels_path))
-    throw InvalidArgument("[dataset] '" + spec + "': a CSV file holds its own labels; give it alone. " + kAcceptedSpecs);
+    throw InvalidArgument("[dataset] '" + spec + "': a CSV file holds its own labels; give it alone. " +
+                          kAcceptedSpecs);
   Tensor x = load_feature_file(features_path);
   std::vector<int32_t> y = load_label_file(labels_path, 0);
   if (y.empty() && x.dim(0) > 0)

@@ -22,12 +22,12 @@
 namespace nnr {
 
 struct Dataset {
-  Tensor features;               // [N, ...]: [N, 1, 28, 28] for IDX images, [N, F] for CSV
-  std::vector<int32_t> labels;   // one class index per sample; empty for unlabelled inputs
-  int32_t num_classes = 0;       // max label + 1, or fixed by the source (10 for Fashion-MNIST)
+  Tensor features;              // [N, ...]: [N, 1, 28, 28] for IDX images, [N, F] for CSV
+  std::vector<int32_t> labels;  // one class index per sample; empty for unlabelled inputs
+  int32_t num_classes = 0;      // max label + 1, or fixed by the source (10 for Fashion-MNIST)
 
   int64_t size() const { return features.defined() && features.rank() > 0 ? features.dim(0) : 0; }
-  Shape sample_shape() const;    // features' shape without dimension 0
+  Shape sample_shape() const;  // features' shape without dimension 0
 };
 
 // Checks that labels (when given) match the sample count and lie in [0, num_classes), and fills

@@ -1,12 +1,12 @@
 #include "engine/data/file_bytes.h"
 
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <sys/stat.h>
 
 #include "engine/core/error.h"
 

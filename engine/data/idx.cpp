@@ -13,12 +13,18 @@ constexpr uint8_t kUnsignedByte = 0x08;
 
 std::string type_name(uint8_t type) {
   switch (type) {
-    case 0x08: return "unsigned byte (0x08)";
-    case 0x09: return "signed byte (0x09)";
-    case 0x0B: return "int16 (0x0B)";
-    case 0x0C: return "int32 (0x0C)";
-    case 0x0D: return "float32 (0x0D)";
-    case 0x0E: return "float64 (0x0E)";
+    case 0x08:
+      return "unsigned byte (0x08)";
+    case 0x09:
+      return "signed byte (0x09)";
+    case 0x0B:
+      return "int16 (0x0B)";
+    case 0x0C:
+      return "int32 (0x0C)";
+    case 0x0D:
+      return "float32 (0x0D)";
+    case 0x0E:
+      return "float64 (0x0E)";
     default: {
       char buf[8];
       std::snprintf(buf, sizeof buf, "0x%02X", type);
@@ -105,8 +111,8 @@ std::vector<int32_t> load_idx_labels(const std::string& path, int32_t num_classe
 void save_idx(const std::string& path, const Shape& dims, const std::vector<uint8_t>& values) {
   if (dims.empty() || dims.size() > static_cast<size_t>(Tensor::kMaxRank) ||
       shape_numel(dims) != static_cast<int64_t>(values.size()))
-    throw InvalidArgument("[idx] " + path + ": cannot save " + std::to_string(values.size()) +
-                          " values as shape " + shape_to_string(dims));
+    throw InvalidArgument("[idx] " + path + ": cannot save " + std::to_string(values.size()) + " values as shape " +
+                          shape_to_string(dims));
   std::vector<uint8_t> bytes = {0, 0, kUnsignedByte, static_cast<uint8_t>(dims.size())};
   for (int64_t d : dims)
     for (int s = 24; s >= 0; s -= 8) bytes.push_back(static_cast<uint8_t>((static_cast<uint64_t>(d) >> s) & 0xFF));

@@ -86,7 +86,8 @@ NpyArray read_npy(const std::string& path) {
   if (header.compare(p, 5, "False") != 0) throw Error(where + "corrupt header: bad 'fortran_order' in " + header);
   // shape: a tuple of non-negative integers
   p = skip_space(header, find_key(header, "shape", where));
-  if (p >= header.size() || header[p] != '(') throw Error(where + "corrupt header: 'shape' is not a tuple in " + header);
+  if (p >= header.size() || header[p] != '(')
+    throw Error(where + "corrupt header: 'shape' is not a tuple in " + header);
   ++p;
   for (;;) {
     p = skip_space(header, p);

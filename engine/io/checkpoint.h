@@ -38,9 +38,9 @@ struct NamedTensor {
 };
 
 struct Checkpoint {
-  std::string path;                            // the file it was loaded from
-  std::vector<NamedTensor> tensors;            // in file order (the order they were saved in)
-  std::map<std::string, std::string> metadata; // all of __metadata__, nnr keys included
+  std::string path;                             // the file it was loaded from
+  std::vector<NamedTensor> tensors;             // in file order (the order they were saved in)
+  std::map<std::string, std::string> metadata;  // all of __metadata__, nnr keys included
 
   const Tensor* find(const std::string& name) const;  // nullptr when absent
   // The tensor `name`, which must exist with exactly `expected` shape; the error names the file,

@@ -28,9 +28,12 @@ size_t dtype_size(const std::string& dtype) {
 float half_to_float(uint16_t h) {
   const uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
   float v;
-  if (exp == 0) v = std::ldexp(static_cast<float>(mant), -24);  // zero and subnormals
-  else if (exp == 31) v = mant ? NAN : INFINITY;
-  else v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
+  if (exp == 0)
+    v = std::ldexp(static_cast<float>(mant), -24);  // zero and subnormals
+  else if (exp == 31)
+    v = mant ? NAN : INFINITY;
+  else
+    v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
   return sign ? -v : v;
 }
 
@@ -96,7 +99,8 @@ TensorEntry parse_entry(const std::string& name, const json& v, const std::strin
     throw Error(at + "unsupported dtype " + e.dtype + ": expected F32 (or F64, F16, BF16, converted to float32)");
   if (!v.contains("shape") || !v["shape"].is_array()) throw Error(at + "missing or non-array 'shape'");
   for (const json& d : v["shape"]) {
-    if (!d.is_number_unsigned()) throw Error(at + "shape " + v["shape"].dump() + " has a non-integer or negative entry");
+    if (!d.is_number_unsigned())
+      throw Error(at + "shape " + v["shape"].dump() + " has a non-integer or negative entry");
     e.shape.push_back(d.get<int64_t>());
   }
   if (e.shape.size() > static_cast<size_t>(Tensor::kMaxRank))
@@ -123,8 +127,9 @@ TensorEntry parse_entry(const std::string& name, const json& v, const std::strin
 }
 
 void check_layout(std::vector<TensorEntry> entries, uint64_t data_size, const std::string& where) {
-  std::sort(entries.begin(), entries.end(),
-            [](const TensorEntry& a, const TensorEntry& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  std::sort(entries.begin(), entries.end(), [](const TensorEntry& a, const TensorEntry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
   uint64_t covered = 0;
   const TensorEntry* prev = nullptr;
   for (const TensorEntry& e : entries) {
@@ -209,7 +214,8 @@ Checkpoint load_checkpoint(const std::string& path) {
   check_nnr_metadata(ck.metadata, entries, where);
 
   const bool has_crc = ck.metadata.count(kMetaFormatVersion) > 0;
-  std::sort(entries.begin(), entries.end(), [](const TensorEntry& a, const TensorEntry& b) { return a.begin < b.begin; });
+  std::sort(entries.begin(), entries.end(),
+            [](const TensorEntry& a, const TensorEntry& b) { return a.begin < b.begin; });
   for (const TensorEntry& e : entries) {
     const uint8_t* src = bytes.data() + data_start + e.begin;
     if (has_crc) {

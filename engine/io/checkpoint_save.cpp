@@ -21,7 +21,8 @@ void check_inputs(const std::string& path, const std::vector<std::pair<std::stri
   std::set<std::string> seen;
   for (const auto& [name, t] : tensors) {
     if (name.empty()) throw InvalidArgument(where + "a tensor has an empty name");
-    if (name == "__metadata__") throw InvalidArgument(where + "'__metadata__' is reserved by safetensors, not a tensor name");
+    if (name == "__metadata__")
+      throw InvalidArgument(where + "'__metadata__' is reserved by safetensors, not a tensor name");
     if (!seen.insert(name).second) throw InvalidArgument(where + "tensor '" + name + "' is given twice");
     if (!t || !t->defined()) throw InvalidArgument(where + "tensor '" + name + "' is undefined");
     if (t->device() != Device::CPU)

@@ -1,9 +1,10 @@
+#include "engine/data/batcher.h"
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <numeric>
 
 #include "engine/core/error.h"
-#include "engine/data/batcher.h"
 
 namespace {
 

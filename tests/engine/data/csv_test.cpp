@@ -1,7 +1,8 @@
+#include "engine/data/csv.h"
+
 #include <catch2/catch.hpp>
 
 #include "engine/core/error.h"
-#include "engine/data/csv.h"
 #include "tests/engine/data/temp_dir.h"
 
 using nnr::test::TempDir;
@@ -65,7 +66,8 @@ TEST_CASE("csv errors name the file, line and column", "[csv]") {
   nnr::CsvOptions o;
   o.num_classes = 3;
   nnr::test::write_text(p, "0,1\n3,1\n");
-  REQUIRE_THROWS_WITH(nnr::read_csv(p, o), Catch::Contains("line 2, column 1: label out of range: expected an integer in 0..2"));
+  REQUIRE_THROWS_WITH(nnr::read_csv(p, o),
+                      Catch::Contains("line 2, column 1: label out of range: expected an integer in 0..2"));
   o.label_column = 5;
   REQUIRE_THROWS_AS(nnr::read_csv(p, o), nnr::InvalidArgument);
   REQUIRE_THROWS_WITH(nnr::read_csv(dir.file("missing.csv")), Catch::Contains("missing.csv: cannot open"));

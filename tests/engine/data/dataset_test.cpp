@@ -1,8 +1,9 @@
+#include "engine/data/dataset.h"
+
 #include <catch2/catch.hpp>
 #include <cstring>
 
 #include "engine/core/error.h"
-#include "engine/data/dataset.h"
 #include "engine/data/idx.h"
 #include "engine/data/npy.h"
 #include "tests/engine/data/temp_dir.h"
@@ -62,8 +63,9 @@ TEST_CASE("load_dataset reports a feature/label count mismatch naming both files
   TempDir dir;
   nnr::save_idx(dir.file("x.idx"), {3, 2, 2}, std::vector<uint8_t>(12, 0));
   nnr::save_idx(dir.file("y.idx"), {2}, {0, 1});
-  REQUIRE_THROWS_WITH(nnr::load_dataset(dir.file("x.idx") + ":" + dir.file("y.idx")),
-                      Catch::Contains("x.idx and " + dir.file("y.idx") + ": wrong dimensions: 3 samples of features but 2 labels"));
+  REQUIRE_THROWS_WITH(
+      nnr::load_dataset(dir.file("x.idx") + ":" + dir.file("y.idx")),
+      Catch::Contains("x.idx and " + dir.file("y.idx") + ": wrong dimensions: 3 samples of features but 2 labels"));
 }
 
 TEST_CASE("fashion-mnist shortcut names the Debian package's files", "[dataset]") {

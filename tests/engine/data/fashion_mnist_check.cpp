@@ -36,8 +36,9 @@ int main() {
     std::vector<int> per_class(10, 0);
     for (int32_t y : d.labels) ++per_class[y];
     for (int c = 0; c < 10; ++c) check(per_class[c] == 1000, "1000 test images per class");
-    if (failures == 0) std::printf("fashion-mnist:test: %lld samples of %s, 10 classes\n",
-                                   static_cast<long long>(d.size()), nnr::shape_to_string(d.sample_shape()).c_str());
+    if (failures == 0)
+      std::printf("fashion-mnist:test: %lld samples of %s, 10 classes\n", static_cast<long long>(d.size()),
+                  nnr::shape_to_string(d.sample_shape()).c_str());
     return failures ? 1 : 0;
   } catch (const std::exception& e) {
     std::printf("FAILED: %s\n", e.what());

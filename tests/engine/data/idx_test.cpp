@@ -1,9 +1,10 @@
+#include "engine/data/idx.h"
+
 #include <zlib.h>
 
 #include <catch2/catch.hpp>
 
 #include "engine/core/error.h"
-#include "engine/data/idx.h"
 #include "tests/engine/data/temp_dir.h"
 
 using nnr::test::TempDir;
@@ -76,16 +77,17 @@ TEST_CASE("idx reader names the file and the fault for bad input", "[idx]") {
     auto gz = nnr::test::read_bytes(dir.file("img.idx.gz"));
     gz.resize(gz.size() / 2);
     nnr::test::write_bytes(dir.file("cut.idx.gz"), gz);
-    REQUIRE_THROWS_WITH(nnr::read_idx(dir.file("cut.idx.gz")),
-                        Catch::Contains("cut.idx.gz: corrupt or truncated gzip data") ||
-                            Catch::Contains("cut.idx.gz: truncated"));
+    REQUIRE_THROWS_WITH(
+        nnr::read_idx(dir.file("cut.idx.gz")),
+        Catch::Contains("cut.idx.gz: corrupt or truncated gzip data") || Catch::Contains("cut.idx.gz: truncated"));
   }
   SECTION("wrong magic") {
     auto bad = good;
     bad[0] = 0x50;
     nnr::test::write_bytes(dir.file("bad.idx"), bad);
-    REQUIRE_THROWS_WITH(nnr::read_idx(dir.file("bad.idx")),
-                        Catch::Contains("bad.idx: wrong magic: expected an IDX file starting 00 00 08 <rank>, got 50 00 08 03"));
+    REQUIRE_THROWS_WITH(
+        nnr::read_idx(dir.file("bad.idx")),
+        Catch::Contains("bad.idx: wrong magic: expected an IDX file starting 00 00 08 <rank>, got 50 00 08 03"));
   }
   SECTION("unsupported value type") {
     auto bad = good;
@@ -97,7 +99,8 @@ TEST_CASE("idx reader names the file and the fault for bad input", "[idx]") {
     auto extra = good;
     extra.push_back(1);
     nnr::test::write_bytes(dir.file("extra.idx"), extra);
-    REQUIRE_THROWS_WITH(nnr::read_idx(dir.file("extra.idx")), Catch::Contains("wrong dimensions: shape [2, 3, 4] needs 24"));
+    REQUIRE_THROWS_WITH(nnr::read_idx(dir.file("extra.idx")),
+                        Catch::Contains("wrong dimensions: shape [2, 3, 4] needs 24"));
     auto rank0 = good;
     rank0[3] = 0;
     nnr::test::write_bytes(dir.file("r0.idx"), rank0);

@@ -1,9 +1,10 @@
+#include "engine/data/npy.h"
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 
 #include "engine/core/error.h"
-#include "engine/data/npy.h"
 #include "tests/engine/data/temp_dir.h"
 
 using nnr::test::TempDir;
@@ -57,9 +58,11 @@ TEST_CASE("npy labels accept uint8, int32, int64 and whole float32, and reject t
   REQUIRE_THROWS_WITH(nnr::load_npy_labels(dir.file("neg.npy")), Catch::Contains("label out of range at index 1"));
   nnr::save_npy_raw(dir.file("frac.npy"), "<f4", {1}, raw<float>({1.5f}));
   REQUIRE_THROWS_WITH(nnr::load_npy_labels(dir.file("frac.npy")), Catch::Contains("expected an integer"));
-  REQUIRE_THROWS_WITH(nnr::load_npy_labels(dir.file("y64.npy"), 5), Catch::Contains("expected an integer in 0..4, got 7"));
+  REQUIRE_THROWS_WITH(nnr::load_npy_labels(dir.file("y64.npy"), 5),
+                      Catch::Contains("expected an integer in 0..4, got 7"));
   nnr::save_npy_raw(dir.file("y2d.npy"), "<i8", {1, 2}, raw<int64_t>({1, 2}));
-  REQUIRE_THROWS_WITH(nnr::load_npy_labels(dir.file("y2d.npy")), Catch::Contains("expected labels of shape [N], got [1, 2]"));
+  REQUIRE_THROWS_WITH(nnr::load_npy_labels(dir.file("y2d.npy")),
+                      Catch::Contains("expected labels of shape [N], got [1, 2]"));
 }
 
 TEST_CASE("npy reader names the file and the fault for bad input", "[npy]") {
@@ -79,7 +82,8 @@ TEST_CASE("npy reader names the file and the fault for bad input", "[npy]") {
     std::string s(bytes.begin(), bytes.end());
     s.replace(s.find("False"), 5, "True ");
     nnr::test::write_text(dir.file("f.npy"), s);
-    REQUIRE_THROWS_WITH(nnr::load_npy(dir.file("f.npy")), Catch::Contains("f.npy: Fortran-order array: expected C order"));
+    REQUIRE_THROWS_WITH(nnr::load_npy(dir.file("f.npy")),
+                        Catch::Contains("f.npy: Fortran-order array: expected C order"));
   }
   SECTION("truncated data and trailing bytes") {
     nnr::Tensor t({4, 5});
@@ -104,7 +108,7 @@ TEST_CASE("npy reader names the file and the fault for bad input", "[npy]") {
     nnr::save_npy_raw(dir.file("r5.npy"), "|u1", {1, 1, 1, 1, 2}, {1, 2});
     REQUIRE_THROWS_WITH(nnr::load_npy(dir.file("r5.npy")), Catch::Contains("rank 5 shape [1, 1, 1, 1, 2]"));
     nnr::save_npy_raw(dir.file("nan.npy"), "<f4", {1, 2}, raw<float>({1.0f, std::nanf("")}));
-    REQUIRE_THROWS_WITH(nnr::load_npy(dir.file("nan.npy")), Catch::Contains("nan.npy: non-finite feature value") &&
-                                                                 Catch::Contains("flat index 1"));
+    REQUIRE_THROWS_WITH(nnr::load_npy(dir.file("nan.npy")),
+                        Catch::Contains("nan.npy: non-finite feature value") && Catch::Contains("flat index 1"));
   }
 }

@@ -92,8 +92,8 @@ TEST_CASE("atomic write replaces the file and keeps its permissions", "[checkpoi
   nnr::write_file_atomically(p, {{second, 3}, {second + 3, 4}}, "test");
   const auto bytes = nnr::test::read_bytes(p);
   REQUIRE(std::string(bytes.begin(), bytes.end()) == "second!");
-  REQUIRE((std::filesystem::status(p).permissions() & std::filesystem::perms::all) ==
-          (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
-           std::filesystem::perms::group_read));
+  REQUIRE(
+      (std::filesystem::status(p).permissions() & std::filesystem::perms::all) ==
+      (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write | std::filesystem::perms::group_read));
   REQUIRE(files_in(dir.path()) == 1);
 }

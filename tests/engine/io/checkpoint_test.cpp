@@ -1,10 +1,11 @@
+#include "engine/io/checkpoint.h"
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
-#include "engine/io/checkpoint.h"
 #include "tests/engine/data/temp_dir.h"
 #include "tests/engine/io/safetensors_bytes.h"
 
@@ -119,8 +120,8 @@ TEST_CASE("missing checkpoint and unwritable destination are reported with the p
   REQUIRE_THROWS_WITH(nnr::load_checkpoint(dir.file("none.safetensors")),
                       Catch::Contains(dir.file("none.safetensors") + ": cannot open: No such file or directory"));
   const std::string p = dir.file("no/such/dir/m.safetensors");
-  REQUIRE_THROWS_WITH(nnr::save_checkpoint(p, m.named(), kMeta),
-                      Catch::Contains("[checkpoint] cannot write " + p) && Catch::Contains("No such file or directory"));
+  REQUIRE_THROWS_WITH(nnr::save_checkpoint(p, m.named(), kMeta), Catch::Contains("[checkpoint] cannot write " + p) &&
+                                                                     Catch::Contains("No such file or directory"));
   REQUIRE_THROWS_WITH(nnr::save_checkpoint(dir.path(), m.named(), kMeta), Catch::Contains("it is a directory"));
 }
 
@@ -135,7 +136,8 @@ TEST_CASE("save_checkpoint refuses bad inputs and leaves the previous file untou
   nan_w[4] = std::nanf("");
   REQUIRE_THROWS_WITH(nnr::save_checkpoint(p, {{"0.weight", &m.w0}, {"2.weight", &nan_w}}, kMeta),
                       Catch::Contains("tensor '2.weight' has a non-finite value (nan) at flat index 4"));
-  REQUIRE_THROWS_WITH(nnr::save_checkpoint(p, {{"a", &m.w0}, {"a", &m.b0}}, kMeta), Catch::Contains("'a' is given twice"));
+  REQUIRE_THROWS_WITH(nnr::save_checkpoint(p, {{"a", &m.w0}, {"a", &m.b0}}, kMeta),
+                      Catch::Contains("'a' is given twice"));
   REQUIRE_THROWS_WITH(nnr::save_checkpoint(p, {{"__metadata__", &m.w0}}, kMeta), Catch::Contains("reserved"));
   REQUIRE_THROWS_WITH(nnr::save_checkpoint(p, {{"", &m.w0}}, kMeta), Catch::Contains("empty name"));
   REQUIRE_THROWS_WITH(nnr::save_checkpoint(p, {{"x", nullptr}}, kMeta), Catch::Contains("'x' is undefined"));

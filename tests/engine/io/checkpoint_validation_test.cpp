@@ -22,7 +22,8 @@ struct Fixture {
   }
   void fails(const std::string& header, const std::vector<uint8_t>& data, const std::string& message) {
     INFO(header);
-    REQUIRE_THROWS_WITH(load(header, data), Catch::StartsWith("[checkpoint] " + path + ": ") && Catch::Contains(message));
+    REQUIRE_THROWS_WITH(load(header, data),
+                        Catch::StartsWith("[checkpoint] " + path + ": ") && Catch::Contains(message));
   }
 };
 
@@ -32,10 +33,10 @@ const std::vector<uint8_t> kSixFloats = as_bytes<float>({1, 2, 3, 4, 5, 6});
 
 TEST_CASE("a file without nnr metadata loads, in offset order, with any key order", "[checkpoint]") {
   Fixture f;
-  nnr::Checkpoint ck = f.load(
-      R"({"b":{"dtype":"F32","shape":[2],"data_offsets":[16,24]},"__metadata__":{"format":"pt"},)"
-      R"("a":{"shape":[2,2],"data_offsets":[0,16],"dtype":"F32"}})",
-      as_bytes<float>({1, 2, 3, 4, 5, 6}));
+  nnr::Checkpoint ck =
+      f.load(R"({"b":{"dtype":"F32","shape":[2],"data_offsets":[16,24]},"__metadata__":{"format":"pt"},)"
+             R"("a":{"shape":[2,2],"data_offsets":[0,16],"dtype":"F32"}})",
+             as_bytes<float>({1, 2, 3, 4, 5, 6}));
   REQUIRE(ck.tensors.size() == 2);
   REQUIRE(ck.tensors[0].name == "a");
   REQUIRE(ck.tensors[0].value.shape() == nnr::Shape{2, 2});
@@ -47,7 +48,7 @@ TEST_CASE("F64, F16 and BF16 tensors are converted to float32; scalars and empty
   Fixture f;
   std::vector<uint8_t> data = as_bytes<double>({0.5, -2.0});
   const std::vector<uint8_t> f16 = as_bytes<uint16_t>({0x3C00, 0xC000, 0x0001});  // 1, -2, 2^-24
-  const std::vector<uint8_t> bf16 = as_bytes<uint16_t>({0x3F80, 0xC040});        // 1, -3
+  const std::vector<uint8_t> bf16 = as_bytes<uint16_t>({0x3F80, 0xC040});         // 1, -3
   data.insert(data.end(), f16.begin(), f16.end());
   data.insert(data.end(), bf16.begin(), bf16.end());
   const std::vector<uint8_t> scalar = as_bytes<float>({7});
@@ -75,15 +76,18 @@ TEST_CASE("damaged safetensors headers are refused with the fault named", "[chec
   f.fails(R"({"w":{"dtype":"F32","shape":[1,1,1,2,3],"data_offsets":[0,24]}})", kSixFloats,
           "tensor 'w': rank 5 shape [1, 1, 1, 2, 3], expected rank at most 4");
   f.fails(R"({"w":{"dtype":"F32","shape":[2,-3],"data_offsets":[0,24]}})", kSixFloats, "non-integer or negative");
-  f.fails(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0]}})", kSixFloats, "expected 'data_offsets' [begin, end]");
+  f.fails(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0]}})", kSixFloats,
+          "expected 'data_offsets' [begin, end]");
   f.fails(R"({"w":{"dtype":"F32","shape":[2,3]}})", kSixFloats, "tensor 'w': expected 'data_offsets'");
   f.fails(R"({"w":{"shape":[2,3],"data_offsets":[0,24]}})", kSixFloats, "tensor 'w': missing or non-string 'dtype'");
   f.fails(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[8,32]}})", kSixFloats,
           "tensor 'w': data_offsets [8, 32] run past the data area of 24 bytes");
-  f.fails(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"v":{"dtype":"F32","shape":[4],"data_offsets":[4,20]}})",
-          kSixFloats, "tensor 'v' overlaps tensor 'w'");
-  f.fails(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"v":{"dtype":"F32","shape":[3],"data_offsets":[12,24]}})",
-          kSixFloats, "data area not fully covered: bytes 8..12 before tensor 'v'");
+  f.fails(
+      R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"v":{"dtype":"F32","shape":[4],"data_offsets":[4,20]}})",
+      kSixFloats, "tensor 'v' overlaps tensor 'w'");
+  f.fails(
+      R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"v":{"dtype":"F32","shape":[3],"data_offsets":[12,24]}})",
+      kSixFloats, "data area not fully covered: bytes 8..12 before tensor 'v'");
   f.fails(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", kSixFloats,
           "data area not fully covered: 16 bytes after the last tensor");
   f.fails("{\"w\":{" + entry + "},\"w\":{" + entry + "}}", kSixFloats, "header names tensor 'w' twice");
@@ -100,11 +104,13 @@ TEST_CASE("header length beyond the file or the 100 MB bound is refused", "[chec
   bytes[0] = 0x00;
   bytes[3] = 0x10;  // 256 MiB
   nnr::test::write_bytes(f.path, bytes);
-  REQUIRE_THROWS_WITH(nnr::load_checkpoint(f.path), Catch::Contains("header length 268435456 exceeds the 100000000-byte limit"));
+  REQUIRE_THROWS_WITH(nnr::load_checkpoint(f.path),
+                      Catch::Contains("header length 268435456 exceeds the 100000000-byte limit"));
   bytes[3] = 0;
   bytes[0] = 9;
   nnr::test::write_bytes(f.path, bytes);
-  REQUIRE_THROWS_WITH(nnr::load_checkpoint(f.path), Catch::Contains("truncated: header length 9 but only 8 bytes follow"));
+  REQUIRE_THROWS_WITH(nnr::load_checkpoint(f.path),
+                      Catch::Contains("truncated: header length 9 but only 8 bytes follow"));
 }
 
 TEST_CASE("nnr metadata is checked: version, CRC presence, stray CRC entries", "[checkpoint]") {
