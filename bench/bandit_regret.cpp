@@ -84,6 +84,7 @@ int main(int argc, char** argv) {
       if (std::find(policies.begin(), policies.end(), kv.first) == policies.end())
         throw BanditError("[bandit_regret] --param names policy '" + kv.first + "', which is not in --policies");
 
+    for (const auto& name : policies) make_policy(name, options[name]);  // bad names fail before any output
     nlohmann::json report = {{"scenario", scenario_name}, {"means", scenario.means}, {"switch_at", switch_at},
                              {"shift", shift},           {"horizon", horizon},      {"seeds", seeds}};
     if (scenario.kind == ScenarioKind::Stationary) report["ucb1_bound"] = ucb1_regret_bound(scenario.means, horizon);
