@@ -75,9 +75,10 @@ double check(int64_t k, cudaStream_t stream) {
   double got_loss = 0.0;
   d.d_loss.copy_to_host(&got_loss, sizeof(double), stream);
   double worst = 0.0;
-  for (size_t i = 0; i < got.size(); ++i)
-    if (std::fabs(probs[static_cast<int64_t>(i)]) > 1e-37)
-      worst = std::max(worst, std::fabs(got[i] - probs[static_cast<int64_t>(i)]) / std::fabs(probs[static_cast<int64_t>(i)]));
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double want = probs[static_cast<int64_t>(i)];
+    if (std::fabs(want) > 1e-37) worst = std::max(worst, std::fabs(got[i] - want) / std::fabs(want));
+  }
   if (!(worst <= 1e-6)) throw std::runtime_error("check failed: probability relative error " + std::to_string(worst));
   if (!(std::fabs(got_loss - loss) <= 1e-6 * std::fabs(loss) + 1e-6))
     throw std::runtime_error("check failed: loss " + std::to_string(got_loss) + " vs " + std::to_string(loss));
