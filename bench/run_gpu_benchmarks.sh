@@ -42,9 +42,9 @@ else
   echo "## compute-sanitizer not run (${sanitizer:-not installed})"
 fi
 
-run() {  # prints the human line and appends the JSON line
-  "$@" || status=1
-  "$@" --json >>"$jsonl" || status=1
+run() {  # one run per configuration: its JSON line goes to the log and to the .jsonl
+  "$@" --json | tee -a "$jsonl"
+  [[ ${PIPESTATUS[0]} == 0 ]] || status=1
 }
 
 echo "## masked update (target: >= 85 % of D2D copy bandwidth at >= 10M parameters)"
