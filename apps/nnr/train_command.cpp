@@ -19,7 +19,7 @@ struct TrainFlags {
   std::string data, model = "mlp:784-256-256-10", output, init, eval_data;
   int epochs = 5;
   int64_t batch_size = 128;
-  std::string optimizer = "sgd";
+  std::string optimizer = "sgd", schedule = "cosine";
   float lr = 0.05f, momentum = 0.9f, weight_decay = 0.0f;
   uint64_t seed = 0;
   int threads = 0;
@@ -51,17 +51,19 @@ void run_train(const TrainFlags& f, bool model_given) {
   if (held_out.size()) check_model_accepts(model, held_out.sample_shape(), held_out.num_classes, f.eval_data);
 
   auto optimizer = make_optimizer({f.optimizer, f.lr, f.momentum, f.weight_decay});
-  std::fprintf(stderr, "nnr train: %s on %s (%lld samples), %s lr %g, batch %lld, seed %llu, %d threads\n",
+  std::fprintf(stderr, "nnr train: %s on %s (%lld samples), %s lr %g (%s), batch %lld, seed %llu, %d threads\n",
                model.spec().c_str(), f.data.c_str(), static_cast<long long>(train.size()), optimizer->name(),
-               static_cast<double>(f.lr), static_cast<long long>(f.batch_size),
+               static_cast<double>(f.lr), f.schedule.c_str(), static_cast<long long>(f.batch_size),
                static_cast<unsigned long long>(f.seed), num_threads());
 
   Batcher batches(train, BatcherOptions{f.batch_size, true, false}, Rng(f.seed ^ 0x5eedba7c4ULL));
   const ProgressCallback progress = make_progress_printer(f.quiet);
   nlohmann::json epochs = nlohmann::json::array();
   double seconds = 0.0;
+  const LearningRateSchedule lr_schedule{f.schedule, f.lr, batches.batches_per_epoch() * f.epochs};
+  int64_t step = 0;
   for (int e = 1; e <= f.epochs; ++e) {
-    const EpochResult r = train_epoch(model, *optimizer, batches, e, f.epochs, progress);
+    const EpochResult r = train_epoch(model, *optimizer, batches, e, f.epochs, progress, &lr_schedule, &step);
     seconds += r.seconds;
     epochs.push_back({{"epoch", e}, {"loss", r.loss}, {"seconds", r.seconds}});
   }
@@ -108,6 +110,9 @@ Command add_train(CLI::App& app) {
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
   cmd->add_option("--lr", f->lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--lr-schedule", f->schedule, "constant, or cosine: decay from --lr to 0 over the run")
+      ->check(CLI::IsMember({"constant", "cosine"}))
+      ->capture_default_str();
   cmd->add_option("--momentum", f->momentum, "SGD momentum")->check(CLI::Range(0.0f, 0.9999f))->capture_default_str();
   cmd->add_option("--weight-decay", f->weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--seed", f->seed, "Seed of every random choice (init, shuffling, dropout)")->capture_default_str();

@@ -26,8 +26,17 @@ Shape with_batch(int64_t n, const Shape& sample) {
 
 }  // namespace
 
+float LearningRateSchedule::at(int64_t step) const {
+  if (kind == "constant" || total_steps <= 0) return base_lr;
+  if (kind == "cosine") {
+    const double t = std::min(1.0, static_cast<double>(step) / static_cast<double>(total_steps));
+    return static_cast<float>(0.5 * base_lr * (1.0 + std::cos(3.14159265358979323846 * t)));
+  }
+  throw InvalidArgument("[train] unknown learning-rate schedule '" + kind + "' (valid: constant, cosine)");
+}
+
 EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batches, int epoch, int epochs,
-                        const ProgressCallback& progress) {
+                        const ProgressCallback& progress, const LearningRateSchedule* schedule, int64_t* step) {
   const auto start = Clock::now();
   const std::vector<Parameter*> params = model.parameters();
   Tape tape;
@@ -50,6 +59,7 @@ EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batche
       throw Error(msg.str());
     }
     tape.backward();
+    if (schedule && step) optimizer.set_learning_rate(schedule->at((*step)++));
     optimizer.step(params);
     loss_sum += value * static_cast<double>(batch.size());
     result.samples += batch.size();
