@@ -9,7 +9,7 @@ namespace nnr::bandits {
 // arm had when it was last chosen (0: not chosen since its last reward).
 
 Exp3Policy::Exp3Policy(bool shifting, const PolicyOptions& options)
-    : Policy(shifting ? "exp3s" : "exp3", options, shifting ? PolicyOptions{{"gamma", 0.02}, {"alpha", 1e-4}, {"eta", 0.02}}
+    : Policy(shifting ? "exp3s" : "exp3", options, shifting ? PolicyOptions{{"gamma", 0.02}, {"alpha", 1e-5}, {"eta", 0.02}}
                                : PolicyOptions{{"gamma", 0.1}, {"alpha", 0.0}, {"eta", 0.0}}) {
   if (!(option("gamma") > 0.0 && option("gamma") <= 1.0)) fail("option 'gamma' must be in (0, 1]");
   if (option("alpha") < 0.0) fail("option 'alpha' must be >= 0");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "bandits/factory.h"
 #include "bandits/ucb1.h"
@@ -53,11 +54,27 @@ void Scenario::validate() const {
       throw BanditError("[bandits] switch times must be strictly increasing and inside (0, horizon)");
   if (kind != ScenarioKind::Switching && !switch_at.empty())
     throw BanditError("[bandits] switch times are only meaningful for the switching scenario");
+  if (kind != ScenarioKind::Switching && !means_after.empty())
+    throw BanditError("[bandits] means after a switch are only meaningful for the switching scenario");
+  if (!means_after.empty()) {
+    if (means_after.size() != switch_at.size())
+      throw BanditError("[bandits] means_after needs one mean vector per switch time (" +
+                        std::to_string(means_after.size()) + " given for " + std::to_string(switch_at.size()) +
+                        " switches)");
+    for (const auto& segment : means_after) {
+      if (segment.size() != means.size())
+        throw BanditError("[bandits] every means_after vector needs one mean per arm (" +
+                          std::to_string(means.size()) + ")");
+      for (double m : segment)
+        if (!(m >= 0.0 && m <= 1.0)) throw BanditError("[bandits] arm means must be in [0, 1]");
+    }
+  }
 }
 
 std::vector<double> Scenario::means_at(int64_t t) const {
   if (kind != ScenarioKind::Switching) return means;
   const int64_t phase = std::upper_bound(switch_at.begin(), switch_at.end(), t) - switch_at.begin();
+  if (!means_after.empty()) return phase == 0 ? means : means_after.at(static_cast<size_t>(phase - 1));
   const int64_t k = arms();
   const int64_t offset = ((phase * shift) % k + k) % k;
   std::vector<double> out(static_cast<size_t>(k));

@@ -2,10 +2,16 @@
 // Regret test beds: the standard bandit problems the tests assert on and the bandit_regret
 // benchmark prints, from this one code so the two always agree.
 //   Stationary   Bernoulli arms with fixed means.
-//   Switching    Bernoulli arms whose means rotate at each switch time: in phase p (after p
-//                switches) arm i has mean base[(i + p * shift) mod K]. With increasing base
-//                means and shift 1, the best arm's mean passes to its left neighbour and
-//                the old best becomes the worst.
+//   Switching    Bernoulli arms whose means change at each switch time, in one of two ways:
+//                - rotation (means_after empty): in phase p (after p switches) arm i has mean
+//                  base[(i + p * shift) mod K]. With increasing base means and shift 1, the
+//                  best arm's mean passes to its left neighbour and the old best becomes the
+//                  worst, which every policy that keeps exploring notices quickly.
+//                - explicit piecewise-constant means (means_after set, the "abruptly
+//                  changing" bed of Garivier & Moulines 2011): `means` holds in the first
+//                  segment and means_after[p - 1] after the p-th switch. This can make the old
+//                  best arm stay good but no longer best while a formerly poor, rarely pulled
+//                  arm becomes the best: a change a stationary index policy is slow to notice.
 //   Adversarial  A fixed 0/1 reward table built to fool a deterministic index policy: at
 //                step t, UCB1 (c = 2) run on the table so far picks a_t; arm a_t pays 0
 //                and every other arm pays 1. UCB1 earns nothing; the best fixed arm earns
@@ -30,7 +36,10 @@ struct Scenario {
   ScenarioKind kind = ScenarioKind::Stationary;
   std::vector<double> means;        // one per arm, in [0, 1]; the adversarial bed uses only K
   std::vector<int64_t> switch_at;   // Switching: strictly increasing steps in (0, horizon)
-  int64_t shift = 1;                // Switching: rotation per switch
+  int64_t shift = 1;                // Switching: rotation per switch (when means_after is empty)
+  // Switching: explicit means after each switch, one vector of K means per entry of
+  // switch_at (segment p + 1 uses means_after[p]); empty: rotate by `shift` instead.
+  std::vector<std::vector<double>> means_after;
   int64_t horizon = 10000;
 
   int64_t arms() const { return static_cast<int64_t>(means.size()); }

@@ -1,13 +1,18 @@
 // bandit_regret: runs bandit policies on a test bed (bandits/regret_testbed.h, the same code
 // the tests assert on) and prints each policy's mean cumulative regret +- its standard error
 // over seeds, at T/2 and at T. For the switching bed it also prints how often the best arm
-// was chosen from `--after-switch` steps after each switch to the next one.
+// was chosen from `--after-switch` steps after each switch to the next one. At each switch
+// the means rotate by `--shift`, or, with `--means-after` (one per switch, in order), take
+// the given values.
 //
 //   bandit_regret --scenario stationary --arms 10 --horizon 10000 --seeds 20
 //     --policies uniform,ucb1,kl-ucb,thompson   (one command line)
 //   bandit_regret --scenario switching --switch-at 5000 --policies ucb1,discounted-ucb
 //     --param discounted-ucb:gamma=0.995        (one command line)
+//   bandit_regret --scenario switching --means 0.1,0.3,0.5,0.7,0.9 --switch-at 5000
+//     --means-after 0.75,0.3,0.5,0.55,0.6 --policies ucb1,discounted-ucb,exp3s   (one line)
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -33,6 +38,18 @@ std::vector<std::string> split(const std::string& text, char sep) {
   return out;
 }
 
+// "0.95,0.3,0.5" -> {0.95, 0.3, 0.5}; throws BanditError on anything that is not a number.
+std::vector<double> parse_means(const std::string& text) {
+  std::vector<double> out;
+  for (const auto& item : split(text, ',')) {
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    if (end == item.c_str() || *end != '\0') throw BanditError("[bandit_regret] --means-after: '" + item + "' is not a number");
+    out.push_back(v);
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -42,6 +59,7 @@ int main(int argc, char** argv) {
   std::vector<double> means;
   double low = 0.1, high = 0.9;
   std::vector<int64_t> switch_at;
+  std::vector<std::string> means_after_text;
   int64_t shift = 1;
   int64_t horizon = 10000;
   int seeds = 20;
@@ -55,8 +73,11 @@ int main(int argc, char** argv) {
   app.add_option("--means", means, "explicit arm means, e.g. 0.1,0.5,0.9 (overrides --arms)")->delimiter(',');
   app.add_option("--low", low, "lowest evenly spaced mean")->check(CLI::Range(0.0, 1.0));
   app.add_option("--high", high, "highest evenly spaced mean")->check(CLI::Range(0.0, 1.0));
-  app.add_option("--switch-at", switch_at, "switching: steps where the means rotate, e.g. 5000")->delimiter(',');
+  app.add_option("--switch-at", switch_at, "switching: steps where the means change, e.g. 5000")->delimiter(',');
   app.add_option("--shift", shift, "switching: positions the means rotate by at each switch");
+  app.add_option("--means-after", means_after_text,
+                 "switching: the arm means after a switch, e.g. 0.95,0.3,0.5,0.7,0.8 (repeat once per "
+                 "--switch-at, in order; replaces the rotation)");
   app.add_option("--horizon", horizon, "steps T per run")->check(CLI::Range(int64_t{1}, int64_t{100000000}));
   app.add_option("--seeds", seeds, "runs per policy (seeds 1..S)")->check(CLI::Range(1, 100000));
   app.add_option("--after-switch", after_switch, "switching: best-arm rate counted from this many steps after each switch");
@@ -71,6 +92,7 @@ int main(int argc, char** argv) {
     scenario.means = means.empty() ? evenly_spaced_means(arms, low, high) : means;
     scenario.switch_at = switch_at;
     scenario.shift = shift;
+    for (const auto& text : means_after_text) scenario.means_after.push_back(parse_means(text));
     scenario.horizon = horizon;
     scenario.validate();
     const auto policies = split(policies_text, ',');
@@ -86,7 +108,8 @@ int main(int argc, char** argv) {
 
     for (const auto& name : policies) make_policy(name, options[name]);  // bad names fail before any output
     nlohmann::json report = {{"scenario", scenario_name}, {"means", scenario.means}, {"switch_at", switch_at},
-                             {"shift", shift},           {"horizon", horizon},      {"seeds", seeds}};
+                             {"shift", shift},           {"horizon", horizon},      {"seeds", seeds},
+                             {"means_after", scenario.means_after}};
     if (scenario.kind == ScenarioKind::Stationary) report["ucb1_bound"] = ucb1_regret_bound(scenario.means, horizon);
     if (scenario.kind == ScenarioKind::Adversarial) {
       report["exp3_bound"] = exp3_regret_bound(scenario.arms(), horizon);
@@ -97,11 +120,18 @@ int main(int argc, char** argv) {
                   static_cast<long long>(scenario.arms()), static_cast<long long>(horizon), seeds);
       for (double m : scenario.means) std::printf(" %.4g", m);
       std::printf("\n");
-      if (!switch_at.empty()) {
+      if (!switch_at.empty() && scenario.means_after.empty()) {
         std::printf("means rotate by %lld at", static_cast<long long>(shift));
         for (auto s : switch_at) std::printf(" %lld", static_cast<long long>(s));
         std::printf("; best-arm rate counted from %lld steps after each switch\n", static_cast<long long>(after_switch));
       }
+      for (size_t i = 0; i < scenario.means_after.size(); ++i) {
+        std::printf("means from step %lld:", static_cast<long long>(switch_at[i]));
+        for (double m : scenario.means_after[i]) std::printf(" %.4g", m);
+        std::printf("\n");
+      }
+      if (!scenario.means_after.empty())
+        std::printf("best-arm rate counted from %lld steps after each switch\n", static_cast<long long>(after_switch));
       if (report.contains("ucb1_bound")) std::printf("UCB1 regret bound (Auer et al. 2002): %.1f\n", report["ucb1_bound"].get<double>());
       if (report.contains("exp3_bound"))
         std::printf("EXP3 regret bound: %.1f with gamma = %.6g\n", report["exp3_bound"].get<double>(),
