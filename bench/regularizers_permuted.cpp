@@ -121,6 +121,8 @@ int main(int argc, char** argv) {
           for (double a : acc) s += a;
           std::cerr << " " << fmt(s / acc.size(), "%.3f");
         }
+        std::cerr << "; per task after the last:";
+        for (double a : res.accuracy.back()) std::cerr << " " << fmt(a, "%.3f");
         std::cerr << ") " << fmt(secs, "%.1f") << " s\n";
         sweep_json[w.strategy][fmt(lambda, "%g")] = res.final_average;
         row_sweep[w.strategy] += (row_sweep[w.strategy].empty() ? "" : " ") + fmt(lambda, "%g") + ":" +
