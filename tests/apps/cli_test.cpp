@@ -67,7 +67,7 @@ TEST_CASE("nnr train -> eval -> predict works end to end on a CSV", "[cli]") {
   write_blobs_csv(dir / "test.csv", 90, 2);
   write_blobs_csv(dir / "inputs.csv", 5, 3, false);
 
-  Run train = run_nnr("train --data " + (dir / "train.csv") + " --model mlp:6-8-3 --epochs 5 --batch-size 16 --lr 0.05 -o " +
+  Run train = run_nnr("train --data " + (dir / "train.csv") + " --model mlp:6-8-3 --epochs 5 --batch-size 16 --optimizer sgd --lr 0.05 -o " +
                       (dir / "m.safetensors"),
                   dir);
   INFO(train.err);
@@ -141,7 +141,7 @@ TEST_CASE("runtime failures exit 1 and never damage the existing model file", "[
     REQUIRE(r.err.find("missing.csv") != std::string::npos);
   }
   SECTION("training that diverges to NaN is reported and not saved") {
-    Run r = run_nnr("train --data " + (dir / "train.csv") + " --model mlp:6-64-3 --lr 1e30 --momentum 0.99 -q -o " + model,
+    Run r = run_nnr("train --data " + (dir / "train.csv") + " --model mlp:6-64-3 --optimizer sgd --lr 1e30 --momentum 0.99 -q -o " + model,
                 dir);
     INFO(r.err);
     REQUIRE(r.code == 1);
