@@ -66,10 +66,29 @@ MaskView view_of(const UpdateMask& mask, int64_t row_length) {
   return v;
 }
 
+// The common case (every entry, no penalty, no SI) as a loop the compiler vectorises: the
+// general path's per-element branches and possible aliasing keep it scalar, and on a small MLP
+// the update was 8 % of a training step.
+void sgd_momentum_update_dense(float* __restrict theta, const float* __restrict grad, float* __restrict velocity,
+                               int64_t n, const SgdConfig& c) {
+  const float lr = c.lr, mu = c.momentum, wd = c.weight_decay;
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    const float t = theta[i];
+    const float v = mu * velocity[i] + (grad[i] + wd * t);
+    velocity[i] = v;
+    theta[i] = t - lr * v;
+  }
+}
+
 double sgd_update_cpu(float* theta, const float* grad, float* velocity, int64_t n, const SgdConfig& c,
                       const MaskView& mask, const PenaltyView& penalty) {
   const double value = penalty_value_cpu(theta, n, penalty);
   const bool momentum = c.momentum != 0.0f;
+  if (mask.kind == UpdateMask::Kind::All && !penalty.anchor && !penalty.path_integral && momentum && !c.nesterov) {
+    sgd_momentum_update_dense(theta, grad, velocity, n, c);
+    return value;
+  }
   for_each_selected(n, mask, [&](int64_t i) {
     const float t = theta[i];
     const float g = grad[i] + c.weight_decay * t;
