@@ -4,9 +4,11 @@
 #include <exception>
 
 #include "apps/nnr/commands.h"
+#include "apps/nnr/openmp_wait.h"
 #include "engine/core/error.h"
 
 int main(int argc, char** argv) {
+  nnr::cli::use_passive_openmp_wait(argv);
   CLI::App app{"nnr: retrain a served neural network on new data without forgetting the old.\n"
                "Run 'nnr <command> --help' for a command's flags."};
   app.require_subcommand(1);
