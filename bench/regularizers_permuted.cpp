@@ -23,10 +23,27 @@ using namespace nnr;
 
 namespace {
 
+// A λ as the user typed it: `value` the parsed double (what the JSON stores, so 0.3 stays 0.3
+// instead of the float 0.30000001192092896), `text` its %g spelling (table and JSON keys).
+struct Lambda {
+  double value;
+  std::string text;
+};
+
 struct Sweep {
   std::string strategy;
-  std::vector<float> lambdas;
+  std::vector<Lambda> lambdas;
 };
+
+std::string fmt(double v, const char* f = "%.4f") {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// A float option rounded to 6 significant digits (a float's precision) as a double, so that the
+// JSON prints 0.01 rather than 0.009999999776482582.
+double tidy(float v) { return std::stod(fmt(v, "%.6g")); }
 
 Sweep parse_sweep(const std::string& s) {
   const size_t eq = s.find('=');
@@ -34,8 +51,11 @@ Sweep parse_sweep(const std::string& s) {
   Sweep w{s.substr(0, eq), {}};
   std::stringstream rest(s.substr(eq + 1));
   std::string item;
-  while (std::getline(rest, item, ',')) w.lambdas.push_back(std::stof(item));
-  if (w.strategy == "finetune") w.lambdas = {0.0f};
+  while (std::getline(rest, item, ',')) {
+    const double v = std::stod(item);
+    w.lambdas.push_back(Lambda{v, fmt(v, "%g")});
+  }
+  if (w.strategy == "finetune") w.lambdas = {Lambda{0.0, "0"}};
   if (w.lambdas.empty()) throw InvalidArgument("[bench] --sweep " + s + " lists no lambda");
   return w;
 }
@@ -53,12 +73,6 @@ std::unique_ptr<Regularizer> make_strategy(const std::string& strategy, Regulari
     return make_regularizer("sni", o);
   }
   return make_regularizer(strategy, o);
-}
-
-std::string fmt(double v, const char* f = "%.4f") {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
 }
 
 }  // namespace
@@ -104,18 +118,18 @@ int main(int argc, char** argv) {
     reg.seed = seed;
 
     nlohmann::json out, sweep_json = nlohmann::json::object(), timing = nlohmann::json::object();
-    std::map<std::string, std::pair<float, double>> best;  // strategy -> (λ, accuracy)
+    std::map<std::string, std::pair<Lambda, double>> best;  // strategy -> (λ, accuracy)
     std::map<std::string, std::string> row_sweep;
     std::map<std::string, std::pair<double, double>> row_time;  // strategy -> (estimate s, epoch s)
     for (const Sweep& w : sweeps) {
-      for (float lambda : w.lambdas) {
+      for (const Lambda& lambda : w.lambdas) {
         Sequential model = build_model(model_spec, seed);
         std::unique_ptr<Regularizer> r = make_strategy(w.strategy, reg);
-        options.lambda = lambda;
+        options.lambda = static_cast<float>(lambda.value);
         const auto start = std::chrono::steady_clock::now();
         const ContinualResult res = run_continual_tasks(model, tasks, options, r.get());
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        std::cerr << w.strategy << " lambda=" << lambda << ": average " << fmt(res.final_average) << " (after each task:";
+        std::cerr << w.strategy << " lambda=" << lambda.text << ": average " << fmt(res.final_average) << " (after each task:";
         for (const auto& acc : res.accuracy) {
           double s = 0;
           for (double a : acc) s += a;
@@ -124,8 +138,8 @@ int main(int argc, char** argv) {
         std::cerr << "; per task after the last:";
         for (double a : res.accuracy.back()) std::cerr << " " << fmt(a, "%.3f");
         std::cerr << ") " << fmt(secs, "%.1f") << " s\n";
-        sweep_json[w.strategy][fmt(lambda, "%g")] = res.final_average;
-        row_sweep[w.strategy] += (row_sweep[w.strategy].empty() ? "" : " ") + fmt(lambda, "%g") + ":" +
+        sweep_json[w.strategy][lambda.text] = res.final_average;
+        row_sweep[w.strategy] += (row_sweep[w.strategy].empty() ? "" : " ") + lambda.text + ":" +
                                  fmt(100 * res.final_average, "%.1f");
         auto it = best.find(w.strategy);
         if (it == best.end() || res.final_average > it->second.second) best[w.strategy] = {lambda, res.final_average};
@@ -143,13 +157,13 @@ int main(int argc, char** argv) {
     for (const Sweep& w : sweeps) {
       const auto& b = best[w.strategy];
       const auto& t = row_time[w.strategy];
-      std::printf("%-18s %10s %9s %12s %10s %8s  %s\n", w.strategy.c_str(), fmt(b.first, "%g").c_str(),
+      std::printf("%-18s %10s %9s %12s %10s %8s  %s\n", w.strategy.c_str(), b.first.text.c_str(),
                   fmt(100 * b.second, "%.2f").c_str(), fmt(t.first, "%.3f").c_str(), fmt(t.second, "%.3f").c_str(),
                   t.second > 0 ? fmt(t.first / t.second, "%.3f").c_str() : "-", row_sweep[w.strategy].c_str());
       out[w.strategy] = b.second;
     }
     nlohmann::json best_lambda = nlohmann::json::object();
-    for (const auto& b : best) best_lambda[b.first] = b.second.first;
+    for (const auto& b : best) best_lambda[b.first] = b.second.first.value;
     out["best_lambda"] = best_lambda;
     out["sweep"] = sweep_json;
     out["timing"] = timing;
@@ -158,11 +172,11 @@ int main(int argc, char** argv) {
                        {"epochs_per_task", options.epochs},
                        {"train_samples_per_task", tasks[0].train.size()},
                        {"batch_size", options.batch_size},
-                       {"optimizer", "sgd"},         {"lr", options.optimizer.lr},
-                       {"momentum", options.optimizer.momentum},
+                       {"optimizer", "sgd"},         {"lr", tidy(options.optimizer.lr)},
+                       {"momentum", tidy(options.optimizer.momentum)},
                        {"importance_samples", reg.samples},
                        {"seed", seed},               {"threads", num_threads()},
-                       {"online_ewc_gamma", 0.9},    {"si_damping", reg.si_damping},
+                       {"online_ewc_gamma", 0.9},    {"si_damping", tidy(reg.si_damping)},
                        {"sni_synapse", reg.synapse}, {"metric", "mean test accuracy over all tasks after the last"}};
     if (!json_path.empty()) {
       std::ofstream f(json_path);
