@@ -6,6 +6,7 @@
 #include <new>
 #include <sstream>
 
+#include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 
@@ -27,19 +28,30 @@ int64_t shape_numel(const Shape& shape) {
   return n;
 }
 
-void Tensor::FreeDeleter::operator()(float* p) const { std::free(p); }
+void TensorMemoryRelease::operator()(float* p) const {
+  if (context)
+    context->deallocate_floats(p, bytes);
+  else
+    std::free(p);
+}
 
-Tensor::Tensor(Shape shape, Device device, bool zero_fill) : shape_(std::move(shape)), device_(device) {
+Tensor::Tensor(Shape shape, Placement placement, bool zero_fill)
+    : shape_(std::move(shape)), device_(placement.device), context_(placement.context) {
   if (shape_.size() > static_cast<size_t>(kMaxRank))
     throw InvalidArgument("[tensor] rank " + std::to_string(shape_.size()) + " > " + std::to_string(kMaxRank) +
                           " for shape " + shape_to_string(shape_));
   for (int64_t d : shape_)
     if (d < 0) throw InvalidArgument("[tensor] negative dimension in shape " + shape_to_string(shape_));
-  if (device_ != Device::CPU)
-    throw Error("[tensor] this build allocates CPU tensors only (asked for " + std::string(device_name(device_)) + ")");
+  if (device_ == Device::CPU) context_ = nullptr;
+  if (device_ == Device::CUDA && !context_)
+    throw Error("[tensor] a cuda tensor needs a Context (Tensor(shape, Placement::cuda(ctx)))");
   numel_ = shape_numel(shape_);
   defined_ = true;
-  if (numel_ > 0) {
+  if (numel_ > 0 && device_ == Device::CUDA) {
+    float* p = context_->allocate_floats(bytes());
+    data_ = std::unique_ptr<float[], TensorMemoryRelease>(p, TensorMemoryRelease{context_, bytes()});
+    if (zero_fill) context_->zero_bytes(p, bytes());
+  } else if (numel_ > 0) {
     // Round up to a whole number of 64-byte lines, as aligned_alloc requires.
     const size_t bytes = ((static_cast<size_t>(numel_) * sizeof(float) + 63) / 64) * 64;
     float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
@@ -49,9 +61,11 @@ Tensor::Tensor(Shape shape, Device device, bool zero_fill) : shape_(std::move(sh
   }
 }
 
-Tensor::Tensor(Shape shape, Device device) : Tensor(std::move(shape), device, true) {}
+Tensor::Tensor(Shape shape, Device device) : Tensor(std::move(shape), Placement{device, nullptr}, true) {}
+Tensor::Tensor(Shape shape, Placement placement) : Tensor(std::move(shape), placement, true) {}
 
-Tensor Tensor::empty(Shape shape, Device device) { return Tensor(std::move(shape), device, false); }
+Tensor Tensor::empty(Shape shape, Device device) { return Tensor(std::move(shape), Placement{device, nullptr}, false); }
+Tensor Tensor::empty(Shape shape, Placement placement) { return Tensor(std::move(shape), placement, false); }
 
 Tensor Tensor::from_vector(Shape shape, const std::vector<float>& values) {
   Tensor t = empty(std::move(shape));
@@ -64,9 +78,45 @@ Tensor Tensor::from_vector(Shape shape, const std::vector<float>& values) {
 
 Tensor Tensor::clone() const {
   if (!defined_) return Tensor();
-  Tensor t = empty(shape_, device_);
-  if (numel_) std::memcpy(t.data(), data(), bytes());
+  Tensor t = empty(shape_, placement());
+  t.copy_from(*this);
   return t;
+}
+
+Tensor Tensor::to(Device device, Context& ctx) const {
+  if (!defined_) return Tensor();
+  if (device == device_ && (device == Device::CPU || context_ == &ctx)) return clone();
+  if (device_ == Device::CUDA && context_ != &ctx && device == Device::CUDA)
+    throw Error("[tensor] copies between two cuda contexts are not supported");
+  if (device == Device::CPU) return to_cpu();
+  Tensor t = empty(shape_, Placement::cuda(ctx));
+  if (numel_) ctx.upload(t.data(), data(), bytes());
+  return t;
+}
+
+Tensor Tensor::to_cpu() const {
+  if (!defined_) return Tensor();
+  if (device_ == Device::CPU) return clone();
+  Tensor t = empty(shape_);
+  if (numel_) context_->download(t.data(), data(), bytes());
+  return t;
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  if (src.numel_ != numel_ || src.device_ != device_ || src.context_ != context_)
+    throw InvalidArgument("[tensor] copy_from: " + shape_to_string(src.shape_) + " on " + device_name(src.device_) +
+                          " into " + shape_to_string(shape_) + " on " + device_name(device_) +
+                          " (needs the same element count and device)");
+  if (!numel_) return;
+  if (device_ == Device::CUDA)
+    context_->copy_on_device(data(), src.data(), bytes());
+  else
+    std::memcpy(data(), src.data(), bytes());
+}
+
+void Tensor::throw_not_on_host(const char* what) const {
+  throw Error(std::string("[tensor] ") + what + " reads host memory, but this tensor " + shape_to_string(shape_) +
+              " is on " + device_name(device_) + " (copy it with to_cpu() first)");
 }
 
 int64_t Tensor::dim(int i) const {
@@ -84,15 +134,36 @@ void Tensor::reshape(Shape shape) {
 }
 
 void Tensor::fill(float value) {
+  if (device_ == Device::CUDA) {
+    if (value != 0.0f) throw_not_on_host("fill with a non-zero value");
+    if (numel_) context_->zero_bytes(data(), bytes());
+    return;
+  }
   float* p = data();
   for (int64_t i = 0; i < numel_; ++i) p[i] = value;
 }
 
-std::vector<float> Tensor::to_vector() const { return std::vector<float>(data(), data() + numel_); }
+std::vector<float> Tensor::to_vector() const {
+  if (device_ != Device::CPU) throw_not_on_host("to_vector");
+  return std::vector<float>(data(), data() + numel_); }
 
 void require_cpu(const Tensor& t, const char* op) {
-  if (t.device() != Device::CPU)
-    throw Error(std::string("[") + op + "] expected a cpu tensor, got " + device_name(t.device()));
+  if (t.device() != Device::CPU) throw_not_implemented_on_cuda(op);
+}
+
+void require_placement(const Tensor& t, const Placement& where, const char* op, const char* what) {
+  if (t.device() != where.device || (where.device == Device::CUDA && t.context() != where.context))
+    throw Error(std::string("[") + op + "] " + what + " is on " + device_name(t.device()) +
+                (t.device() == where.device ? " of another Context" : "") + ", expected " +
+                device_name(where.device) + " (all tensors of an op must live on one device)");
+}
+
+void throw_not_implemented_on_cuda(const char* op) {
+#ifdef NNR_WITH_CUDA
+  throw Error(std::string("[") + op + "] not implemented on CUDA");
+#else
+  throw Error(std::string("[") + op + "] not implemented on CUDA (built without CUDA)");
+#endif
 }
 
 void require_shape(const Tensor& t, const Shape& expected, const char* op, const char* what) {

@@ -38,15 +38,22 @@ Shape Linear::output_shape(const Shape& input) const {
 }
 
 Tensor Linear::forward(const Tensor& x, bool /*training*/) {
-  Tensor y = Tensor::empty(output_shape(x.shape()));
-  gemm_cpu(x.data(), false, weight_.value.data(), true, y.data(), x.dim(0), out_, in_, 1.0f, 0.0f);
+  require_placement(weight_.value, x.placement(), "linear", "weight (move the model with Sequential::to)");
+  Tensor y = Tensor::empty(output_shape(x.shape()), x.placement());
+  gemm_on(x.placement(), x.data(), false, weight_.value.data(), true, y.data(), x.dim(0), out_, in_, 1.0f, 0.0f);
   add_bias(y, bias_.value);
   return y;
 }
 
 void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
   const int64_t n = x.dim(0);
+  const Placement where = x.placement();
   const UpdateMask& wm = weight_.mask;
+  // Row-selective gradients gather and scatter on the host; the device gather is not written yet.
+  if (where.device == Device::CUDA &&
+      (wm.kind == UpdateMask::Kind::Rows || bias_.mask.kind == UpdateMask::Kind::Rows) &&
+      !(wm.selects_none() && bias_.mask.selects_none()))
+    throw_not_implemented_on_cuda("linear row-selective backward");
   if (wm.kind == UpdateMask::Kind::Rows) {
     // dW[r] = Σ_n dy[n, r] x[n] for the open rows only: gather those columns of dy.
     const int64_t open = static_cast<int64_t>(wm.rows.size());
@@ -63,7 +70,7 @@ void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
       }
     }
   } else {
-    gemm_cpu(dy.data(), true, x.data(), false, weight_.grad.data(), out_, in_, n, 1.0f, 1.0f);
+    gemm_on(where, dy.data(), true, x.data(), false, weight_.grad.data(), out_, in_, n, 1.0f, 1.0f);
   }
 
   const UpdateMask& bm = bias_.mask;
@@ -77,7 +84,7 @@ void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
     bias_backward(dy, bias_.grad, /*accumulate=*/true);
   }
 
-  if (dx) gemm_cpu(dy.data(), false, weight_.value.data(), false, dx->data(), n, in_, out_, 1.0f, 0.0f);
+  if (dx) gemm_on(where, dy.data(), false, weight_.value.data(), false, dx->data(), n, in_, out_, 1.0f, 0.0f);
 }
 
 }  // namespace nnr

@@ -6,7 +6,10 @@
 namespace nnr {
 
 double SoftmaxCrossEntropy::forward(const Tensor& logits, const std::vector<int32_t>& labels) {
-  probs_ = Tensor::empty(logits.shape());
+  // Release the last batch's probabilities before allocating: on CUDA the block goes back to the
+  // cache and is reused here, so a training loop reaches a steady state with no cudaMalloc.
+  probs_ = Tensor();
+  probs_ = Tensor::empty(logits.shape(), logits.placement());
   labels_ = labels;
   return softmax_cross_entropy_forward(logits, labels, probs_);
 }

@@ -27,6 +27,12 @@ const Tensor& Sequential::forward(const Tensor& x, Tape& tape) {
   return *h;
 }
 
+void Sequential::to(Device device, Context& ctx) {
+  for (Parameter* p : parameters())
+    for (Tensor* t : {&p->value, &p->grad, &p->omega, &p->anchor, &p->path_integral})
+      if (t->defined()) *t = t->to(device, ctx);
+}
+
 std::vector<Parameter*> Sequential::parameters() {
   std::vector<Parameter*> all;
   for (auto& layer : layers_)

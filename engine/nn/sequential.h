@@ -24,6 +24,10 @@ class Sequential {
   // Training: records every layer on the tape and returns the output (owned by the tape).
   const Tensor& forward(const Tensor& x, Tape& tape);
 
+  // Moves every parameter tensor (value, grad, Ω, θ*, path integral) to `device`; masks stay on
+  // the host (the optimizer uploads them). Optimizer state is not moved: move before the first step.
+  void to(Device device, Context& ctx);
+
   std::vector<Parameter*> parameters();
   Parameter* find_parameter(const std::string& name);
   void zero_grad();

@@ -10,7 +10,7 @@
 namespace nnr {
 
 Tensor ReLU::forward(const Tensor& x, bool /*training*/) {
-  Tensor y = Tensor::empty(x.shape());
+  Tensor y = Tensor::empty(x.shape(), x.placement());
   relu_forward(x, y);
   return y;
 }
@@ -51,7 +51,7 @@ Tensor Flatten::forward(const Tensor& x, bool /*training*/) {
 }
 
 void Flatten::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
-  if (dx && dy.numel()) std::memcpy(dx->data(), dy.data(), dy.bytes());
+  if (dx) dx->copy_from(dy);
 }
 
 Dropout::Dropout(float rate, uint64_t seed) : rate_(rate), rng_(seed) {
@@ -69,8 +69,9 @@ Tensor Dropout::forward(const Tensor& x, bool training) {
     mask_ = Tensor();
     return x.clone();
   }
-  Tensor y = Tensor::empty(x.shape());
-  mask_ = Tensor::empty(x.shape());
+  Tensor y = Tensor::empty(x.shape(), x.placement());
+  mask_ = Tensor();  // return the last mask's memory before taking the new one
+  mask_ = Tensor::empty(x.shape(), x.placement());
   dropout_forward(x, rate_, rng_, y, mask_);
   return y;
 }
@@ -78,7 +79,7 @@ Tensor Dropout::forward(const Tensor& x, bool training) {
 void Dropout::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
   if (!dx) return;
   if (!mask_.defined()) {
-    std::memcpy(dx->data(), dy.data(), dy.bytes());
+    dx->copy_from(dy);
     return;
   }
   dropout_backward(mask_, dy, *dx);

@@ -28,7 +28,7 @@ const Tensor& Tape::output() const {
 
 void Tape::backward() {
   if (!loss_) throw Error("[tape] backward() needs a loss recorded after the last layer (apply_loss)");
-  Tensor grad = Tensor::empty(output().shape());
+  Tensor grad = Tensor::empty(output().shape(), output().placement());
   loss_->backward(grad);
   backward_from(std::move(grad));
 }
@@ -39,7 +39,7 @@ void Tape::backward_from(Tensor grad) {
     Node& node = nodes_[i];
     if (!node.output_needs_grad) break;  // nothing below needs a gradient either
     Tensor dx;
-    if (node.input_needs_grad) dx = Tensor::empty(node.input->shape());
+    if (node.input_needs_grad) dx = Tensor::empty(node.input->shape(), node.input->placement());
     node.layer->backward(*node.input, *node.output, grad, node.input_needs_grad ? &dx : nullptr);
     if (observer_) observer_(i, *node.layer, *node.input, *node.output, grad);
     if (!node.input_needs_grad) break;

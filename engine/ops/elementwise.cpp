@@ -1,7 +1,12 @@
 #include "engine/ops/elementwise.h"
 
+#include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
+#ifdef NNR_WITH_CUDA
+#include "kernels/elementwise.h"
+#include "kernels/reduce.h"
+#endif
 
 namespace nnr {
 namespace {
@@ -29,12 +34,23 @@ ChannelView channel_view(const Tensor& t, const Tensor& bias, const char* op) {
   return {t.dim(0), t.dim(1), inner};
 }
 
+#ifdef NNR_WITH_CUDA
+cudaStream_t stream_of(const Tensor& t) { return t.context()->stream(); }
+#endif
+
 }  // namespace
 
 void add_bias(Tensor& y, const Tensor& bias) {
-  require_cpu(y, "add_bias");
-  require_cpu(bias, "add_bias");
+  require_placement(bias, y.placement(), "add_bias", "bias");
   const ChannelView v = channel_view(y, bias, "add_bias");
+  if (y.device() == Device::CUDA) {
+#ifdef NNR_WITH_CUDA
+    kernels::add_bias(y.data(), bias.data(), v.outer, v.channels, v.inner, stream_of(y));
+    return;
+#else
+    throw_not_implemented_on_cuda("add_bias");
+#endif
+  }
   float* p = y.data();
   const float* b = bias.data();
 #pragma omp parallel for schedule(static) if (v.outer * v.channels * v.inner > 65536)
@@ -51,9 +67,16 @@ void add_bias(Tensor& y, const Tensor& bias) {
 }
 
 void bias_backward(const Tensor& dy, Tensor& db, bool accumulate) {
-  require_cpu(dy, "bias_backward");
-  require_cpu(db, "bias_backward");
+  require_placement(db, dy.placement(), "bias_backward", "db");
   const ChannelView v = channel_view(dy, db, "bias_backward");
+  if (dy.device() == Device::CUDA) {
+#ifdef NNR_WITH_CUDA
+    kernels::bias_backward(dy.data(), db.data(), v.outer, v.channels, v.inner, accumulate, stream_of(dy));
+    return;
+#else
+    throw_not_implemented_on_cuda("bias_backward");
+#endif
+  }
   if (!accumulate) db.zero();
   const float* g = dy.data();
   float* out = db.data();
@@ -70,8 +93,16 @@ void bias_backward(const Tensor& dy, Tensor& db, bool accumulate) {
 }
 
 void relu_forward(const Tensor& x, Tensor& y) {
-  require_cpu(x, "relu");
+  require_placement(y, x.placement(), "relu", "y");
   require_same_shape(x, y, "relu");
+  if (x.device() == Device::CUDA) {
+#ifdef NNR_WITH_CUDA
+    kernels::relu_forward(x.data(), y.data(), x.numel(), stream_of(x));
+    return;
+#else
+    throw_not_implemented_on_cuda("relu");
+#endif
+  }
   const float* a = x.data();
   float* b = y.data();
   const int64_t n = x.numel();
@@ -85,9 +116,18 @@ void relu_forward(const Tensor& x, Tensor& y) {
 }
 
 void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
-  require_cpu(y, "relu_backward");
+  require_placement(dy, y.placement(), "relu_backward", "dy");
+  require_placement(dx, y.placement(), "relu_backward", "dx");
   require_same_shape(y, dy, "relu_backward");
   require_same_shape(y, dx, "relu_backward");
+  if (y.device() == Device::CUDA) {
+#ifdef NNR_WITH_CUDA
+    kernels::relu_backward(y.data(), dy.data(), dx.data(), y.numel(), stream_of(y));
+    return;
+#else
+    throw_not_implemented_on_cuda("relu_backward");
+#endif
+  }
   const float* out = y.data();
   const float* g = dy.data();
   float* d = dx.data();
@@ -102,11 +142,22 @@ void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
 }
 
 void dropout_forward(const Tensor& x, float rate, Rng& rng, Tensor& y, Tensor& mask) {
-  require_cpu(x, "dropout");
   if (!(rate >= 0.0f && rate < 1.0f))
     throw InvalidArgument("[dropout] rate must be in [0, 1), got " + std::to_string(rate));
+  require_placement(y, x.placement(), "dropout", "y");
+  require_placement(mask, x.placement(), "dropout", "mask");
   require_same_shape(x, y, "dropout");
   require_same_shape(x, mask, "dropout");
+  if (x.device() == Device::CUDA) {
+#ifdef NNR_WITH_CUDA
+    // One fresh seed per call from the layer's generator: the device mask is a counter-based hash
+    // of (seed, i), so runs are reproducible from the seed, though not equal to the CPU's masks.
+    kernels::dropout_forward(x.data(), rate, rng.next_u64(), y.data(), mask.data(), x.numel(), stream_of(x));
+    return;
+#else
+    throw_not_implemented_on_cuda("dropout");
+#endif
+  }
   const float scale = 1.0f / (1.0f - rate);
   const float* a = x.data();
   float* b = y.data();
@@ -118,8 +169,18 @@ void dropout_forward(const Tensor& x, float rate, Rng& rng, Tensor& y, Tensor& m
 }
 
 void dropout_backward(const Tensor& mask, const Tensor& dy, Tensor& dx) {
+  require_placement(dy, mask.placement(), "dropout_backward", "dy");
+  require_placement(dx, mask.placement(), "dropout_backward", "dx");
   require_same_shape(mask, dy, "dropout_backward");
   require_same_shape(mask, dx, "dropout_backward");
+  if (mask.device() == Device::CUDA) {
+#ifdef NNR_WITH_CUDA
+    kernels::dropout_backward(mask.data(), dy.data(), dx.data(), mask.numel(), stream_of(mask));
+    return;
+#else
+    throw_not_implemented_on_cuda("dropout_backward");
+#endif
+  }
   const float* m = mask.data();
   const float* g = dy.data();
   float* d = dx.data();

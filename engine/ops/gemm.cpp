@@ -4,7 +4,11 @@
 
 #include <Eigen/Core>
 
+#include "engine/core/context.h"
 #include "engine/core/error.h"
+#ifdef NNR_WITH_CUDA
+#include "kernels/blas.h"
+#endif
 
 namespace nnr {
 namespace {
@@ -86,10 +90,24 @@ void gemm_cpu(const float* a, bool transpose_a, const float* b, bool transpose_b
   }
 }
 
+void gemm_on(const Placement& where, const float* a, bool transpose_a, const float* b, bool transpose_b, float* c,
+             int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+  if (where.device == Device::CPU) {
+    gemm_cpu(a, transpose_a, b, transpose_b, c, m, n, k, alpha, beta);
+    return;
+  }
+#ifdef NNR_WITH_CUDA
+  if (m == 0 || n == 0) return;
+  kernels::gemm(where.context->blas(), a, transpose_a, b, transpose_b, c, m, n, k, alpha, beta);
+#else
+  (void)a, (void)b, (void)c, (void)k, (void)alpha, (void)beta;
+  throw_not_implemented_on_cuda("gemm");
+#endif
+}
+
 void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, Tensor& c, float alpha, float beta) {
-  require_cpu(a, "gemm");
-  require_cpu(b, "gemm");
-  require_cpu(c, "gemm");
+  require_placement(b, a.placement(), "gemm", "B");
+  require_placement(c, a.placement(), "gemm", "C");
   if (a.rank() != 2 || b.rank() != 2 || c.rank() != 2)
     throw InvalidArgument("[gemm] expected 2-D tensors, got " + shape_to_string(a.shape()) + ", " +
                           shape_to_string(b.shape()) + ", " + shape_to_string(c.shape()));
@@ -100,7 +118,7 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
   if (k != kb || c.dim(0) != m || c.dim(1) != n)
     throw InvalidArgument("[gemm] shapes do not match: op(A) " + shape_to_string({m, k}) + " * op(B) " +
                           shape_to_string({kb, n}) + " -> C " + shape_to_string(c.shape()));
-  gemm_cpu(a.data(), transpose_a, b.data(), transpose_b, c.data(), m, n, k, alpha, beta);
+  gemm_on(a.placement(), a.data(), transpose_a, b.data(), transpose_b, c.data(), m, n, k, alpha, beta);
 }
 
 }  // namespace nnr

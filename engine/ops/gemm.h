@@ -1,6 +1,7 @@
 #pragma once
 // GEMM on 2-D row-major tensors: C = alpha * op(A) * op(B) + beta * C, op = transpose or not.
-// CPU through Eigen (multi-threaded by nnr::set_num_threads). C must already have the result
+// CPU through Eigen (multi-threaded by nnr::set_num_threads); CUDA through cuBLAS on the tensors'
+// Context (fp32, no TF32, so results match the CPU to fp32 rounding). C must already have the result
 // shape; with beta == 0 its previous contents are ignored (it may be uninitialised).
 #include "engine/core/tensor.h"
 
@@ -13,5 +14,10 @@ void gemm(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b, 
 // (or [n, k]), c is [m, n]. Used by ops that GEMM on slices of a tensor (conv per sample).
 void gemm_cpu(const float* a, bool transpose_a, const float* b, bool transpose_b, float* c, int64_t m, int64_t n,
               int64_t k, float alpha, float beta);
+
+// The same on raw buffers that live on `where`: host pointers for the CPU, device pointers of
+// where.context for CUDA. The one dispatch point for layers that GEMM on reshaped inputs.
+void gemm_on(const Placement& where, const float* a, bool transpose_a, const float* b, bool transpose_b, float* c,
+             int64_t m, int64_t n, int64_t k, float alpha, float beta);
 
 }  // namespace nnr

@@ -2,13 +2,18 @@
 
 #include <cmath>
 
+#include "engine/core/context.h"
 #include "engine/core/error.h"
+#ifdef NNR_WITH_CUDA
+#include "kernels/device_memory.h"
+#include "kernels/softmax_xent.h"
+#endif
 
 namespace nnr {
 namespace {
 
 void check_logits(const Tensor& logits, const Tensor& probs, const char* op) {
-  require_cpu(logits, op);
+  require_placement(probs, logits.placement(), op, "probabilities");
   if (logits.rank() != 2)
     throw InvalidArgument(std::string("[") + op + "] expected [N, K] logits, got " + shape_to_string(logits.shape()));
   require_shape(probs, logits.shape(), op, "probabilities");
@@ -38,12 +43,37 @@ double softmax_row(const float* x, float* p, int64_t k) {
   return std::log(sum) + mx;
 }
 
+#ifdef NNR_WITH_CUDA
+// The labels on the device, in a block from the context's cache (no cudaMalloc once warm). They
+// were validated on the host first: the kernels trust them.
+kernels::DeviceBuffer upload_labels(const std::vector<int32_t>& labels, Context& ctx) {
+  kernels::DeviceBuffer buffer(labels.size() * sizeof(int32_t), ctx.allocator());
+  if (!labels.empty()) buffer.copy_from_host(labels.data(), labels.size() * sizeof(int32_t), ctx.stream());
+  return buffer;
+}
+#endif
+
 }  // namespace
 
 double softmax_cross_entropy_forward(const Tensor& logits, const std::vector<int32_t>& labels, Tensor& probs) {
   check_logits(logits, probs, "softmax_cross_entropy");
   const int64_t n = logits.dim(0), k = logits.dim(1);
   check_labels(labels, n, k, "softmax_cross_entropy");
+  if (logits.device() == Device::CUDA) {
+#ifdef NNR_WITH_CUDA
+    if (n == 0) return 0.0;
+    Context& ctx = *logits.context();
+    kernels::DeviceBuffer device_labels = upload_labels(labels, ctx);
+    kernels::DeviceBuffer loss(sizeof(double), ctx.allocator());
+    kernels::softmax_xent_forward(logits.data(), device_labels.as<int32_t>(), n, k, probs.data(),
+                                  loss.as<double>(), ctx.stream());
+    double value = 0.0;
+    loss.copy_to_host(&value, sizeof(double), ctx.stream());  // waits: the caller needs the number
+    return value;
+#else
+    throw_not_implemented_on_cuda("softmax_cross_entropy");
+#endif
+  }
   double total = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     const float* x = logits.data() + i * k;
@@ -58,6 +88,19 @@ void softmax_cross_entropy_backward(const Tensor& probs, const std::vector<int32
   check_logits(probs, dlogits, "softmax_cross_entropy_backward");
   const int64_t n = probs.dim(0), k = probs.dim(1);
   check_labels(labels, n, k, "softmax_cross_entropy_backward");
+  if (probs.device() == Device::CUDA) {
+#ifdef NNR_WITH_CUDA
+    if (n == 0) return;
+    Context& ctx = *probs.context();
+    kernels::DeviceBuffer device_labels = upload_labels(labels, ctx);
+    kernels::softmax_xent_backward(probs.data(), device_labels.as<int32_t>(), n, k, scale, dlogits.data(),
+                                   ctx.stream());
+    return;
+#else
+    (void)scale;
+    throw_not_implemented_on_cuda("softmax_cross_entropy_backward");
+#endif
+  }
   const float* p = probs.data();
   float* d = dlogits.data();
   for (int64_t i = 0; i < n * k; ++i) d[i] = p[i] * scale;
@@ -67,6 +110,14 @@ void softmax_cross_entropy_backward(const Tensor& probs, const std::vector<int32
 void softmax(const Tensor& logits, Tensor& probs) {
   check_logits(logits, probs, "softmax");
   const int64_t n = logits.dim(0), k = logits.dim(1);
+  if (logits.device() == Device::CUDA) {
+#ifdef NNR_WITH_CUDA
+    kernels::softmax_forward(logits.data(), n, k, probs.data(), logits.context()->stream());
+    return;
+#else
+    throw_not_implemented_on_cuda("softmax");
+#endif
+  }
   for (int64_t i = 0; i < n; ++i) softmax_row(logits.data() + i * k, probs.data() + i * k, k);
 }
 

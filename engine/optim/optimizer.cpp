@@ -3,20 +3,27 @@
 #include <cmath>
 
 #include "engine/core/error.h"
+#include "engine/optim/update_rules_cuda.h"
 
 namespace nnr {
+
+Optimizer::Optimizer() = default;
+Optimizer::~Optimizer() = default;
 
 double Optimizer::step(const std::vector<Parameter*>& params, bool want_penalty) {
   double penalty_total = 0.0;
   for (Parameter* p : params) {
-    require_cpu(p->value, "optimizer");
+    const Placement where = p->value.placement();
+    require_placement(p->grad, where, "optimizer", ("gradient of " + p->name).c_str());
     require_shape(p->grad, p->value.shape(), "optimizer", ("gradient of " + p->name).c_str());
     p->mask.validate(p->value.numel(), p->rows(), p->name);
     PenaltyView penalty;
     if (p->anchor.defined() && lambda_ != 0.0f) {
+      require_placement(p->anchor, where, "optimizer", ("anchor of " + p->name).c_str());
       require_shape(p->anchor, p->value.shape(), "optimizer", ("anchor of " + p->name).c_str());
       penalty.anchor = p->anchor.data();
       if (p->omega.defined()) {
+        require_placement(p->omega, where, "optimizer", ("importance of " + p->name).c_str());
         require_shape(p->omega, p->value.shape(), "optimizer", ("importance of " + p->name).c_str());
         penalty.omega = p->omega.data();
       }
@@ -24,15 +31,23 @@ double Optimizer::step(const std::vector<Parameter*>& params, bool want_penalty)
       penalty.want_value = want_penalty;
     }
     if (p->path_integral.defined()) {
+      require_placement(p->path_integral, where, "optimizer", ("path integral of " + p->name).c_str());
       require_shape(p->path_integral, p->value.shape(), "optimizer", ("path integral of " + p->name).c_str());
       penalty.path_integral = p->path_integral.data();
     }
     if (p->mask.selects_none()) {
       // Nothing to update; the penalty value is still reported.
-      penalty_total += penalty_value_cpu(p->value.data(), p->value.numel(), penalty);
+      penalty_total += where.device == Device::CUDA
+                           ? penalty_value_cuda(*where.context, p->value.data(), p->value.numel(), penalty)
+                           : penalty_value_cpu(p->value.data(), p->value.numel(), penalty);
       continue;
     }
-    penalty_total += update(*p, view_of(p->mask, p->row_length()), penalty);
+    if (where.device == Device::CUDA) {
+      if (!device_masks_) device_masks_ = std::make_unique<DeviceMaskCache>();
+      penalty_total += update(*p, device_masks_->view_for(*p), penalty);
+    } else {
+      penalty_total += update(*p, view_of(p->mask, p->row_length()), penalty);
+    }
   }
   return penalty_total;
 }
@@ -46,9 +61,12 @@ double Sgd::update(Parameter& p, const MaskView& mask, const PenaltyView& penalt
   float* velocity = nullptr;
   if (config_.momentum != 0.0f) {
     auto it = velocity_.find(&p);
-    if (it == velocity_.end()) it = velocity_.emplace(&p, Tensor(p.value.shape())).first;
+    if (it == velocity_.end()) it = velocity_.emplace(&p, Tensor(p.value.shape(), p.value.placement())).first;
     velocity = it->second.data();
   }
+  if (p.value.device() == Device::CUDA)
+    return sgd_update_cuda(*p.value.context(), p.value.data(), p.grad.data(), velocity, p.value.numel(), config_,
+                           mask, penalty);
   return sgd_update_cpu(p.value.data(), p.grad.data(), velocity, p.value.numel(), config_, mask, penalty);
 }
 
@@ -59,9 +77,15 @@ const Adam::State* Adam::state(const Parameter& p) const {
 
 double Adam::update(Parameter& p, const MaskView& mask, const PenaltyView& penalty) {
   auto it = state_.find(&p);
-  if (it == state_.end()) it = state_.emplace(&p, State{Tensor(p.value.shape()), Tensor(p.value.shape()), 0}).first;
+  if (it == state_.end())
+    it = state_.emplace(&p, State{Tensor(p.value.shape(), p.value.placement()),
+                                  Tensor(p.value.shape(), p.value.placement()), 0})
+             .first;
   State& s = it->second;
   ++s.step;
+  if (p.value.device() == Device::CUDA)
+    return adam_update_cuda(*p.value.context(), p.value.data(), p.grad.data(), s.m.data(), s.v.data(),
+                            p.value.numel(), s.step, config_, mask, penalty);
   return adam_update_cpu(p.value.data(), p.grad.data(), s.m.data(), s.v.data(), p.value.numel(), s.step, config_,
                          mask, penalty);
 }

@@ -2,7 +2,8 @@
 // Optimizers: each step is one fused pass per parameter (see update_rules.h) that honours the
 // parameter's UpdateMask and applies the importance penalty λ Σ Ω (θ − θ*)² in closed form.
 // Optimizer state is created on a parameter's first step and keyed by the Parameter's address,
-// so parameters must outlive the optimizer and not move.
+// so parameters must outlive the optimizer and not move. A parameter on CUDA is updated by the
+// same fused kernel on its tensors' Context (update_rules_cuda.h); its state lives beside it.
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -13,9 +14,12 @@
 
 namespace nnr {
 
+class DeviceMaskCache;
+
 class Optimizer {
  public:
-  virtual ~Optimizer() = default;
+  Optimizer();
+  virtual ~Optimizer();
   // Updates every parameter's open entries from its gradient. Returns λ Σ Ω (θ − θ*)² over
   // all penalised parameters (before the step) when want_penalty, else 0.
   double step(const std::vector<Parameter*>& params, bool want_penalty = false);
@@ -32,6 +36,7 @@ class Optimizer {
 
  private:
   float lambda_ = 0.0f;
+  std::unique_ptr<DeviceMaskCache> device_masks_;  // created on the first CUDA parameter
 };
 
 class Sgd final : public Optimizer {

@@ -1,0 +1,74 @@
+#pragma once
+// Context: everything a CUDA tensor and a CUDA op need, owned in one place and passed explicitly
+// (there are no global handles). It holds the device, the one stream all engine work runs on, a
+// CachingAllocator for tensor memory, the cuBLAS handle and (lazily) the cuDNN handle.
+//
+// Lifetime: a Context must outlive every tensor allocated through it (their memory returns to its
+// allocator). One stream: the allocator may hand a freed block out again at once, which is safe
+// because every kernel queues on this stream behind the previous user's (kernels/device_memory.h).
+//
+// In a build without CUDA the class still exists so every CPU path compiles, but constructing one
+// throws nnr::Error; cuda_available() says in advance whether it would succeed.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#ifdef NNR_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace nnr {
+
+#ifdef NNR_WITH_CUDA
+namespace kernels {
+class CachingAllocator;
+class BlasHandle;
+class DnnHandle;
+}  // namespace kernels
+#endif
+
+class Context {
+ public:
+  // Binds device `device_index`, creates the stream and the cuBLAS handle. Throws nnr::Error
+  // naming the reason when this build has no CUDA or the device cannot be used.
+  explicit Context(int device_index = 0);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  // Empty when this build has CUDA and device 0 is usable (compute capability >= 8.0), else why not.
+  static std::string why_cuda_unavailable();
+  static bool cuda_available() { return why_cuda_unavailable().empty(); }
+
+  int device_index() const { return device_index_; }
+  // Waits for all work queued on the stream (e.g. before timing, or before reading pinned memory).
+  void synchronize();
+
+  // Device memory from the caching allocator (nullptr for 0 bytes) and its return. Used by Tensor.
+  float* allocate_floats(size_t bytes);
+  void deallocate_floats(float* block, size_t bytes) noexcept;
+  // Stream-ordered byte copies and clears. The host-side copies return once the host buffer may
+  // be reused (upload) or holds the data (download).
+  void upload(void* device_dst, const void* host_src, size_t bytes);
+  void download(void* host_dst, const void* device_src, size_t bytes);
+  void copy_on_device(void* device_dst, const void* device_src, size_t bytes);
+  void zero_bytes(void* device_dst, size_t bytes);
+
+#ifdef NNR_WITH_CUDA
+  cudaStream_t stream() const;
+  kernels::CachingAllocator& allocator();
+  kernels::BlasHandle& blas();
+#ifdef NNR_WITH_CUDNN
+  // Created on first use: conv-free models never pay for cuDNN's initialisation.
+  kernels::DnnHandle& dnn();
+#endif
+#endif
+
+ private:
+  struct Impl;  // the CUDA objects; keeps CUDA headers out of every engine header
+  std::unique_ptr<Impl> impl_;
+  int device_index_ = 0;
+};
+
+}  // namespace nnr

@@ -1,0 +1,124 @@
+#include "engine/optim/update_rules_cuda.h"
+
+#include "engine/core/error.h"
+#ifdef NNR_WITH_CUDA
+#include "kernels/device_memory.h"
+#include "kernels/masked_update.h"
+#endif
+
+namespace nnr {
+
+#ifdef NNR_WITH_CUDA
+namespace {
+
+kernels::MaskArgs to_kernel_args(const MaskView& mask) {
+  kernels::MaskArgs args;
+  args.kind = mask.kind == UpdateMask::Kind::All    ? kernels::MaskKind::All
+              : mask.kind == UpdateMask::Kind::Rows ? kernels::MaskKind::Rows
+                                                    : kernels::MaskKind::Elements;
+  args.rows = mask.rows;
+  args.row_count = mask.row_count;
+  args.row_length = mask.row_length;
+  args.bits = mask.bits;
+  return args;
+}
+
+// The penalty arguments plus the device double that receives the value when one is asked for.
+struct DevicePenalty {
+  kernels::PenaltyArgs args;
+  kernels::DeviceBuffer value;
+  DevicePenalty(const PenaltyView& p, Context& ctx) {
+    args.anchor = p.anchor;
+    args.omega = p.omega;
+    args.lambda = p.lambda;
+    args.path_integral = p.path_integral;
+    args.want_value = p.want_value && p.anchor;
+    if (args.want_value) {
+      value = kernels::DeviceBuffer(sizeof(double), ctx.allocator());
+      args.value = value.as<double>();
+    }
+  }
+  double read(Context& ctx) const {
+    if (!args.want_value) return 0.0;
+    double host = 0.0;
+    value.copy_to_host(&host, sizeof(double), ctx.stream());
+    return host;
+  }
+};
+
+}  // namespace
+
+double penalty_value_cuda(Context& ctx, const float* theta, int64_t n, const PenaltyView& penalty) {
+  DevicePenalty p(penalty, ctx);
+  if (!p.args.want_value) return 0.0;
+  kernels::penalty_value(theta, n, p.args, ctx.stream());
+  return p.read(ctx);
+}
+
+double sgd_update_cuda(Context& ctx, float* theta, const float* grad, float* velocity, int64_t n,
+                       const SgdConfig& config, const MaskView& mask, const PenaltyView& penalty) {
+  DevicePenalty p(penalty, ctx);
+  kernels::SgdArgs args{config.lr, config.momentum, config.weight_decay, config.nesterov};
+  kernels::sgd_update(theta, grad, velocity, n, args, to_kernel_args(mask), p.args, ctx.stream());
+  return p.read(ctx);
+}
+
+double adam_update_cuda(Context& ctx, float* theta, const float* grad, float* m, float* v, int64_t n, int64_t step,
+                        const AdamConfig& config, const MaskView& mask, const PenaltyView& penalty) {
+  DevicePenalty p(penalty, ctx);
+  kernels::AdamArgs args{config.lr, config.beta1, config.beta2, config.eps, config.weight_decay};
+  kernels::adam_update(theta, grad, m, v, n, step, args, to_kernel_args(mask), p.args, ctx.stream());
+  return p.read(ctx);
+}
+
+struct DeviceMaskCache::Entry {
+  Context* context = nullptr;
+  UpdateMask uploaded;
+  kernels::DeviceBuffer rows, bits;
+};
+
+MaskView DeviceMaskCache::view_for(const Parameter& p) {
+  Context& ctx = *p.value.context();
+  std::unique_ptr<Entry>& entry = entries_[&p];
+  const UpdateMask& mask = p.mask;
+  const bool stale = !entry || entry->context != &ctx || entry->uploaded.kind != mask.kind ||
+                     entry->uploaded.rows != mask.rows || entry->uploaded.bits != mask.bits;
+  if (stale) {
+    if (!entry || entry->context != &ctx) entry = std::make_unique<Entry>();
+    entry->context = &ctx;
+    entry->uploaded = mask;
+    // Reuse the device blocks when the new mask fits; the cache makes a regrown block cheap anyway.
+    const size_t row_bytes = mask.rows.size() * sizeof(int64_t), bit_bytes = mask.bits.size() * sizeof(uint32_t);
+    if (entry->rows.bytes() < row_bytes) entry->rows = kernels::DeviceBuffer(row_bytes, ctx.allocator());
+    if (entry->bits.bytes() < bit_bytes) entry->bits = kernels::DeviceBuffer(bit_bytes, ctx.allocator());
+    if (row_bytes) entry->rows.copy_from_host(mask.rows.data(), row_bytes, ctx.stream());
+    if (bit_bytes) entry->bits.copy_from_host(mask.bits.data(), bit_bytes, ctx.stream());
+  }
+  MaskView view = view_of(mask, p.row_length());
+  view.rows = mask.rows.empty() ? nullptr : entry->rows.as<int64_t>();
+  view.bits = mask.bits.empty() ? nullptr : entry->bits.as<uint32_t>();
+  return view;
+}
+
+#else  // built without CUDA
+
+double penalty_value_cuda(Context&, const float*, int64_t, const PenaltyView&) {
+  throw_not_implemented_on_cuda("optimizer");
+}
+double sgd_update_cuda(Context&, float*, const float*, float*, int64_t, const SgdConfig&, const MaskView&,
+                       const PenaltyView&) {
+  throw_not_implemented_on_cuda("sgd");
+}
+double adam_update_cuda(Context&, float*, const float*, float*, float*, int64_t, int64_t, const AdamConfig&,
+                        const MaskView&, const PenaltyView&) {
+  throw_not_implemented_on_cuda("adam");
+}
+struct DeviceMaskCache::Entry {};
+MaskView DeviceMaskCache::view_for(const Parameter&) { throw_not_implemented_on_cuda("optimizer"); }
+
+#endif
+
+DeviceMaskCache::DeviceMaskCache() = default;
+DeviceMaskCache::~DeviceMaskCache() = default;
+
+}  // namespace nnr
