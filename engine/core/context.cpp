@@ -55,6 +55,8 @@ std::string Context::why_cuda_unavailable() {
   if (prop.major < kMinComputeMajor)
     return std::string("no usable CUDA device (") + prop.name + " has compute capability " +
            std::to_string(prop.major) + "." + std::to_string(prop.minor) + "; nnr needs 8.0 or newer)";
+  status = cudaFree(nullptr);  // creates the CUDA context: fails when the device is busy or broken
+  if (status != cudaSuccess) return std::string("no usable CUDA device (") + cudaGetErrorString(status) + ")";
   return {};
 }
 

@@ -1,0 +1,143 @@
+// CUDA tensors and the dispatched ops against the same calls on CPU tensors.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "engine/core/context.h"
+#include "engine/core/error.h"
+#include "engine/core/rng.h"
+#include "engine/core/tensor.h"
+#include "engine/ops/conv2d.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/gemm.h"
+#include "engine/ops/softmax_cross_entropy.h"
+
+using namespace nnr;
+
+namespace {
+
+// A GEMM of depth k sums k fp32 products in another order than Eigen: each entry may differ by
+// ~k·2^-24 relative to the sum of |products|; over whole matrices (k ≤ 64) that stays below 1e-5.
+constexpr double kGemmRelFrobenius = 1e-5;
+// exp on the device (expf) and the host (std::exp) differ by an ulp or two, the softmax divides
+// once more: a few ulps of each probability and of the loss.
+constexpr double kSoftmaxRel = 1e-6, kSoftmaxAbs = 1e-7;
+// Per-channel sums in double rounded once to float: equal, or one ulp apart after a double tie.
+constexpr double kBiasGradRel = 1e-6;
+
+Tensor random_tensor(Shape shape, Rng& rng) {
+  Tensor t(std::move(shape));
+  for (int64_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(rng.normal());
+  return t;
+}
+
+double relative_frobenius(const Tensor& got, const Tensor& want) {
+  double diff = 0.0, norm = 0.0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double d = static_cast<double>(got[i]) - want[i];
+    diff += d * d;
+    norm += static_cast<double>(want[i]) * want[i];
+  }
+  return norm == 0.0 ? std::sqrt(diff) : std::sqrt(diff / norm);
+}
+
+void require_close(const Tensor& got, const Tensor& want, double rel, double abs, const char* what) {
+  REQUIRE(got.shape() == want.shape());
+  int64_t bad = 0;
+  for (int64_t i = 0; i < want.numel(); ++i)
+    if (!(std::fabs(static_cast<double>(got[i]) - want[i]) <= rel * std::fabs(want[i]) + abs)) ++bad;
+  INFO(what << ": " << bad << " of " << want.numel() << " entries outside rel " << rel << " abs " << abs);
+  REQUIRE(bad == 0);
+}
+
+}  // namespace
+
+TEST_CASE("cuda tensors round-trip bit-exactly and refuse host access", "[cuda][tensor]") {
+  Context ctx;
+  Rng rng(1);
+  Tensor host = random_tensor({3, 5, 7}, rng);
+  Tensor dev = host.to(Device::CUDA, ctx);
+  REQUIRE(dev.device() == Device::CUDA);
+  REQUIRE(dev.context() == &ctx);
+  REQUIRE(dev.shape() == host.shape());
+  REQUIRE(dev.to_cpu().to_vector() == host.to_vector());
+
+  Tensor copy = dev.clone();  // a device-to-device copy, independent of its source
+  dev.zero();
+  REQUIRE(copy.to_cpu().to_vector() == host.to_vector());
+  REQUIRE(dev.to_cpu().to_vector() == std::vector<float>(static_cast<size_t>(host.numel()), 0.0f));
+  REQUIRE(Tensor({4, 4}, Placement::cuda(ctx)).to_cpu().to_vector() == std::vector<float>(16, 0.0f));
+
+  REQUIRE_THROWS_WITH(dev[0], Catch::Contains("to_cpu()"));
+  REQUIRE_THROWS_WITH(dev.to_vector(), Catch::Contains("is on cuda"));
+  REQUIRE_THROWS_AS(dev.fill(1.0f), Error);
+
+  Tensor empty = Tensor({0, 3}).to(Device::CUDA, ctx);  // n = 0 allocates and copies nothing
+  REQUIRE(empty.numel() == 0);
+  REQUIRE(empty.to_cpu().shape() == Shape{0, 3});
+}
+
+TEST_CASE("ops refuse tensors on two devices and name ops with no cuda path", "[cuda][dispatch]") {
+  Context ctx;
+  Tensor a({2, 3}), b({3, 4});
+  Tensor c = Tensor({2, 4}).to(Device::CUDA, ctx);
+  REQUIRE_THROWS_WITH(gemm(a, false, b, false, c), Catch::Contains("[gemm] C is on cuda"));
+  Tensor x = Tensor({1, 1, 4, 4}).to(Device::CUDA, ctx), w = Tensor({1, 1, 3, 3}).to(Device::CUDA, ctx);
+  Tensor y = Tensor({1, 1, 2, 2}).to(Device::CUDA, ctx);
+  REQUIRE_THROWS_WITH(conv2d_forward(x, w, nullptr, Conv2dGeometry{}, y), Catch::Contains("not implemented on CUDA"));
+}
+
+TEST_CASE("dispatched gemm, bias, relu and softmax cross-entropy match the cpu", "[cuda][dispatch]") {
+  Context ctx;
+  Rng rng(2);
+  const int64_t n = 37, k = 19, m = 11;  // not multiples of a warp or a tile
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      Tensor a = random_tensor(ta ? Shape{k, n} : Shape{n, k}, rng);
+      Tensor b = random_tensor(tb ? Shape{m, k} : Shape{k, m}, rng);
+      Tensor c = random_tensor({n, m}, rng);
+      Tensor dc = c.to(Device::CUDA, ctx);
+      gemm(a, ta, b, tb, c, 0.5f, 1.0f);
+      gemm(a.to(Device::CUDA, ctx), ta, b.to(Device::CUDA, ctx), tb, dc, 0.5f, 1.0f);
+      INFO("transpose_a " << ta << " transpose_b " << tb);
+      REQUIRE(relative_frobenius(dc.to_cpu(), c) <= kGemmRelFrobenius);
+    }
+
+  Tensor y = random_tensor({n, m}, rng), bias = random_tensor({m}, rng);
+  Tensor dy_dev = y.to(Device::CUDA, ctx);
+  add_bias(y, bias);
+  add_bias(dy_dev, bias.to(Device::CUDA, ctx));
+  REQUIRE(dy_dev.to_cpu().to_vector() == y.to_vector());  // one fp32 add per entry: exact
+
+  Tensor r(y.shape()), dr = Tensor::empty(y.shape(), Placement::cuda(ctx));
+  relu_forward(y, r);
+  relu_forward(dy_dev, dr);
+  REQUIRE(dr.to_cpu().to_vector() == r.to_vector());
+  Tensor g = random_tensor(y.shape(), rng), gx(y.shape()), dgx = Tensor::empty(y.shape(), Placement::cuda(ctx));
+  relu_backward(r, g, gx);
+  relu_backward(dr, g.to(Device::CUDA, ctx), dgx);
+  REQUIRE(dgx.to_cpu().to_vector() == gx.to_vector());
+
+  Tensor db = random_tensor({m}, rng);
+  Tensor ddb = db.to(Device::CUDA, ctx);
+  bias_backward(g, db, /*accumulate=*/true);
+  bias_backward(g.to(Device::CUDA, ctx), ddb, true);
+  require_close(ddb.to_cpu(), db, kBiasGradRel, 0.0, "bias gradient");
+
+  std::vector<int32_t> labels(static_cast<size_t>(n));
+  for (auto& l : labels) l = static_cast<int32_t>(rng.next_u64() % static_cast<uint64_t>(m));
+  Tensor probs(y.shape()), dprobs = Tensor::empty(y.shape(), Placement::cuda(ctx));
+  const double loss = softmax_cross_entropy_forward(y, labels, probs);
+  const double dloss = softmax_cross_entropy_forward(dy_dev, labels, dprobs);
+  REQUIRE(std::fabs(dloss - loss) <= kSoftmaxRel * std::fabs(loss) + kSoftmaxAbs);
+  require_close(dprobs.to_cpu(), probs, kSoftmaxRel, kSoftmaxAbs, "probabilities");
+  Tensor dl(y.shape()), ddl = Tensor::empty(y.shape(), Placement::cuda(ctx));
+  softmax_cross_entropy_backward(probs, labels, 1.0f / n, dl);
+  softmax_cross_entropy_backward(dprobs, labels, 1.0f / n, ddl);
+  require_close(ddl.to_cpu(), dl, kSoftmaxRel, kSoftmaxAbs, "dlogits");
+
+  std::vector<int32_t> bad = labels;
+  bad[3] = static_cast<int32_t>(m);  // validated on the host before any upload
+  REQUIRE_THROWS_AS(softmax_cross_entropy_forward(dy_dev, bad, dprobs), InvalidArgument);
+}
