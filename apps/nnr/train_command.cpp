@@ -8,6 +8,7 @@
 #include "apps/nnr/progress.h"
 #include "apps/trainer/model_file.h"
 #include "apps/trainer/train_loop.h"
+#include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/core/threads.h"
 #include "engine/nn/model_spec.h"
@@ -19,7 +20,7 @@ struct TrainFlags {
   std::string data, model = "mlp:784-256-256-10", output, init, eval_data;
   int epochs = 5;
   int64_t batch_size = 128;
-  std::string optimizer = "adam", schedule = "cosine";
+  std::string optimizer = "adam", schedule = "cosine", device = "cpu";
   float lr = 0.0f, momentum = 0.9f, weight_decay = 0.0f;  // lr 0: the optimizer's default
   uint64_t seed = 0;
   int threads = 0;
@@ -34,9 +35,20 @@ void check_output_writable(const std::string& path) {
     throw InvalidArgument("[train] cannot write -o " + path + ": directory '" + dir + "' does not exist or is not writable");
 }
 
+// The CUDA context for --device cuda (null for cpu). Checked before any data is read, so a
+// machine or build without CUDA fails at once with the reason.
+std::unique_ptr<Context> open_device(const std::string& device) {
+  if (device != "cuda") return nullptr;
+  const std::string why = Context::why_cuda_unavailable();
+  if (!why.empty()) throw InvalidArgument("[train] --device cuda: " + why + " (use --device cpu)");
+  return std::make_unique<Context>();
+}
+
 void run_train(const TrainFlags& f, bool model_given) {
   set_num_threads(f.threads);
   check_output_writable(f.output);
+  // Declared before the model and the optimizer: it must outlive their CUDA tensors.
+  const std::unique_ptr<Context> cuda = open_device(f.device);
   Dataset train = load_dataset(f.data);
   Dataset held_out;
   if (!f.eval_data.empty()) held_out = load_dataset(f.eval_data);
@@ -54,10 +66,11 @@ void run_train(const TrainFlags& f, bool model_given) {
   // 0.05 with the cosine schedule.
   const float lr = f.lr > 0.0f ? f.lr : (f.optimizer == "adam" ? 0.002f : 0.05f);
   auto optimizer = make_optimizer({f.optimizer, lr, f.momentum, f.weight_decay});
-  std::fprintf(stderr, "nnr train: %s on %s (%lld samples), %s lr %g (%s), batch %lld, seed %llu, %d threads\n",
+  std::fprintf(stderr, "nnr train: %s on %s (%lld samples), %s lr %g (%s), batch %lld, seed %llu, %d threads%s\n",
                model.spec().c_str(), f.data.c_str(), static_cast<long long>(train.size()), optimizer->name(),
                static_cast<double>(lr), f.schedule.c_str(), static_cast<long long>(f.batch_size),
-               static_cast<unsigned long long>(f.seed), num_threads());
+               static_cast<unsigned long long>(f.seed), num_threads(), cuda ? ", cuda" : "");
+  if (cuda) model.to(Device::CUDA, *cuda);
 
   Batcher batches(train, BatcherOptions{f.batch_size, true, false}, Rng(f.seed ^ 0x5eedba7c4ULL));
   const ProgressCallback progress = make_progress_printer(f.quiet);
@@ -66,10 +79,12 @@ void run_train(const TrainFlags& f, bool model_given) {
   const LearningRateSchedule lr_schedule{f.schedule, lr, batches.batches_per_epoch() * f.epochs};
   int64_t step = 0;
   for (int e = 1; e <= f.epochs; ++e) {
-    const EpochResult r = train_epoch(model, *optimizer, batches, e, f.epochs, progress, &lr_schedule, &step);
+    const EpochResult r =
+        train_epoch(model, *optimizer, batches, e, f.epochs, progress, &lr_schedule, &step, cuda.get());
     seconds += r.seconds;
     epochs.push_back({{"epoch", e}, {"loss", r.loss}, {"seconds", r.seconds}});
   }
+  if (cuda) model.to(Device::CPU, *cuda);  // saving and evaluation read the weights on the host
   save_model(f.output, model, {}, {{"nnr.seed", std::to_string(f.seed)}, {"nnr.trained_on", f.data}});
 
   nlohmann::json report = {{"command", "train"},   {"model", model.spec()}, {"data", f.data},
@@ -120,6 +135,9 @@ Command add_train(CLI::App& app) {
   cmd->add_option("--weight-decay", f->weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--seed", f->seed, "Seed of every random choice (init, shuffling, dropout)")->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
+  cmd->add_option("--device", f->device, "Train on cpu, or cuda (a GPU; needs a CUDA build)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->add_flag("--json", f->json, "Print the result as JSON on stdout");
   cmd->add_flag("-q,--quiet", f->quiet, "No progress lines on stderr");
   return [f, model] { run_train(*f, model->count() > 0); };

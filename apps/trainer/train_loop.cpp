@@ -36,7 +36,8 @@ float LearningRateSchedule::at(int64_t step) const {
 }
 
 EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batches, int epoch, int epochs,
-                        const ProgressCallback& progress, const LearningRateSchedule* schedule, int64_t* step) {
+                        const ProgressCallback& progress, const LearningRateSchedule* schedule, int64_t* step,
+                        Context* cuda_context) {
   const auto start = Clock::now();
   const std::vector<Parameter*> params = model.parameters();
   Tape tape;
@@ -49,8 +50,10 @@ EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batche
   p.epochs = epochs;
   p.batches = batches.batches_per_epoch();
   while (batches.next(batch)) {
+    // Lives until the end of the step: the tape keeps a pointer to its input until backward.
+    const Tensor device_x = cuda_context ? batch.x.to(Device::CUDA, *cuda_context) : Tensor();
     model.zero_grad();
-    model.forward(batch.x, tape);
+    model.forward(cuda_context ? device_x : batch.x, tape);
     const double value = tape.apply_loss(loss, batch.y);
     if (!std::isfinite(value)) {
       std::ostringstream msg;

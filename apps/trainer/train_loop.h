@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/context.h"
 #include "engine/data/batcher.h"
 #include "engine/data/dataset.h"
 #include "engine/nn/sequential.h"
@@ -45,9 +46,11 @@ struct EpochResult {
 // then unusable; callers must not save it over a good checkpoint).
 // With a schedule, the optimizer's learning rate is set before each step from `step`, the
 // run's step counter, which the epoch advances.
+// With a CUDA context the model must already be on it (Sequential::to); each batch's features
+// are uploaded through the context's caching allocator, its labels go to the loss on the host.
 EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batches, int epoch, int epochs,
                         const ProgressCallback& progress = {}, const LearningRateSchedule* schedule = nullptr,
-                        int64_t* step = nullptr);
+                        int64_t* step = nullptr, Context* cuda_context = nullptr);
 
 struct Evaluation {
   int64_t samples = 0;

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "engine/core/context.h"
 #include "engine/core/rng.h"
 
 namespace {
@@ -116,6 +117,7 @@ TEST_CASE("bad flags and bad values exit 2 with a message naming the problem", "
                         Case{"train --model rnn:6-3" + data, "unknown model kind 'rnn'"},
                         Case{"train --model mlp:5-3" + data, "cannot take"},
                         Case{"train --model mlp:6-2" + data, "has 3 classes but model 'mlp:6-2' outputs 2"},
+                        Case{"train --device tpu" + data, "--device"},
                         Case{"train --data " + (dir / "train.csv") + " -o /nonexistent/dir/m.safetensors",
                              "directory '/nonexistent/dir' does not exist"}}) {
     INFO(c.args);
@@ -126,6 +128,26 @@ TEST_CASE("bad flags and bad values exit 2 with a message naming the problem", "
     REQUIRE(r.err.find(c.message) != std::string::npos);
   }
   REQUIRE(access((dir / "m.safetensors").c_str(), F_OK) != 0);  // nothing written on a usage error
+}
+
+TEST_CASE("train --device cuda trains on a usable GPU, and otherwise exits 2 saying why", "[cli]") {
+  TempDir dir;
+  write_blobs_csv(dir / "train.csv", 120, 1);
+  const std::string model = dir / "m.safetensors";
+  Run r = run_nnr("train --data " + (dir / "train.csv") + " --model mlp:6-8-3 --epochs 3 --batch-size 16 --device cuda -o " +
+                      model,
+                  dir);
+  INFO(r.err);
+  const std::string why = nnr::Context::why_cuda_unavailable();
+  if (why.empty()) {
+    REQUIRE(r.code == 0);
+    REQUIRE(r.err.find(", cuda") != std::string::npos);
+    REQUIRE(access(model.c_str(), F_OK) == 0);
+  } else {
+    REQUIRE(r.code == 2);
+    REQUIRE(r.err.find("error: [train] --device cuda: " + why) == 0);
+    REQUIRE(access(model.c_str(), F_OK) != 0);
+  }
 }
 
 TEST_CASE("runtime failures exit 1 and never damage the existing model file", "[cli]") {
