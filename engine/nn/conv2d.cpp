@@ -34,7 +34,7 @@ Shape Conv2d::output_shape(const Shape& input) const {
 }
 
 Tensor Conv2d::forward(const Tensor& x, bool /*training*/) {
-  Tensor y = Tensor::empty(output_shape(x.shape()));
+  Tensor y = Tensor::empty(output_shape(x.shape()), x.placement());
   conv2d_forward(x, weight_.value, &bias_.value, geometry_, y);
   return y;
 }
@@ -46,6 +46,8 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
 
   const UpdateMask& bm = bias_.mask;
   if (bm.kind == UpdateMask::Kind::Rows) {
+    if (!bm.rows.empty() && x.device() == Device::CUDA)
+      throw_not_implemented_on_cuda("conv2d bias gradient of selected filters");
     if (!bm.rows.empty()) {
       Tensor db({out_});
       bias_backward(dy, db, false);

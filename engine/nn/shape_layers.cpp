@@ -30,7 +30,7 @@ std::string MaxPool2d::describe() const {
 Shape MaxPool2d::output_shape(const Shape& input) const { return max_pool2d_output_shape(input, window_, stride_); }
 
 Tensor MaxPool2d::forward(const Tensor& x, bool /*training*/) {
-  Tensor y = Tensor::empty(output_shape(x.shape()));
+  Tensor y = Tensor::empty(output_shape(x.shape()), x.placement());
   max_pool2d_forward(x, window_, stride_, y, argmax_);
   return y;
 }

@@ -5,6 +5,7 @@
 
 #include "engine/core/rng.h"
 #include "engine/nn/layer.h"
+#include "engine/ops/pool.h"
 
 namespace nnr {
 
@@ -26,7 +27,7 @@ class MaxPool2d final : public Layer {
 
  private:
   int64_t window_, stride_;
-  std::vector<int64_t> argmax_;  // from the last training forward
+  MaxPoolArgmax argmax_;  // from the last training forward (host or device indices)
 };
 
 // [N, d1, d2, ...] -> [N, d1 * d2 * ...]

@@ -4,7 +4,12 @@
 
 #include <cstring>
 
+#include "engine/core/context.h"
 #include "engine/core/error.h"
+#ifdef NNR_WITH_CUDNN
+#include "kernels/dnn.h"
+#include "kernels/elementwise.h"
+#endif
 #include "engine/ops/gemm.h"
 
 namespace nnr {
@@ -79,12 +84,36 @@ Shape conv2d_output_shape(const Shape& x, const Shape& w, Conv2dGeometry g) {
   return {x[0], w[0], (hp - w[2]) / g.stride + 1, (wp - w[3]) / g.stride + 1};
 }
 
+#ifdef NNR_WITH_CUDNN
+namespace {
+kernels::ConvShape conv_shape_of(const Shape& x, const Shape& w, Conv2dGeometry g) {
+  kernels::ConvShape s;
+  s.n = x[0], s.c = x[1], s.h = x[2], s.w = x[3];
+  s.o = w[0], s.kh = w[2], s.kw = w[3];
+  s.stride = g.stride, s.padding = g.padding;
+  return s;
+}
+}  // namespace
+#endif
+
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Conv2dGeometry g, Tensor& y) {
-  require_cpu(x, "conv2d");
-  require_cpu(w, "conv2d");
+  require_placement(w, x.placement(), "conv2d", "weight");
+  require_placement(y, x.placement(), "conv2d", "output");
+  if (bias) require_placement(*bias, x.placement(), "conv2d", "bias");
   const Dims d = dims_of(x.shape(), w.shape(), g);
   require_shape(y, conv2d_output_shape(x.shape(), w.shape(), g), "conv2d", "output");
   if (bias) require_shape(*bias, {d.o}, "conv2d", "bias");
+  if (x.device() == Device::CUDA) {
+#ifdef NNR_WITH_CUDNN
+    Context& ctx = *x.context();
+    if (y.numel() == 0) return;
+    ctx.dnn().conv2d_forward(x.data(), w.data(), conv_shape_of(x.shape(), w.shape(), g), y.data());
+    if (bias) kernels::add_bias(y.data(), bias->data(), y.dim(0), y.dim(1), y.dim(2) * y.dim(3), ctx.stream());
+    return;
+#else
+    throw_not_implemented_on_cuda("conv2d (built without cuDNN)");
+#endif
+  }
 #pragma omp parallel if (d.n > 1)
   {
     std::vector<float> cols(static_cast<size_t>(d.patch() * d.pixels()));
@@ -103,9 +132,23 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Conv2d
 }
 
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, Conv2dGeometry g, Tensor& dx) {
-  require_cpu(dy, "conv2d_backward_data");
+  require_placement(w, dy.placement(), "conv2d_backward_data", "weight");
+  require_placement(dx, dy.placement(), "conv2d_backward_data", "dx");
   const Dims d = dims_of(dx.shape(), w.shape(), g);
   require_shape(dy, conv2d_output_shape(dx.shape(), w.shape(), g), "conv2d_backward_data", "output gradient");
+  if (dy.device() == Device::CUDA) {
+#ifdef NNR_WITH_CUDNN
+    if (dx.numel() == 0) return;
+    if (dy.numel() == 0) {
+      dx.zero();
+      return;
+    }
+    dy.context()->dnn().conv2d_backward_data(dy.data(), w.data(), conv_shape_of(dx.shape(), w.shape(), g), dx.data());
+    return;
+#else
+    throw_not_implemented_on_cuda("conv2d_backward_data (built without cuDNN)");
+#endif
+  }
 #pragma omp parallel if (d.n > 1)
   {
     std::vector<float> cols(static_cast<size_t>(d.patch() * d.pixels()));
@@ -122,9 +165,23 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, Conv2dGeometry g, T
 
 void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Conv2dGeometry g, const std::vector<int64_t>* rows,
                             Tensor& dw) {
-  require_cpu(x, "conv2d_backward_filter");
+  require_placement(dy, x.placement(), "conv2d_backward_filter", "dy");
+  require_placement(dw, x.placement(), "conv2d_backward_filter", "dw");
   const Dims d = dims_of(x.shape(), dw.shape(), g);
   require_shape(dy, conv2d_output_shape(x.shape(), dw.shape(), g), "conv2d_backward_filter", "output gradient");
+  if (x.device() == Device::CUDA) {
+    // Selected filters need a gather of their dy planes and a scatter into dw on the device
+    // (not written yet); every filter is one cuDNN call.
+    if (rows) throw_not_implemented_on_cuda("conv2d_backward_filter with selected filters");
+#ifdef NNR_WITH_CUDNN
+    if (dy.numel() == 0 || dw.numel() == 0) return;
+    x.context()->dnn().conv2d_backward_filter(x.data(), dy.data(), conv_shape_of(x.shape(), dw.shape(), g), dw.data(),
+                                              /*accumulate=*/true);
+    return;
+#else
+    throw_not_implemented_on_cuda("conv2d_backward_filter (built without cuDNN)");
+#endif
+  }
   const int64_t open = rows ? static_cast<int64_t>(rows->size()) : d.o;
   if (open == 0 || d.n == 0) return;
   const int64_t patch = d.patch(), pixels = d.pixels();

@@ -1,6 +1,10 @@
 #include "engine/ops/pool.h"
 
+#include "engine/core/context.h"
 #include "engine/core/error.h"
+#ifdef NNR_WITH_CUDA
+#include "kernels/max_pool.h"
+#endif
 
 namespace nnr {
 
@@ -51,6 +55,58 @@ void max_pool2d_backward(const Tensor& dy, const std::vector<int64_t>& argmax, T
   float* d = dx.data();
   const float* g = dy.data();
   for (int64_t i = 0; i < dy.numel(); ++i) d[argmax[static_cast<size_t>(i)]] += g[i];
+}
+
+void max_pool2d_forward(const Tensor& x, int64_t window, int64_t stride, Tensor& y, MaxPoolArgmax& argmax) {
+  if (x.device() == Device::CPU) {
+    argmax.device_storage = Tensor();
+    max_pool2d_forward(x, window, stride, y, argmax.host);
+    return;
+  }
+  const Shape out = max_pool2d_output_shape(x.shape(), window, stride);
+  require_placement(y, x.placement(), "max_pool2d", "output");
+  require_shape(y, out, "max_pool2d", "output");
+#ifdef NNR_WITH_CUDA
+  argmax.host.clear();
+  argmax.window = window, argmax.stride = stride;
+  const Shape storage{2 * y.numel()};
+  if (argmax.device_storage.shape() != storage || argmax.device_storage.context() != x.context())
+    argmax.device_storage = Tensor::empty(storage, x.placement());
+  kernels::PoolShape shape;
+  shape.planes = x.dim(0) * x.dim(1);
+  shape.height = x.dim(2), shape.width = x.dim(3);
+  shape.window = window, shape.stride = stride;
+  kernels::max_pool2d_forward(x.data(), shape, y.data(), reinterpret_cast<int64_t*>(argmax.device_storage.data()),
+                              x.context()->stream());
+#else
+  throw_not_implemented_on_cuda("max_pool2d");
+#endif
+}
+
+void max_pool2d_backward(const Tensor& dy, const MaxPoolArgmax& argmax, Tensor& dx) {
+  if (dy.device() == Device::CPU) {
+    max_pool2d_backward(dy, argmax.host, dx);
+    return;
+  }
+  require_placement(dx, dy.placement(), "max_pool2d_backward", "dx");
+  require_placement(argmax.device_storage, dy.placement(), "max_pool2d_backward", "argmax");
+  if (argmax.device_storage.numel() != 2 * dy.numel())
+    throw InvalidArgument("[max_pool2d_backward] argmax of " + std::to_string(argmax.device_storage.numel() / 2) +
+                          " outputs for " + std::to_string(dy.numel()) + " gradients");
+  if (dx.rank() != 4) throw InvalidArgument("[max_pool2d_backward] expected [N, C, H, W] dx, got " + shape_to_string(dx.shape()));
+#ifdef NNR_WITH_CUDA
+  kernels::PoolShape shape;
+  shape.planes = dx.dim(0) * dx.dim(1);
+  shape.height = dx.dim(2), shape.width = dx.dim(3);
+  shape.window = argmax.window, shape.stride = argmax.stride;
+  if (shape.window < 1 || shape.stride < 1 || shape.out_numel() != dy.numel())
+    throw InvalidArgument("[max_pool2d_backward] dx " + shape_to_string(dx.shape()) + " does not match the forward's " +
+                          std::to_string(dy.numel()) + " outputs");
+  kernels::max_pool2d_backward(dy.data(), reinterpret_cast<const int64_t*>(argmax.device_storage.data()), shape,
+                               dx.data(), dy.context()->stream());
+#else
+  throw_not_implemented_on_cuda("max_pool2d_backward");
+#endif
 }
 
 }  // namespace nnr

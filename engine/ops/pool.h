@@ -14,4 +14,15 @@ void max_pool2d_forward(const Tensor& x, int64_t window, int64_t stride, Tensor&
 // dx = 0, then dx[argmax[i]] += dy[i]; overwrites dx.
 void max_pool2d_backward(const Tensor& dy, const std::vector<int64_t>& argmax, Tensor& dx);
 
+// The argmax of a forward on either device: host indices for CPU tensors; for CUDA tensors the
+// indices stay on the device, as int64 in the raw storage of a float tensor of twice their count
+// (Tensor holds floats only; this keeps the memory in the context's caching allocator).
+struct MaxPoolArgmax {
+  std::vector<int64_t> host;
+  Tensor device_storage;
+  int64_t window = 0, stride = 0;  // of the forward that filled it
+};
+void max_pool2d_forward(const Tensor& x, int64_t window, int64_t stride, Tensor& y, MaxPoolArgmax& argmax);
+void max_pool2d_backward(const Tensor& dy, const MaxPoolArgmax& argmax, Tensor& dx);
+
 }  // namespace nnr

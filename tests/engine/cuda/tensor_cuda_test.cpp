@@ -11,6 +11,7 @@
 #include "engine/ops/conv2d.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/gemm.h"
+#include "engine/ops/pool.h"
 #include "engine/ops/softmax_cross_entropy.h"
 
 using namespace nnr;
@@ -25,6 +26,9 @@ constexpr double kGemmRelFrobenius = 1e-5;
 constexpr double kSoftmaxRel = 1e-6, kSoftmaxAbs = 1e-7;
 // Per-channel sums in double rounded once to float: equal, or one ulp apart after a double tie.
 constexpr double kBiasGradRel = 1e-6;
+// cuDNN may pick Winograd or FFT (no tensor cores, no TF32): a few ulps more than direct sums, as
+// in tests/kernels/conv2d_test.cpp; TF32 (~1e-3) or a wrong layout (O(1)) fail it.
+constexpr double kConvRelFrobenius = 1e-4;
 
 Tensor random_tensor(Shape shape, Rng& rng) {
   Tensor t(std::move(shape));
@@ -83,10 +87,81 @@ TEST_CASE("ops refuse tensors on two devices and name ops with no cuda path", "[
   Tensor a({2, 3}), b({3, 4});
   Tensor c = Tensor({2, 4}).to(Device::CUDA, ctx);
   REQUIRE_THROWS_WITH(gemm(a, false, b, false, c), Catch::Contains("[gemm] C is on cuda"));
-  Tensor x = Tensor({1, 1, 4, 4}).to(Device::CUDA, ctx), w = Tensor({1, 1, 3, 3}).to(Device::CUDA, ctx);
-  Tensor y = Tensor({1, 1, 2, 2}).to(Device::CUDA, ctx);
-  REQUIRE_THROWS_WITH(conv2d_forward(x, w, nullptr, Conv2dGeometry{}, y), Catch::Contains("not implemented on CUDA"));
+  Tensor x = Tensor({1, 1, 4, 4}).to(Device::CUDA, ctx), dy = Tensor({1, 1, 2, 2}).to(Device::CUDA, ctx);
+  Tensor dw = Tensor({1, 1, 3, 3}).to(Device::CUDA, ctx);
+  const std::vector<int64_t> rows{0};
+  REQUIRE_THROWS_WITH(conv2d_backward_filter(x, dy, Conv2dGeometry{}, &rows, dw),
+                      Catch::Contains("[conv2d_backward_filter with selected filters] not implemented on CUDA"));
 }
+
+TEST_CASE("dispatched max-pool and dropout on cuda match the cpu's semantics", "[cuda][dispatch]") {
+  Context ctx;
+  Rng rng(3);
+  for (int64_t window : {2, 3}) {
+    Tensor x = random_tensor({3, 5, 9, 7}, rng);
+    const Shape out = max_pool2d_output_shape(x.shape(), window, 2);
+    Tensor y(out), dy_out = Tensor::empty(out, Placement::cuda(ctx));
+    MaxPoolArgmax cpu_argmax, gpu_argmax;
+    max_pool2d_forward(x, window, 2, y, cpu_argmax);
+    max_pool2d_forward(x.to(Device::CUDA, ctx), window, 2, dy_out, gpu_argmax);
+    REQUIRE(dy_out.to_cpu().to_vector() == y.to_vector());  // a max is exact
+    Tensor g = random_tensor(out, rng), dx(x.shape()), ddx = Tensor::empty(x.shape(), Placement::cuda(ctx));
+    max_pool2d_backward(g, cpu_argmax, dx);
+    max_pool2d_backward(g.to(Device::CUDA, ctx), gpu_argmax, ddx);
+    INFO("window " << window << " stride 2 (overlapping windows add up)");
+    // Overlapping windows add up to 4 gradients per entry, maybe in another order (atomics):
+    // an ulp or two of the largest term (|g| ~ 1), whatever the sum.
+    require_close(ddx.to_cpu(), dx, 1e-6, 1e-6, "max-pool dx");
+  }
+
+  // Dropout draws its mask on the device from a hash of (seed, i): not the CPU's mask, so check
+  // what both must share: y = x · mask, mask ∈ {0, 1 / (1 − rate)}, the kept share, the backward.
+  const float rate = 0.25f;
+  Tensor x = random_tensor({64, 129}, rng);
+  Tensor y = Tensor::empty(x.shape(), Placement::cuda(ctx)), mask = Tensor::empty(x.shape(), Placement::cuda(ctx));
+  dropout_forward(x.to(Device::CUDA, ctx), rate, rng, y, mask);
+  const Tensor hy = y.to_cpu(), hm = mask.to_cpu();
+  int64_t kept = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    REQUIRE((hm[i] == 0.0f || hm[i] == 1.0f / (1.0f - rate)));
+    REQUIRE(hy[i] == x[i] * hm[i]);
+    kept += hm[i] != 0.0f;
+  }
+  // 8256 Bernoulli(0.75) draws: standard deviation 39; ±6 σ never fails by chance.
+  REQUIRE(std::abs(kept - 6192) <= 240);
+  Tensor g = random_tensor(x.shape(), rng), dx = Tensor::empty(x.shape(), Placement::cuda(ctx));
+  dropout_backward(mask, g.to(Device::CUDA, ctx), dx);
+  const Tensor hdx = dx.to_cpu();
+  for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(hdx[i] == g[i] * hm[i]);
+}
+
+#ifdef NNR_WITH_CUDNN
+TEST_CASE("dispatched conv2d forward and backward match the cpu", "[cuda][dispatch][conv]") {
+  Context ctx;
+  Rng rng(4);
+  const Conv2dGeometry g{2, 1};
+  Tensor x = random_tensor({3, 4, 11, 9}, rng), w = random_tensor({6, 4, 3, 3}, rng), b = random_tensor({6}, rng);
+  const Shape out = conv2d_output_shape(x.shape(), w.shape(), g);
+  Tensor y(out), dev_y = Tensor::empty(out, Placement::cuda(ctx));
+  const Tensor dev_x = x.to(Device::CUDA, ctx), dev_w = w.to(Device::CUDA, ctx), dev_b = b.to(Device::CUDA, ctx);
+  conv2d_forward(x, w, &b, g, y);
+  conv2d_forward(dev_x, dev_w, &dev_b, g, dev_y);
+  REQUIRE(relative_frobenius(dev_y.to_cpu(), y) <= kConvRelFrobenius);
+
+  Tensor dy = random_tensor(out, rng);
+  const Tensor dev_dy = dy.to(Device::CUDA, ctx);
+  Tensor dx(x.shape()), dev_dx = Tensor::empty(x.shape(), Placement::cuda(ctx));
+  conv2d_backward_data(dy, w, g, dx);
+  conv2d_backward_data(dev_dy, dev_w, g, dev_dx);
+  REQUIRE(relative_frobenius(dev_dx.to_cpu(), dx) <= kConvRelFrobenius);
+
+  Tensor dw = random_tensor(w.shape(), rng);  // the filter gradient accumulates into what is there
+  Tensor dev_dw = dw.to(Device::CUDA, ctx);
+  conv2d_backward_filter(x, dy, g, nullptr, dw);
+  conv2d_backward_filter(dev_x, dev_dy, g, nullptr, dev_dw);
+  REQUIRE(relative_frobenius(dev_dw.to_cpu(), dw) <= kConvRelFrobenius);
+}
+#endif
 
 TEST_CASE("dispatched gemm, bias, relu and softmax cross-entropy match the cpu", "[cuda][dispatch]") {
   Context ctx;
