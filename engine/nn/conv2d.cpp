@@ -3,6 +3,7 @@
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/ops/elementwise.h"
+#include "engine/ops/gather.h"
 
 namespace nnr {
 
@@ -42,20 +43,12 @@ Tensor Conv2d::forward(const Tensor& x, bool /*training*/) {
 void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
   const UpdateMask& wm = weight_.mask;
   if (!wm.selects_none())
-    conv2d_backward_filter(x, dy, geometry_, wm.kind == UpdateMask::Kind::Rows ? &wm.rows : nullptr, weight_.grad);
-
-  const UpdateMask& bm = bias_.mask;
-  if (bm.kind == UpdateMask::Kind::Rows) {
-    if (!bm.rows.empty() && x.device() == Device::CUDA)
-      throw_not_implemented_on_cuda("conv2d bias gradient of selected filters");
-    if (!bm.rows.empty()) {
-      Tensor db({out_});
-      bias_backward(dy, db, false);
-      for (int64_t r : bm.rows) bias_.grad[r] += db[r];
-    }
-  } else {
+    conv2d_backward_filter(x, dy, geometry_, wm.kind == UpdateMask::Kind::Rows ? &wm.rows : nullptr, weight_.grad,
+                           &weight_rows_);
+  if (bias_.mask.kind == UpdateMask::Kind::Rows)
+    bias_backward_rows(dy, bias_.mask.rows, bias_rows_, bias_.grad);
+  else
     bias_backward(dy, bias_.grad, /*accumulate=*/true);
-  }
 
   if (dx) conv2d_backward_data(dy, weight_.value, geometry_, *dx);
 }

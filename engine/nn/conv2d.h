@@ -25,6 +25,7 @@ class Conv2d final : public Layer {
   int64_t in_, out_, kernel_;
   Conv2dGeometry geometry_;
   Parameter weight_, bias_;
+  RowIndex weight_rows_, bias_rows_;  // the open filters on the device, uploaded when they change
 };
 
 }  // namespace nnr

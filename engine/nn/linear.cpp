@@ -1,10 +1,9 @@
 #include "engine/nn/linear.h"
 
-#include <cstring>
-
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/ops/elementwise.h"
+#include "engine/ops/gather.h"
 #include "engine/ops/gemm.h"
 
 namespace nnr {
@@ -49,40 +48,25 @@ void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   const int64_t n = x.dim(0);
   const Placement where = x.placement();
   const UpdateMask& wm = weight_.mask;
-  // Row-selective gradients gather and scatter on the host; the device gather is not written yet.
-  if (where.device == Device::CUDA &&
-      (wm.kind == UpdateMask::Kind::Rows || bias_.mask.kind == UpdateMask::Kind::Rows) &&
-      !(wm.selects_none() && bias_.mask.selects_none()))
-    throw_not_implemented_on_cuda("linear row-selective backward");
   if (wm.kind == UpdateMask::Kind::Rows) {
-    // dW[r] = Σ_n dy[n, r] x[n] for the open rows only: gather those columns of dy.
+    // dW[r] = Σ_n dy[n, r] x[n] for the open rows only: one GEMM of the gathered dy columns.
     const int64_t open = static_cast<int64_t>(wm.rows.size());
     if (open > 0) {
-      Tensor dy_open = Tensor::empty({n, open});
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t r = 0; r < open; ++r) dy_open[i * open + r] = dy[i * out_ + wm.rows[static_cast<size_t>(r)]];
-      Tensor dw_open = Tensor::empty({open, in_});
-      gemm_cpu(dy_open.data(), true, x.data(), false, dw_open.data(), open, in_, n, 1.0f, 0.0f);
-      for (int64_t r = 0; r < open; ++r) {
-        float* dst = weight_.grad.data() + wm.rows[static_cast<size_t>(r)] * in_;
-        const float* src = dw_open.data() + r * in_;
-        for (int64_t k = 0; k < in_; ++k) dst[k] += src[k];
-      }
+      const int64_t* rows = weight_rows_.on(where, wm.rows);
+      Tensor dy_open = Tensor::empty({n, open}, where);
+      gather_channels(dy, rows, open, dy_open);
+      Tensor dw_open = Tensor::empty({open, in_}, where);
+      gemm_on(where, dy_open.data(), true, x.data(), false, dw_open.data(), open, in_, n, 1.0f, 0.0f);
+      scatter_add_rows(dw_open, rows, weight_.grad);
     }
   } else {
     gemm_on(where, dy.data(), true, x.data(), false, weight_.grad.data(), out_, in_, n, 1.0f, 1.0f);
   }
 
-  const UpdateMask& bm = bias_.mask;
-  if (bm.kind == UpdateMask::Kind::Rows) {
-    for (int64_t r : bm.rows) {
-      double s = 0.0;
-      for (int64_t i = 0; i < n; ++i) s += dy[i * out_ + r];
-      bias_.grad[r] += static_cast<float>(s);
-    }
-  } else {
+  if (bias_.mask.kind == UpdateMask::Kind::Rows)
+    bias_backward_rows(dy, bias_.mask.rows, bias_rows_, bias_.grad);
+  else
     bias_backward(dy, bias_.grad, /*accumulate=*/true);
-  }
 
   if (dx) gemm_on(where, dy.data(), false, weight_.value.data(), false, dx->data(), n, in_, out_, 1.0f, 0.0f);
 }

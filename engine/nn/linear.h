@@ -4,6 +4,7 @@
 // Backward with a Rows mask on W computes only the open rows of dW (one GEMM of the gathered
 // dy columns); bias gradients follow the bias's own mask.
 #include "engine/nn/layer.h"
+#include "engine/ops/gather.h"
 
 namespace nnr {
 
@@ -26,6 +27,7 @@ class Linear final : public Layer {
  private:
   int64_t in_, out_;
   Parameter weight_, bias_;
+  RowIndex weight_rows_, bias_rows_;  // the open rows on the device, uploaded when they change
 };
 
 }  // namespace nnr

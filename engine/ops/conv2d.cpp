@@ -164,21 +164,34 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, Conv2dGeometry g, T
 }
 
 void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Conv2dGeometry g, const std::vector<int64_t>* rows,
-                            Tensor& dw) {
+                            Tensor& dw, RowIndex* index) {
   require_placement(dy, x.placement(), "conv2d_backward_filter", "dy");
   require_placement(dw, x.placement(), "conv2d_backward_filter", "dw");
   const Dims d = dims_of(x.shape(), dw.shape(), g);
   require_shape(dy, conv2d_output_shape(x.shape(), dw.shape(), g), "conv2d_backward_filter", "output gradient");
   if (x.device() == Device::CUDA) {
-    // Selected filters need a gather of their dy planes and a scatter into dw on the device
-    // (not written yet); every filter is one cuDNN call.
-    if (rows) throw_not_implemented_on_cuda("conv2d_backward_filter with selected filters");
 #ifdef NNR_WITH_CUDNN
     if (dy.numel() == 0 || dw.numel() == 0) return;
-    x.context()->dnn().conv2d_backward_filter(x.data(), dy.data(), conv_shape_of(x.shape(), dw.shape(), g), dw.data(),
-                                              /*accumulate=*/true);
+    if (!rows) {
+      x.context()->dnn().conv2d_backward_filter(x.data(), dy.data(), conv_shape_of(x.shape(), dw.shape(), g),
+                                                dw.data(), /*accumulate=*/true);
+      return;
+    }
+    // Selected filters: gather their dy planes, one cuDNN call for the compact [open, C, K, K]
+    // gradient, and add it into the open rows of dw.
+    const int64_t open = static_cast<int64_t>(rows->size());
+    if (open == 0) return;
+    RowIndex local;
+    const int64_t* device_rows = (index ? *index : local).on(x.placement(), *rows);
+    Tensor dy_open = Tensor::empty({d.n, open, dy.dim(2), dy.dim(3)}, x.placement());
+    gather_channels(dy, device_rows, open, dy_open);
+    Tensor dw_open = Tensor::empty({open, d.c, dw.dim(2), dw.dim(3)}, x.placement());
+    x.context()->dnn().conv2d_backward_filter(x.data(), dy_open.data(), conv_shape_of(x.shape(), dw_open.shape(), g),
+                                              dw_open.data(), /*accumulate=*/false);
+    scatter_add_rows(dw_open, device_rows, dw);
     return;
 #else
+    (void)index;
     throw_not_implemented_on_cuda("conv2d_backward_filter (built without cuDNN)");
 #endif
   }

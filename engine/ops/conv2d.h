@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/core/tensor.h"
+#include "engine/ops/gather.h"
 
 namespace nnr {
 
@@ -20,8 +21,10 @@ Shape conv2d_output_shape(const Shape& input, const Shape& weight, Conv2dGeometr
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Conv2dGeometry g, Tensor& y);
 // dx = conv_transpose(dy, w); overwrites dx.
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, Conv2dGeometry g, Tensor& dx);
-// dw[o] += sum_n dy[n, o] (*) x[n] for o in `rows` (every filter when rows is null).
+// dw[o] += sum_n dy[n, o] (*) x[n] for o in `rows` (every filter when rows is null). On CUDA the
+// rows go to the device through `index` (a layer's cache: uploaded once while they stay the same;
+// null: uploaded on every call).
 void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Conv2dGeometry g, const std::vector<int64_t>* rows,
-                            Tensor& dw);
+                            Tensor& dw, RowIndex* index = nullptr);
 
 }  // namespace nnr

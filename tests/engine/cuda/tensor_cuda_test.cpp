@@ -2,12 +2,16 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/core/tensor.h"
+#include "engine/data/batcher.h"
+#include "engine/nn/conv2d.h"
+#include "engine/nn/linear.h"
 #include "engine/ops/conv2d.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/gemm.h"
@@ -87,11 +91,67 @@ TEST_CASE("ops refuse tensors on two devices and name ops with no cuda path", "[
   Tensor a({2, 3}), b({3, 4});
   Tensor c = Tensor({2, 4}).to(Device::CUDA, ctx);
   REQUIRE_THROWS_WITH(gemm(a, false, b, false, c), Catch::Contains("[gemm] C is on cuda"));
-  Tensor x = Tensor({1, 1, 4, 4}).to(Device::CUDA, ctx), dy = Tensor({1, 1, 2, 2}).to(Device::CUDA, ctx);
-  Tensor dw = Tensor({1, 1, 3, 3}).to(Device::CUDA, ctx);
-  const std::vector<int64_t> rows{0};
-  REQUIRE_THROWS_WITH(conv2d_backward_filter(x, dy, Conv2dGeometry{}, &rows, dw),
-                      Catch::Contains("[conv2d_backward_filter with selected filters] not implemented on CUDA"));
+  REQUIRE_THROWS_WITH(gather_rows(c, {0}), Catch::Contains("[gather_rows] not implemented on CUDA"));
+}
+
+// A layer's backward with Rows masks on weight and bias (the bandit's neuron / filter selection):
+// gather the open channels of dy, a compact GEMM or cuDNN call, scatter-add into grad. The CPU runs
+// the same gather, a GEMM or im2col sums, and the same scatter: the tolerance is the GEMM's or the
+// conv's, and the closed rows must keep their (random, non-zero) previous gradient bit for bit.
+TEST_CASE("row-selective Linear and Conv2d gradients on cuda match the cpu", "[cuda][dispatch][mask]") {
+  Context ctx;
+  Rng rng(5);
+  struct Case {
+    const char* what;
+    std::unique_ptr<Layer> cpu, gpu;
+    Shape input;
+    double tolerance;
+  };
+  std::vector<Case> cases;
+  {
+    Rng a(6), b(6);
+    cases.push_back({"Linear(37, 19)", std::make_unique<Linear>(37, 19, true, a), std::make_unique<Linear>(37, 19, true, b),
+                     Shape{45, 37}, kGemmRelFrobenius});
+  }
+#ifdef NNR_WITH_CUDNN
+  {
+    Rng a(7), b(7);
+    cases.push_back({"Conv2d(3, 11, 3, stride 2, padding 1)",
+                     std::make_unique<Conv2d>(3, 11, 3, Conv2dGeometry{2, 1}, a),
+                     std::make_unique<Conv2d>(3, 11, 3, Conv2dGeometry{2, 1}, b), Shape{5, 3, 9, 7}, kConvRelFrobenius});
+  }
+#endif
+  for (Case& c : cases) {
+    const std::vector<int64_t> weight_rows{0, 5, 10}, bias_rows{5, 7};
+    const Tensor x = random_tensor(c.input, rng);
+    const Tensor x_gpu = x.to(Device::CUDA, ctx);
+    const Shape out = c.cpu->output_shape(c.input);
+    const Tensor dy = random_tensor(out, rng);
+    std::vector<Parameter*> cpu_params = c.cpu->parameters(), gpu_params = c.gpu->parameters();
+    for (size_t i = 0; i < cpu_params.size(); ++i) {
+      cpu_params[i]->grad = random_tensor(cpu_params[i]->value.shape(), rng);
+      gpu_params[i]->grad = cpu_params[i]->grad.to(Device::CUDA, ctx);
+      gpu_params[i]->value = gpu_params[i]->value.to(Device::CUDA, ctx);
+      cpu_params[i]->mask = gpu_params[i]->mask = UpdateMask::of_rows(i == 0 ? weight_rows : bias_rows);
+    }
+    const Tensor before_w = cpu_params[0]->grad.clone(), before_b = cpu_params[1]->grad.clone();
+    Tensor dx(c.input), dx_gpu = Tensor::empty(c.input, Placement::cuda(ctx));
+    const Tensor y = c.cpu->forward(x, true), y_gpu = c.gpu->forward(x_gpu, true);
+    for (int pass = 0; pass < 2; ++pass) {  // the second pass reuses the uploaded row indices
+      c.cpu->backward(x, y, dy, &dx);
+      c.gpu->backward(x_gpu, y_gpu, dy.to(Device::CUDA, ctx), &dx_gpu);
+    }
+    INFO(c.what);
+    REQUIRE(relative_frobenius(dx_gpu.to_cpu(), dx) <= c.tolerance);
+    const Tensor dw = gpu_params[0]->grad.to_cpu(), db = gpu_params[1]->grad.to_cpu();
+    REQUIRE(relative_frobenius(dw, cpu_params[0]->grad) <= c.tolerance);
+    REQUIRE(relative_frobenius(db, cpu_params[1]->grad) <= kBiasGradRel);
+    const int64_t row_length = dw.numel() / dw.dim(0);
+    for (int64_t j = 0; j < dw.numel(); ++j)
+      if (!cpu_params[0]->mask.selects_element(j, row_length)) REQUIRE(dw[j] == before_w[j]);
+    for (int64_t j = 0; j < db.numel(); ++j)
+      if (!cpu_params[1]->mask.selects_element(j, 1)) REQUIRE(db[j] == before_b[j]);
+  }
 }
 
 TEST_CASE("dispatched max-pool and dropout on cuda match the cpu's semantics", "[cuda][dispatch]") {
