@@ -1,5 +1,6 @@
 #include "kernels/device_memory.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -23,6 +24,11 @@ CachingAllocator::~CachingAllocator() {
 
 void* CachingAllocator::allocate(size_t bytes) {
   if (bytes == 0) return nullptr;
+  // rounded_size wraps to a small number (0 for SIZE_MAX - 3, e.g. a negative count cast to
+  // size_t), which would hand back a tiny block or nullptr as if the request had succeeded.
+  if (bytes > SIZE_MAX - kGranularity)
+    throw_cuda_error("cuda", ("cudaMalloc(" + std::to_string(bytes) + " bytes)").c_str(),
+                     "request too large to round to the allocation granularity", __FILE__, __LINE__);
   const size_t size = rounded_size(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
   auto bin = free_blocks_.find(size);
@@ -76,13 +82,17 @@ void CachingAllocator::release_cached() {
 }
 
 void CachingAllocator::release_cached_locked() {
+  // Each block leaves its bin before cudaFree: if one cudaFree fails and throws, the blocks
+  // already freed are no longer listed (the destructor would otherwise free them a second time)
+  // and bytes_cached still matches what the bins hold.
   for (auto& bin : free_blocks_) {
-    for (void* block : bin.second) {
+    while (!bin.second.empty()) {
+      void* block = bin.second.back();
+      bin.second.pop_back();
       ++stats_.free_calls;
       stats_.bytes_cached -= static_cast<int64_t>(bin.first);
       NNR_CUDA_CHECK(cudaFree(block));
     }
-    bin.second.clear();
   }
 }
 

@@ -124,9 +124,12 @@ struct DnnHandle::Impl {
 
   Plan& plan(const ConvShape& s) {
     check_shape(s);
-    auto& slot = plans[key_of(s)];
-    if (!slot) slot = std::make_unique<Plan>(s, math);
-    return *slot;
+    const ShapeKey key = key_of(s);
+    auto found = plans.find(key);
+    if (found != plans.end()) return *found->second;
+    // Built before it is inserted: a shape cuDNN rejects leaves no empty entry behind.
+    auto plan = std::make_unique<Plan>(s, math);
+    return *plans.emplace(key, std::move(plan)).first->second;
   }
 
   void* workspace_for(size_t bytes) {

@@ -83,3 +83,21 @@ TEST_CASE("cuDNN convolution matches the CPU forward, backward-data and backward
       REQUIRE(dnn.workspace_allocations() == allocations);
     }
 }
+
+// A shape cuDNN cannot describe (a batch beyond int) is rejected before anything runs, and the
+// per-shape plan cache keeps no empty entry for it.
+TEST_CASE("a rejected convolution shape leaves the plan cache unchanged", "[cuda][conv2d]") {
+  test::Stream stream;
+  kernels::DnnHandle dnn(stream);
+  kernels::ConvShape s;
+  s.n = int64_t{1} << 31;
+  s.c = 1;
+  s.h = s.w = 3;
+  s.o = 1;
+  s.kh = s.kw = 3;
+  REQUIRE(dnn.plans_cached() == 0);
+  REQUIRE_THROWS_AS(dnn.conv2d_forward(nullptr, nullptr, s, nullptr), InvalidArgument);
+  REQUIRE(dnn.plans_cached() == 0);
+  REQUIRE_THROWS_AS(dnn.conv2d_backward_filter(nullptr, nullptr, s, nullptr, true), InvalidArgument);
+  REQUIRE(dnn.plans_cached() == 0);
+}

@@ -1,6 +1,7 @@
 // Device buffers, the caching allocator's counters, and the checked-call macro.
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <string>
 
 #include "kernels/cuda_check.h"
@@ -47,6 +48,19 @@ TEST_CASE("caching allocator serves repeated same-size allocations with no new c
   allocator.release_cached();
   REQUIRE(allocator.stats().free_calls == static_cast<int64_t>(sizes.size()));
   REQUIRE(allocator.stats().bytes_cached == 0);
+}
+
+// A size whose rounding to 256 bytes wraps (here to 0, as a negative count cast to size_t would)
+// must fail like any impossible request, not come back as nullptr or a tiny block.
+TEST_CASE("caching allocator rejects a request whose rounded size would wrap", "[cuda][memory]") {
+  CachingAllocator allocator;
+  REQUIRE_THROWS_AS(allocator.allocate(static_cast<size_t>(-4)), CudaError);
+  REQUIRE_THROWS_AS(allocator.allocate(SIZE_MAX), CudaError);
+  const auto stats = allocator.stats();
+  REQUIRE(stats.bytes_in_use == 0);
+  REQUIRE(stats.bytes_cached == 0);
+  DeviceBuffer ok(100, allocator);  // the allocator still works afterwards
+  REQUIRE(ok.data() != nullptr);
 }
 
 // A training-step-shaped loop: temporaries for activations, probabilities, gradients, the loss
