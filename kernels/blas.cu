@@ -11,8 +11,16 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
+#include "kernels/launch.h"
 
 namespace nnr::kernels {
+namespace {
+
+__global__ void scale_kernel(int64_t n, float* __restrict__ c, float beta) {
+  for (int64_t i = first_index(); i < n; i += grid_stride()) c[i] *= beta;
+}
+
+}  // namespace
 
 BlasHandle::BlasHandle(cudaStream_t stream, bool allow_tf32, size_t workspace_bytes)
     : stream_(stream), workspace_(workspace_bytes) {
@@ -54,12 +62,20 @@ void gemm(BlasHandle& blas, const float* a, bool transpose_a, const float* b, bo
     throw InvalidArgument("[gemm] extents must lie in [0, 2^31): m = " + std::to_string(m) + ", n = " +
                           std::to_string(n) + ", k = " + std::to_string(k));
   if (m == 0 || n == 0) return;
+  if (k == 0) {
+    // C = beta·C, exactly as gemm_cpu (zeros when beta == 0, whatever C held), without relying
+    // on how cuBLAS treats an empty inner dimension. C is contiguous (ldc = n).
+    if (beta == 0.0f)
+      NNR_CUDA_CHECK(cudaMemsetAsync(c, 0, static_cast<size_t>(m * n) * sizeof(float), blas.stream()));
+    else if (beta != 1.0f)
+      launch_1d(m * n, blas.stream(), scale_kernel, c, beta);
+    return;
+  }
   const int lda = static_cast<int>(transpose_a ? m : k);
   const int ldb = static_cast<int>(transpose_b ? k : n);
-  // k == 0 is legal: cuBLAS then scales C by beta, as gemm_cpu does. Leading dimensions must be >= 1.
   NNR_CUBLAS_CHECK(cublasSgemm(blas.get(), transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                                static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b,
-                               ldb > 0 ? ldb : 1, a, lda > 0 ? lda : 1, &beta, c, static_cast<int>(n)));
+                               ldb, a, lda, &beta, c, static_cast<int>(n)));
 }
 
 }  // namespace nnr::kernels

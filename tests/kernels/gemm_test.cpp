@@ -41,3 +41,22 @@ TEST_CASE("cuBLAS row-major GEMM matches gemm_cpu for every transpose, alpha and
               REQUIRE(test::relative_frobenius(d_c.download(), c) <= kGemmRelFrobenius);
             }
 }
+
+// An empty inner dimension: C = beta·C exactly as gemm_cpu (no products to round), and with
+// beta = 0 the NaN-poisoned C becomes zeros. Bit-identical: one multiply per entry at most.
+TEST_CASE("GEMM with k = 0 scales C by beta like gemm_cpu", "[cuda][gemm]") {
+  test::Stream stream;
+  kernels::BlasHandle blas(stream);
+  Rng rng(52);
+  const int64_t m = 37, n = 45;
+  for (const float beta : {0.0f, 0.5f, 1.0f}) {
+    INFO("beta " << beta);
+    const auto c0 = test::random_normal(static_cast<size_t>(m * n), rng);
+    auto c = c0;
+    gemm_cpu(nullptr, false, nullptr, false, c.data(), m, n, 0, 1.5f, beta);
+    DeviceArray<float> d_a(1, stream), d_b(1, stream), d_c(c0.size(), stream);
+    if (beta != 0.0f) d_c.upload(c0);
+    kernels::gemm(blas, d_a.get(), false, d_b.get(), false, d_c.get(), m, n, 0, 1.5f, beta);
+    test::require_bit_identical(d_c.download(), c, "C after k = 0");
+  }
+}
