@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/nnr/commands.h"
+#include "apps/nnr/device.h"
 #include "apps/trainer/model_file.h"
 #include "apps/trainer/train_loop.h"
 #include "engine/core/threads.h"
@@ -11,7 +12,7 @@ namespace nnr::cli {
 namespace {
 
 struct EvalFlags {
-  std::string model, data, model_spec;
+  std::string model, data, model_spec, device = "cpu";
   int64_t batch_size = 1000;
   int threads = 0;
   bool json = false;
@@ -19,10 +20,12 @@ struct EvalFlags {
 
 void run_eval(const EvalFlags& f) {
   set_num_threads(f.threads);
+  const std::unique_ptr<Context> cuda = open_device(f.device, "eval");  // outlives the model's CUDA tensors
   LoadedModel loaded = load_model(f.model, f.model_spec);
   const Dataset data = load_dataset(f.data);
   check_model_accepts(loaded.model, data.sample_shape(), data.num_classes, f.data);
-  const Evaluation e = evaluate(loaded.model, data, f.batch_size);
+  if (cuda) loaded.model.to(Device::CUDA, *cuda);
+  const Evaluation e = evaluate(loaded.model, data, f.batch_size, cuda.get());
   if (f.json) {
     nlohmann::json j = {{"command", "eval"}, {"model", f.model}, {"data", f.data}, {"samples", e.samples},
                         {"accuracy", e.accuracy}, {"loss", e.loss}, {"class_accuracy", e.class_accuracy},
@@ -50,6 +53,7 @@ Command add_eval(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
       ->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
+  add_device_option(cmd, f->device, "Evaluate");
   cmd->add_flag("--json", f->json, "Print the result as JSON on stdout");
   return [f] { run_eval(*f); };
 }

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "apps/nnr/commands.h"
+#include "apps/nnr/device.h"
 #include "apps/trainer/model_file.h"
 #include "apps/trainer/train_loop.h"
 #include "engine/core/error.h"
@@ -14,18 +15,20 @@ namespace nnr::cli {
 namespace {
 
 struct PredictFlags {
-  std::string model, input, output, model_spec;
+  std::string model, input, output, model_spec, device = "cpu";
   int64_t batch_size = 1000;
   int threads = 0;
 };
 
 void run_predict(const PredictFlags& f) {
   set_num_threads(f.threads);
+  const std::unique_ptr<Context> cuda = open_device(f.device, "predict");  // outlives the model's CUDA tensors
   LoadedModel loaded = load_model(f.model, f.model_spec);
   Tensor features = load_features(f.input);
   const Shape sample(features.shape().begin() + 1, features.shape().end());
   check_model_accepts(loaded.model, sample, 0, f.input);
-  const Tensor probs = predict_probabilities(loaded.model, features, f.batch_size);
+  if (cuda) loaded.model.to(Device::CUDA, *cuda);
+  const Tensor probs = predict_probabilities(loaded.model, features, f.batch_size, cuda.get());
   const int64_t n = probs.dim(0), k = probs.dim(1);
 
   std::string csv = "label";
@@ -62,6 +65,7 @@ Command add_predict(CLI::App& app) {
   cmd->add_option("--batch-size", f->batch_size, "Samples per forward pass")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
+  add_device_option(cmd, f->device, "Predict");
   return [f] { run_predict(*f); };
 }
 

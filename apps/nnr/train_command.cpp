@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/nnr/commands.h"
+#include "apps/nnr/device.h"
 #include "apps/nnr/progress.h"
 #include "apps/trainer/model_file.h"
 #include "apps/trainer/train_loop.h"
@@ -35,20 +36,11 @@ void check_output_writable(const std::string& path) {
     throw InvalidArgument("[train] cannot write -o " + path + ": directory '" + dir + "' does not exist or is not writable");
 }
 
-// The CUDA context for --device cuda (null for cpu). Checked before any data is read, so a
-// machine or build without CUDA fails at once with the reason.
-std::unique_ptr<Context> open_device(const std::string& device) {
-  if (device != "cuda") return nullptr;
-  const std::string why = Context::why_cuda_unavailable();
-  if (!why.empty()) throw InvalidArgument("[train] --device cuda: " + why + " (use --device cpu)");
-  return std::make_unique<Context>();
-}
-
 void run_train(const TrainFlags& f, bool model_given) {
   set_num_threads(f.threads);
   check_output_writable(f.output);
   // Declared before the model and the optimizer: it must outlive their CUDA tensors.
-  const std::unique_ptr<Context> cuda = open_device(f.device);
+  const std::unique_ptr<Context> cuda = open_device(f.device, "train");
   Dataset train = load_dataset(f.data);
   Dataset held_out;
   if (!f.eval_data.empty()) held_out = load_dataset(f.eval_data);
@@ -84,16 +76,16 @@ void run_train(const TrainFlags& f, bool model_given) {
     seconds += r.seconds;
     epochs.push_back({{"epoch", e}, {"loss", r.loss}, {"seconds", r.seconds}});
   }
-  if (cuda) model.to(Device::CPU, *cuda);  // saving and evaluation read the weights on the host
+  Evaluation held_out_result;
+  if (held_out.size()) held_out_result = evaluate(model, held_out, 1000, cuda.get());
+  if (cuda) model.to(Device::CPU, *cuda);  // saving reads the weights on the host
   save_model(f.output, model, {}, {{"nnr.seed", std::to_string(f.seed)}, {"nnr.trained_on", f.data}});
 
   nlohmann::json report = {{"command", "train"},   {"model", model.spec()}, {"data", f.data},
                            {"samples", train.size()}, {"seed", f.seed},      {"epochs", epochs},
                            {"seconds", seconds},     {"output", f.output}};
-  if (held_out.size()) {
-    const Evaluation ev = evaluate(model, held_out);
-    report["eval"] = {{"data", f.eval_data}, {"accuracy", ev.accuracy}, {"loss", ev.loss}};
-  }
+  if (held_out.size())
+    report["eval"] = {{"data", f.eval_data}, {"accuracy", held_out_result.accuracy}, {"loss", held_out_result.loss}};
   if (f.json) {
     std::printf("%s\n", report.dump(2).c_str());
     return;
@@ -135,9 +127,7 @@ Command add_train(CLI::App& app) {
   cmd->add_option("--weight-decay", f->weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--seed", f->seed, "Seed of every random choice (init, shuffling, dropout)")->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
-  cmd->add_option("--device", f->device, "Train on cpu, or cuda (a GPU; needs a CUDA build)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
+  add_device_option(cmd, f->device, "Train");
   cmd->add_flag("--json", f->json, "Print the result as JSON on stdout");
   cmd->add_flag("-q,--quiet", f->quiet, "No progress lines on stderr");
   return [f, model] { run_train(*f, model->count() > 0); };

@@ -84,7 +84,18 @@ EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batche
   return result;
 }
 
-Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size) {
+namespace {
+
+// The model's logits for a host batch, on the host: forward on the CPU, or upload, forward on the
+// device and download.
+Tensor host_logits(Sequential& model, const Tensor& x, Context* cuda_context) {
+  if (!cuda_context) return model.forward(x);
+  return model.forward(x.to(Device::CUDA, *cuda_context)).to_cpu();
+}
+
+}  // namespace
+
+Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size, Context* cuda_context) {
   Evaluation e;
   e.samples = data.size();
   const int32_t classes = data.num_classes;
@@ -95,7 +106,7 @@ Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size) 
   double loss_sum = 0.0;
   int64_t correct = 0;
   while (batcher.next(batch)) {
-    const Tensor logits = model.forward(batch.x);
+    const Tensor logits = host_logits(model, batch.x, cuda_context);
     Tensor probs = Tensor::empty(logits.shape());
     loss_sum += softmax_cross_entropy_forward(logits, batch.y, probs) * static_cast<double>(batch.size());
     const int64_t k = logits.dim(1);
@@ -122,7 +133,7 @@ Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size) 
   return e;
 }
 
-Tensor predict_probabilities(Sequential& model, const Tensor& features, int64_t batch_size) {
+Tensor predict_probabilities(Sequential& model, const Tensor& features, int64_t batch_size, Context* cuda_context) {
   const int64_t n = features.rank() ? features.dim(0) : 0;
   Shape sample(features.shape().begin() + 1, features.shape().end());
   const int64_t k = model.output_shape(with_batch(1, sample))[1];
@@ -132,7 +143,7 @@ Tensor predict_probabilities(Sequential& model, const Tensor& features, int64_t 
     const int64_t b = std::min(batch_size, n - start);
     Tensor x = Tensor::empty(with_batch(b, sample));
     std::copy(features.data() + start * per_sample, features.data() + (start + b) * per_sample, x.data());
-    const Tensor logits = model.forward(x);
+    const Tensor logits = host_logits(model, x, cuda_context);
     Tensor p = Tensor::empty(logits.shape());
     softmax(logits, p);
     std::copy(p.data(), p.data() + p.numel(), probs.data() + start * k);

@@ -60,11 +60,15 @@ struct Evaluation {
   std::vector<double> class_accuracy;  // per class; 0 where the class has no samples
 };
 
-// Inference over the whole data set in batches (dropout off).
-Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size = 1000);
+// Inference over the whole data set in batches (dropout off). With a CUDA context the model must
+// already be on it: each batch goes up, and only its logits [B, K] come back (for the argmax and
+// the loss, computed on the host in double as on the CPU path).
+Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size = 1000, Context* cuda_context = nullptr);
 
-// Softmax probabilities [N, K] for unlabelled features [N, ...].
-Tensor predict_probabilities(Sequential& model, const Tensor& features, int64_t batch_size = 1000);
+// Softmax probabilities [N, K] for unlabelled features [N, ...] (on the host). With a CUDA context,
+// as for evaluate: the forward pass runs on the device, the softmax of the logits on the host.
+Tensor predict_probabilities(Sequential& model, const Tensor& features, int64_t batch_size = 1000,
+                             Context* cuda_context = nullptr);
 
 // Throws nnr::InvalidArgument saying what the model expects if samples of `sample_shape` do
 // not fit it, or if its output has fewer classes than `num_classes`.

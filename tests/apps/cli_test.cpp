@@ -6,10 +6,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/core/context.h"
 #include "engine/core/rng.h"
@@ -130,23 +134,60 @@ TEST_CASE("bad flags and bad values exit 2 with a message naming the problem", "
   REQUIRE(access((dir / "m.safetensors").c_str(), F_OK) != 0);  // nothing written on a usage error
 }
 
-TEST_CASE("train --device cuda trains on a usable GPU, and otherwise exits 2 saying why", "[cli]") {
+TEST_CASE("--device cuda trains, evaluates and predicts on a usable GPU, and otherwise exits 2 saying why", "[cli]") {
   TempDir dir;
   write_blobs_csv(dir / "train.csv", 120, 1);
-  const std::string model = dir / "m.safetensors";
-  Run r = run_nnr("train --data " + (dir / "train.csv") + " --model mlp:6-8-3 --epochs 3 --batch-size 16 --device cuda -o " +
-                      model,
-                  dir);
-  INFO(r.err);
+  const std::string model = dir / "m.safetensors", cpu_model = dir / "cpu.safetensors";
+  REQUIRE(run_nnr("train --data " + (dir / "train.csv") + " --model mlp:6-8-3 --epochs 3 --batch-size 16 -q -o " +
+                      cpu_model,
+                  dir)
+              .code == 0);
+  // The features alone, for predict: the CSV without its label column.
+  std::ifstream labelled(dir / "train.csv");
+  std::ofstream features(dir / "x.csv");
+  for (std::string line; std::getline(labelled, line);) features << line.substr(line.find(',') + 1) << "\n";
+  features.close();
+
   const std::string why = nnr::Context::why_cuda_unavailable();
+  Run train = run_nnr("train --data " + (dir / "train.csv") +
+                          " --model mlp:6-8-3 --epochs 3 --batch-size 16 --device cuda -o " + model,
+                      dir);
+  const std::string eval_args = "eval --data " + (dir / "train.csv") + " --json --model " + cpu_model;
+  Run eval_gpu = run_nnr(eval_args + " --device cuda", dir);
+  Run predict_gpu = run_nnr("predict --input " + (dir / "x.csv") + " --model " + cpu_model + " --device cuda -o " +
+                                (dir / "gpu.csv"),
+                            dir);
+  INFO(train.err << eval_gpu.err << predict_gpu.err);
   if (why.empty()) {
-    REQUIRE(r.code == 0);
-    REQUIRE(r.err.find(", cuda") != std::string::npos);
+    REQUIRE(train.code == 0);
+    REQUIRE(train.err.find(", cuda") != std::string::npos);
     REQUIRE(access(model.c_str(), F_OK) == 0);
+    // The same model evaluated and run on both devices: the same accuracy and loss, the same
+    // labels, probabilities within fp32 GEMM rounding (printed with 6 significant digits).
+    Run eval_cpu = run_nnr(eval_args, dir);
+    REQUIRE(eval_gpu.code == 0);
+    REQUIRE(eval_cpu.code == 0);
+    const auto gpu = nlohmann::json::parse(eval_gpu.out), cpu = nlohmann::json::parse(eval_cpu.out);
+    REQUIRE(gpu["accuracy"] == cpu["accuracy"]);
+    REQUIRE(std::fabs(gpu["loss"].get<double>() - cpu["loss"].get<double>()) <= 1e-5 * cpu["loss"].get<double>());
+    REQUIRE(predict_gpu.code == 0);
+    REQUIRE(run_nnr("predict --input " + (dir / "x.csv") + " --model " + cpu_model + " -o " + (dir / "cpu.csv"), dir)
+                .code == 0);
+    std::ifstream a(dir / "gpu.csv"), b(dir / "cpu.csv");
+    int64_t rows = 0;
+    for (std::string la, lb; std::getline(a, la) && std::getline(b, lb); ++rows) {
+      INFO("row " << rows << ": gpu " << la << " cpu " << lb);
+      REQUIRE(la.substr(0, la.find(',')) == lb.substr(0, lb.find(',')));  // the predicted label
+    }
+    REQUIRE(rows == 121);  // header + every sample
   } else {
-    REQUIRE(r.code == 2);
-    REQUIRE(r.err.find("error: [train] --device cuda: " + why) == 0);
+    for (const auto& [run, command] : {std::pair{&train, "train"}, {&eval_gpu, "eval"}, {&predict_gpu, "predict"}}) {
+      INFO(command);
+      REQUIRE(run->code == 2);
+      REQUIRE(run->err.find(std::string("error: [") + command + "] --device cuda: " + why) == 0);
+    }
     REQUIRE(access(model.c_str(), F_OK) != 0);
+    REQUIRE(access((dir / "gpu.csv").c_str(), F_OK) != 0);
   }
 }
 
