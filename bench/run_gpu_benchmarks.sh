@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # For a session with a GPU: builds the CUDA targets, runs the GPU tests (plain, then under
-# compute-sanitizer memcheck and racecheck when it is installed) and every kernel benchmark, and
+# compute-sanitizer memcheck and racecheck when it is installed), every kernel benchmark and the
+# end-to-end MLP step against PyTorch eager (bench/gpu_mlp_peers.sh, which writes its own JSON), and
 # writes all output to bench/results/<device>-<date>.txt plus the JSON lines to a .jsonl beside it.
 #   bench/run_gpu_benchmarks.sh [build-dir]          (default: build-cuda)
 # Environment: NNR_SANITIZER_TIMEOUT (seconds per sanitizer run, default 900), NNR_SKIP_SANITIZER=1.
@@ -10,7 +11,8 @@ build=${1:-$root/build-cuda}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 cmake -S "$root" -B "$build" -DNNR_BUILD_BENCH=ON >/dev/null || exit 1
-cmake --build "$build" --target nnr_kernels_tests bench_masked_update bench_softmax_xent bench_reduce -j"$jobs" || exit 1
+cmake --build "$build" --target nnr_kernels_tests bench_masked_update bench_softmax_xent bench_reduce bench_train_step \
+  -j"$jobs" || exit 1
 
 device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9.-' '_' | sed 's/_*$//')
 device=${device:-unknown-device}
@@ -70,6 +72,9 @@ echo "## reductions"
 for n in 1M 10M 100M; do
   run "$build/bench/bench_reduce" --n "$n" --channels 256
 done
+
+echo "## MLP training step against PyTorch eager (targets: 784-256-256-10 b128 >= 2x, 4096-4096-4096-10 b1024 >= 0.95x)"
+bash "$root/bench/gpu_mlp_peers.sh" "$build" || status=1
 
 echo "# wrote $log and $jsonl; exit status $status"
 exit $status

@@ -73,6 +73,12 @@ Context::~Context() = default;
 
 void Context::synchronize() { NNR_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
 
+std::string Context::gpu_name() const {
+  cudaDeviceProp prop{};
+  NNR_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_index_));
+  return prop.name;
+}
+
 float* Context::allocate_floats(size_t bytes) { return static_cast<float*>(impl_->allocator->allocate(bytes)); }
 
 void Context::deallocate_floats(float* block, size_t bytes) noexcept { impl_->allocator->deallocate(block, bytes); }
@@ -122,6 +128,7 @@ std::string Context::why_cuda_unavailable() { return "nnr was built without CUDA
 Context::Context(int device_index) : device_index_(device_index) { throw_no_cuda(); }
 Context::~Context() = default;
 void Context::synchronize() { throw_no_cuda(); }
+std::string Context::gpu_name() const { throw_no_cuda(); }
 float* Context::allocate_floats(size_t) { throw_no_cuda(); }
 void Context::deallocate_floats(float*, size_t) noexcept {}
 void Context::upload(void*, const void*, size_t) { throw_no_cuda(); }

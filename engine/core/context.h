@@ -42,6 +42,8 @@ class Context {
   static bool cuda_available() { return why_cuda_unavailable().empty(); }
 
   int device_index() const { return device_index_; }
+  // The device's name as the driver reports it (cudaDeviceProp::name), e.g. for benchmark output.
+  std::string gpu_name() const;
   // Waits for all work queued on the stream (e.g. before timing, or before reading pinned memory).
   void synchronize();
 
