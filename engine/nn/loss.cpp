@@ -11,13 +11,15 @@ double SoftmaxCrossEntropy::forward(const Tensor& logits, const std::vector<int3
   probs_ = Tensor();
   probs_ = Tensor::empty(logits.shape(), logits.placement());
   labels_ = labels;
-  return softmax_cross_entropy_forward(logits, labels, probs_);
+  const int32_t* staged = logits.device() == Device::CUDA ? device_labels_.on(logits.placement(), labels_) : nullptr;
+  return softmax_cross_entropy_forward(logits, labels_, probs_, staged);
 }
 
 void SoftmaxCrossEntropy::backward(Tensor& dlogits) const {
   if (!probs_.defined()) throw Error("[softmax_cross_entropy] backward before forward");
   const float scale = probs_.dim(0) ? 1.0f / static_cast<float>(probs_.dim(0)) : 0.0f;
-  softmax_cross_entropy_backward(probs_, labels_, scale, dlogits);
+  const int32_t* staged = probs_.device() == Device::CUDA ? device_labels_.on(probs_.placement(), labels_) : nullptr;
+  softmax_cross_entropy_backward(probs_, labels_, scale, dlogits, staged);
 }
 
 }  // namespace nnr

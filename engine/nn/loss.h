@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/core/device_copy.h"
 #include "engine/core/tensor.h"
 
 namespace nnr {
@@ -18,6 +19,8 @@ class SoftmaxCrossEntropy {
  private:
   Tensor probs_;
   std::vector<int32_t> labels_;
+  // The labels on the logits' device: uploaded once by forward, read again by backward.
+  mutable DeviceCopy<int32_t> device_labels_;
 };
 
 }  // namespace nnr

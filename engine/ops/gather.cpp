@@ -1,8 +1,5 @@
 #include "engine/ops/gather.h"
 
-#include <utility>
-
-#include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/ops/elementwise.h"
 #ifdef NNR_WITH_CUDA
@@ -10,48 +7,6 @@
 #endif
 
 namespace nnr {
-
-RowIndex::~RowIndex() { release(); }
-
-RowIndex::RowIndex(RowIndex&& other) noexcept
-    : uploaded_(std::move(other.uploaded_)),
-      context_(std::exchange(other.context_, nullptr)),
-      device_(std::exchange(other.device_, nullptr)),
-      device_bytes_(std::exchange(other.device_bytes_, 0)) {}
-
-RowIndex& RowIndex::operator=(RowIndex&& other) noexcept {
-  if (this != &other) {
-    release();
-    uploaded_ = std::move(other.uploaded_);
-    context_ = std::exchange(other.context_, nullptr);
-    device_ = std::exchange(other.device_, nullptr);
-    device_bytes_ = std::exchange(other.device_bytes_, 0);
-  }
-  return *this;
-}
-
-void RowIndex::release() noexcept {
-  if (device_) context_->deallocate_floats(device_, device_bytes_);
-  device_ = nullptr;
-  device_bytes_ = 0;
-  context_ = nullptr;
-  uploaded_.clear();
-}
-
-const int64_t* RowIndex::on(const Placement& where, const std::vector<int64_t>& rows) {
-  if (where.device == Device::CPU) return rows.data();
-  const size_t bytes = rows.size() * sizeof(int64_t);
-  if (context_ == where.context && device_ && uploaded_ == rows) return reinterpret_cast<const int64_t*>(device_);
-  if (context_ != where.context || device_bytes_ < bytes) {
-    release();
-    context_ = where.context;
-    device_bytes_ = bytes;
-    device_ = bytes ? context_->allocate_floats(bytes) : nullptr;
-  }
-  if (bytes) context_->upload(device_, rows.data(), bytes);
-  uploaded_ = rows;
-  return reinterpret_cast<const int64_t*>(device_);
-}
 
 namespace {
 

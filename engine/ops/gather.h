@@ -6,33 +6,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/core/device_copy.h"
 #include "engine/core/tensor.h"
 
 namespace nnr {
 
-// The row indices an op reads, where it runs: on the CPU the host vector itself; on CUDA a device
-// copy that is uploaded again only when the list changes (a bandit keeps its selection for a whole
-// round, so one upload serves many steps). The Context of the last CUDA placement must outlive it.
-class RowIndex {
- public:
-  RowIndex() = default;
-  ~RowIndex();
-  RowIndex(RowIndex&& other) noexcept;
-  RowIndex& operator=(RowIndex&& other) noexcept;
-  RowIndex(const RowIndex&) = delete;
-  RowIndex& operator=(const RowIndex&) = delete;
-
-  // A pointer to `rows` usable by ops on `where` (valid until the next call or destruction).
-  const int64_t* on(const Placement& where, const std::vector<int64_t>& rows);
-
- private:
-  void release() noexcept;
-
-  std::vector<int64_t> uploaded_;
-  Context* context_ = nullptr;
-  float* device_ = nullptr;  // from the Context's allocator (it hands out float*; int64 live here)
-  size_t device_bytes_ = 0;
-};
+// The row indices an op reads, on the op's device (see engine/core/device_copy.h).
+using RowIndex = DeviceCopy<int64_t>;
 
 // dst[n, r, ...] = src[n, rows[r], ...]: the channels `rows` (axis 1) of src [N, C, ...] into dst
 // [N, count, ...]. `rows` comes from RowIndex::on(src.placement(), ...); every index is in [0, C).

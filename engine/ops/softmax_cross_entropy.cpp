@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/core/context.h"
+#include "engine/core/device_copy.h"
 #include "engine/core/error.h"
 #ifdef NNR_WITH_CUDA
 #include "kernels/device_memory.h"
@@ -43,19 +44,11 @@ double softmax_row(const float* x, float* p, int64_t k) {
   return std::log(sum) + mx;
 }
 
-#ifdef NNR_WITH_CUDA
-// The labels on the device, in a block from the context's cache (no cudaMalloc once warm). They
-// were validated on the host first: the kernels trust them.
-kernels::DeviceBuffer upload_labels(const std::vector<int32_t>& labels, Context& ctx) {
-  kernels::DeviceBuffer buffer(labels.size() * sizeof(int32_t), ctx.allocator());
-  if (!labels.empty()) buffer.copy_from_host(labels.data(), labels.size() * sizeof(int32_t), ctx.stream());
-  return buffer;
-}
-#endif
 
 }  // namespace
 
-double softmax_cross_entropy_forward(const Tensor& logits, const std::vector<int32_t>& labels, Tensor& probs) {
+double softmax_cross_entropy_forward(const Tensor& logits, const std::vector<int32_t>& labels, Tensor& probs,
+                                     const int32_t* device_labels) {
   check_logits(logits, probs, "softmax_cross_entropy");
   const int64_t n = logits.dim(0), k = logits.dim(1);
   check_labels(labels, n, k, "softmax_cross_entropy");
@@ -63,14 +56,16 @@ double softmax_cross_entropy_forward(const Tensor& logits, const std::vector<int
 #ifdef NNR_WITH_CUDA
     if (n == 0) return 0.0;
     Context& ctx = *logits.context();
-    kernels::DeviceBuffer device_labels = upload_labels(labels, ctx);
+    // Validated on the host above: the kernels trust them.
+    DeviceCopy<int32_t> uploaded;
+    if (!device_labels) device_labels = uploaded.on(logits.placement(), labels);
     kernels::DeviceBuffer loss(sizeof(double), ctx.allocator());
-    kernels::softmax_xent_forward(logits.data(), device_labels.as<int32_t>(), n, k, probs.data(),
-                                  loss.as<double>(), ctx.stream());
+    kernels::softmax_xent_forward(logits.data(), device_labels, n, k, probs.data(), loss.as<double>(), ctx.stream());
     double value = 0.0;
     loss.copy_to_host(&value, sizeof(double), ctx.stream());  // waits: the caller needs the number
     return value;
 #else
+    (void)device_labels;
     throw_not_implemented_on_cuda("softmax_cross_entropy");
 #endif
   }
@@ -84,20 +79,20 @@ double softmax_cross_entropy_forward(const Tensor& logits, const std::vector<int
 }
 
 void softmax_cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& labels, float scale,
-                                    Tensor& dlogits) {
+                                    Tensor& dlogits, const int32_t* device_labels) {
   check_logits(probs, dlogits, "softmax_cross_entropy_backward");
   const int64_t n = probs.dim(0), k = probs.dim(1);
   check_labels(labels, n, k, "softmax_cross_entropy_backward");
   if (probs.device() == Device::CUDA) {
 #ifdef NNR_WITH_CUDA
     if (n == 0) return;
-    Context& ctx = *probs.context();
-    kernels::DeviceBuffer device_labels = upload_labels(labels, ctx);
-    kernels::softmax_xent_backward(probs.data(), device_labels.as<int32_t>(), n, k, scale, dlogits.data(),
-                                   ctx.stream());
+    DeviceCopy<int32_t> uploaded;
+    if (!device_labels) device_labels = uploaded.on(probs.placement(), labels);
+    kernels::softmax_xent_backward(probs.data(), device_labels, n, k, scale, dlogits.data(),
+                                   probs.context()->stream());
     return;
 #else
-    (void)scale;
+    (void)scale, (void)device_labels;
     throw_not_implemented_on_cuda("softmax_cross_entropy_backward");
 #endif
   }

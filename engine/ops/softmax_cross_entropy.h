@@ -10,10 +10,13 @@ namespace nnr {
 
 // Writes the softmax probabilities into `probs` ([N, K]) and returns the mean loss.
 // Labels must lie in [0, K); an out-of-range label is an nnr::InvalidArgument.
-double softmax_cross_entropy_forward(const Tensor& logits, const std::vector<int32_t>& labels, Tensor& probs);
+// On CUDA, `device_labels` may hold the same labels already on the device (a DeviceCopy the
+// caller keeps for the backward too); null: they are uploaded for this call.
+double softmax_cross_entropy_forward(const Tensor& logits, const std::vector<int32_t>& labels, Tensor& probs,
+                                     const int32_t* device_labels = nullptr);
 // dlogits = (probs - onehot(labels)) * scale (scale = 1 / N for the batch mean); overwrites.
 void softmax_cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& labels, float scale,
-                                    Tensor& dlogits);
+                                    Tensor& dlogits, const int32_t* device_labels = nullptr);
 // Row-wise softmax only (for prediction).
 void softmax(const Tensor& logits, Tensor& probs);
 

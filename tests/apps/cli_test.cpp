@@ -134,7 +134,7 @@ TEST_CASE("bad flags and bad values exit 2 with a message naming the problem", "
   REQUIRE(access((dir / "m.safetensors").c_str(), F_OK) != 0);  // nothing written on a usage error
 }
 
-TEST_CASE("--device cuda trains, evaluates and predicts on a usable GPU, and otherwise exits 2 saying why", "[cli]") {
+TEST_CASE("train, eval and predict with --device cuda run on a usable GPU, and otherwise exit 2 saying why", "[cli]") {
   TempDir dir;
   write_blobs_csv(dir / "train.csv", 120, 1);
   const std::string model = dir / "m.safetensors", cpu_model = dir / "cpu.safetensors";
