@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/core/context.h"
+#include "engine/core/device_copy.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/core/tensor.h"
@@ -275,4 +276,22 @@ TEST_CASE("dispatched gemm, bias, relu and softmax cross-entropy match the cpu",
   std::vector<int32_t> bad = labels;
   bad[3] = static_cast<int32_t>(m);  // validated on the host before any upload
   REQUIRE_THROWS_AS(softmax_cross_entropy_forward(dy_dev, bad, dprobs), InvalidArgument);
+}
+
+TEST_CASE("DeviceCopy uploads a host list once and again only when it changes", "[cuda][device_copy]") {
+  Context ctx;
+  DeviceCopy<int32_t> copy;
+  const std::vector<int32_t> a{3, 1, 4, 1, 5}, b{2, 7, 1, 8, 2, 8, 1};
+  auto read_back = [&](const int32_t* device, size_t n) {
+    std::vector<int32_t> host(n);
+    ctx.download(host.data(), device, n * sizeof(int32_t));
+    return host;
+  };
+  const int32_t* first = copy.on(Placement::cuda(ctx), a);
+  REQUIRE(read_back(first, a.size()) == a);
+  REQUIRE(copy.on(Placement::cuda(ctx), a) == first);  // unchanged: the same block, no new upload
+  const int32_t* second = copy.on(Placement::cuda(ctx), b);  // longer: a new block
+  REQUIRE(read_back(second, b.size()) == b);
+  REQUIRE(read_back(copy.on(Placement::cuda(ctx), a), a.size()) == a);  // shorter: fits, uploaded again
+  REQUIRE(copy.on(Placement::cpu(), a) == a.data());
 }
