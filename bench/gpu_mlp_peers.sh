@@ -7,10 +7,11 @@
 # PyTorch runs twice: reading the loss back every step, as nnr's step does, and without (its
 # fastest eager loop); "met?" is judged against the faster of the two.
 #   bash bench/gpu_mlp_peers.sh [build-dir]            (default: build)
-# Environment: NNR_STEP_DEVICE=cpu tries it all on the CPU with few steps (its JSON then goes to
-# the build dir, never to bench/results); NNR_STEP_WARMUP / NNR_STEP_STEPS / NNR_STEP_BLOCK
-# override the step counts; NNR_PYTHON picks the python with torch (default python3, falling
-# back to /usr/bin/python3).
+# Environment: NNR_STEP_BIN names a prebuilt bench_train_step (then nothing is built);
+# NNR_RESULTS_DIR is where the JSON goes (default bench/results); NNR_STEP_DEVICE=cpu tries it
+# all on the CPU with few steps (its JSON then goes to the build dir, never to the results);
+# NNR_STEP_WARMUP / NNR_STEP_STEPS / NNR_STEP_BLOCK override the step counts; NNR_PYTHON picks
+# the python with torch (default python3, falling back to /usr/bin/python3).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
@@ -29,9 +30,12 @@ if ! "$python" -c "import torch" 2>/dev/null; then
   "$python" -c "import torch" || { echo "gpu_mlp_peers: no python with torch found (set NNR_PYTHON)" >&2; exit 1; }
 fi
 
-[[ -f $build/CMakeCache.txt ]] || cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DNNR_BUILD_BENCH=ON >/dev/null
-cmake --build "$build" --target bench_train_step -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
-bin=$build/bench/bench_train_step
+bin=${NNR_STEP_BIN:-}
+if [[ -z $bin ]]; then  # build it (NNR_STEP_BIN: a prebuilt one, e.g. from scripts/gpu_bundle.sh)
+  [[ -f $build/CMakeCache.txt ]] || cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DNNR_BUILD_BENCH=ON >/dev/null
+  cmake --build "$build" --target bench_train_step -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
+  bin=$build/bench/bench_train_step
+fi
 
 common=(--device "$device" --optimizer sgd --lr 0.01 --warmup "$warmup" --steps "$steps" --block "$block" --seed 0)
 configs=("mlp:784-256-256-10 128 2.0" "mlp:4096-4096-4096-10 1024 0.95")
@@ -73,7 +77,9 @@ name = rows[0]["nnr"]["device_name"] if rows else device
 stem = re.sub(r"_+$", "", re.sub(r"[^A-Za-z0-9.-]", "_", name))
 date = datetime.date.today().isoformat()
 # CPU trial runs are not results: they go to the build dir so they cannot be committed by mistake.
-folder = os.path.join(root, "bench", "results") if device == "cuda" else build
+folder = os.environ.get("NNR_RESULTS_DIR") or os.path.join(root, "bench", "results")
+if device != "cuda":
+    folder = build
 os.makedirs(folder, exist_ok=True)
 path = os.path.join(folder, f"gpu-mlp-peers-{stem}-{date}.json")
 with open(path, "w") as f:

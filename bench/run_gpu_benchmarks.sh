@@ -1,47 +1,84 @@
 #!/usr/bin/env bash
-# For a session with a GPU: builds the CUDA targets, runs the GPU tests (plain, then under
-# compute-sanitizer memcheck and racecheck when it is installed), every kernel benchmark and the
-# end-to-end MLP step against PyTorch eager (bench/gpu_mlp_peers.sh, which writes its own JSON), and
-# writes all output to bench/results/<device>-<date>.txt plus the JSON lines to a .jsonl beside it.
-#   bench/run_gpu_benchmarks.sh [build-dir]          (default: build-cuda)
-# Environment: NNR_SANITIZER_TIMEOUT (seconds per sanitizer run, default 900), NNR_SKIP_SANITIZER=1.
+# For a session with a GPU: the GPU tests (plain, then under compute-sanitizer memcheck and
+# racecheck when it is installed), every kernel benchmark, the end-to-end MLP step against PyTorch
+# eager (bench/gpu_mlp_peers.sh) and `nnr train --device cuda` on Fashion-MNIST. All output goes
+# to <results>/<device>-<date>.txt, the benchmarks' JSON lines to a .jsonl beside it.
+#
+#   bench/run_gpu_benchmarks.sh [dir]
+# dir is either a CMake build dir (default build-cuda; configured and built here first), or a
+# bundle made by scripts/gpu_bundle.sh (dir/bin holds the binaries, dir/data Fashion-MNIST):
+# the GPU machine has no Eigen, CLI11 or Catch2, so there the binaries come prebuilt, e.g.
+#   device run, carry ["gpu-bundle"]:
+#   NNR_RESULTS_DIR=$OUT bash gpu-bundle/bench/run_gpu_benchmarks.sh gpu-bundle
+#
+# Environment: NNR_PHASES (default "tests sanitizer kernels peers train"; any subset, in that
+# order), NNR_RESULTS_DIR (default bench/results), NNR_SANITIZER_TIMEOUT (seconds per sanitizer
+# run, default 240).
 set -uo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$root/build-cuda}
-jobs=$(nproc 2>/dev/null || echo 2)
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+dir=${1:-$root/build-cuda}
+[[ $dir == /* ]] || dir=$PWD/$dir
+phases=" ${NNR_PHASES:-tests sanitizer kernels peers train} "
+results=${NNR_RESULTS_DIR:-$root/bench/results}
 
-cmake -S "$root" -B "$build" -DNNR_BUILD_BENCH=ON >/dev/null || exit 1
-cmake --build "$build" --target nnr_kernels_tests bench_masked_update bench_softmax_xent bench_reduce bench_train_step \
-  -j"$jobs" || exit 1
+if [[ -x $dir/bin/nnr_kernels_tests ]]; then  # a bundle
+  bin() { echo "$dir/bin/$1"; }
+  fmnist=$dir/data
+else
+  cmake -S "$root" -B "$dir" -DNNR_BUILD_BENCH=ON >/dev/null || exit 1
+  cmake --build "$dir" -j"$(nproc 2>/dev/null || echo 2)" --target nnr nnr_kernels_tests nnr_engine_cuda_tests \
+    bench_masked_update bench_softmax_xent bench_reduce bench_train_step || exit 1
+  bin() { find "$dir" -type f -name "$1" -perm -u+x | head -1; }
+  fmnist=/usr/share/datasets/fashion-mnist
+fi
+
+# cuBLAS and cuDNN may live in pip's nvidia-* packages rather than on the loader's path.
+if ldd "$(bin nnr_kernels_tests)" | grep -q "not found"; then
+  for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcudnn.so.9; do
+    found=$(find / -xdev -name "$lib" -not -path "*/proc/*" 2>/dev/null | head -1)
+    [[ -n $found ]] && LD_LIBRARY_PATH=$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  done
+  export LD_LIBRARY_PATH
+fi
 
 device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9.-' '_' | sed 's/_*$//')
 device=${device:-unknown-device}
-mkdir -p "$root/bench/results"
-stem="$root/bench/results/${device}-$(date +%Y-%m-%d-%H%M)"
+mkdir -p "$results"
+stem="$results/${device}-$(date +%Y-%m-%d-%H%M)"
 log="$stem.txt"
 jsonl="$stem.jsonl"
 : >"$jsonl"
 exec > >(tee "$log") 2>&1
 
-echo "# nnr kernel tests and benchmarks, $(date -u +%FT%TZ), git $(git -C "$root" rev-parse --short HEAD 2>/dev/null)"
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || cat "$dir/COMMIT" 2>/dev/null)
+echo "# nnr GPU tests and benchmarks, $(date -u +%FT%TZ), commit $commit, phases:$phases"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>/dev/null
-tests="$build/tests/kernels/nnr_kernels_tests"
 status=0
+kernel_tests=$(bin nnr_kernels_tests)
+engine_tests=$(bin nnr_engine_cuda_tests)
 
-echo "## GPU tests"
-"$tests" --durations yes || status=1
-(cd "$build" && ctest -R nnr_kernels_tests --output-on-failure) || status=1
+if [[ $phases == *" tests "* ]]; then
+  echo "## GPU tests"
+  "$kernel_tests" --durations yes || status=1
+  "$engine_tests" --durations yes || status=1
+fi
 
-sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-if [[ -n "$sanitizer" && "${NNR_SKIP_SANITIZER:-0}" != 1 ]]; then
-  limit=${NNR_SANITIZER_TIMEOUT:-900}
-  echo "## compute-sanitizer memcheck"
-  timeout "$limit" "$sanitizer" --tool memcheck --leak-check full --error-exitcode 3 "$tests" || status=1
-  # racecheck checks shared-memory hazards: the kernels that use shared memory (block reductions).
-  echo "## compute-sanitizer racecheck"
-  timeout "$limit" "$sanitizer" --tool racecheck --error-exitcode 3 "$tests" "[reduce],[softmax_xent],[masked_update]" || status=1
-else
-  echo "## compute-sanitizer not run (${sanitizer:-not installed})"
+if [[ $phases == *" sanitizer "* ]]; then
+  sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+  if [[ -n $sanitizer ]]; then
+    limit=${NNR_SANITIZER_TIMEOUT:-240}
+    for t in "$kernel_tests" "$engine_tests"; do
+      echo "## compute-sanitizer memcheck $(basename "$t")"
+      timeout "$limit" "$sanitizer" --tool memcheck --leak-check full --error-exitcode 3 "$t" || status=1
+    done
+    # racecheck checks shared-memory hazards: the kernels that use shared memory (block reductions).
+    echo "## compute-sanitizer racecheck"
+    timeout "$limit" "$sanitizer" --tool racecheck --error-exitcode 3 "$kernel_tests" \
+      "[reduce],[softmax_xent],[masked_update]" || status=1
+  else
+    echo "## compute-sanitizer not found"
+  fi
 fi
 
 run() {  # one run per configuration: its JSON line goes to the log and to the .jsonl
@@ -49,32 +86,51 @@ run() {  # one run per configuration: its JSON line goes to the log and to the .
   [[ ${PIPESTATUS[0]} == 0 ]] || status=1
 }
 
-echo "## masked update (target: >= 85 % of D2D copy bandwidth at >= 10M parameters)"
-for n in 1M 10M 100M; do
-  for opt in sgd adam; do
-    run "$build/bench/bench_masked_update" --n "$n" --optimizer "$opt" --density 1
-    for density in 0.25 0.05; do
-      run "$build/bench/bench_masked_update" --n "$n" --optimizer "$opt" --density "$density" --mask rows
-      run "$build/bench/bench_masked_update" --n "$n" --optimizer "$opt" --density "$density" --mask elements
+if [[ $phases == *" kernels "* ]]; then
+  masked=$(bin bench_masked_update)
+  echo "## masked update (target: >= 85 % of D2D copy bandwidth at >= 10M parameters)"
+  for n in 1M 10M 100M; do
+    for opt in sgd adam; do
+      run "$masked" --n "$n" --optimizer "$opt" --density 1
+      for density in 0.25 0.05; do
+        run "$masked" --n "$n" --optimizer "$opt" --density "$density" --mask rows
+        run "$masked" --n "$n" --optimizer "$opt" --density "$density" --mask elements
+      done
     done
+    run "$masked" --n "$n" --optimizer adam --density 1 --penalty si
+    run "$masked" --n "$n" --optimizer sgd --density 1 --penalty none
   done
-  run "$build/bench/bench_masked_update" --n "$n" --optimizer adam --density 1 --penalty si
-  run "$build/bench/bench_masked_update" --n "$n" --optimizer sgd --density 1 --penalty none
-done
 
-echo "## softmax cross-entropy"
-for shape in "65536 10" "16384 1000" "1024 32000"; do
-  set -- $shape
-  run "$build/bench/bench_softmax_xent" --n "$1" --k "$2"
-done
+  echo "## softmax cross-entropy"
+  for shape in "65536 10" "16384 1000" "1024 32000"; do
+    set -- $shape
+    run "$(bin bench_softmax_xent)" --n "$1" --k "$2"
+  done
 
-echo "## reductions"
-for n in 1M 10M 100M; do
-  run "$build/bench/bench_reduce" --n "$n" --channels 256
-done
+  echo "## reductions"
+  for n in 1M 10M 100M; do
+    run "$(bin bench_reduce)" --n "$n" --channels 256
+  done
+fi
 
-echo "## MLP training step against PyTorch eager (targets: 784-256-256-10 b128 >= 2x, 4096-4096-4096-10 b1024 >= 0.95x)"
-bash "$root/bench/gpu_mlp_peers.sh" "$build" || status=1
+if [[ $phases == *" peers "* ]]; then
+  echo "## MLP training step against PyTorch eager (targets: 784-256-256-10 b128 >= 2x, 4096-4096-4096-10 b1024 >= 0.95x)"
+  NNR_STEP_BIN=$(bin bench_train_step) NNR_RESULTS_DIR=$results bash "$here/gpu_mlp_peers.sh" "$dir" || status=1
+fi
+
+if [[ $phases == *" train "* ]]; then
+  # The CLI end to end on the GPU, with the accuracy targets of the CPU runs (bench/fashion_mnist_accuracy.sh).
+  train="$fmnist/train-images-idx3-ubyte.gz:$fmnist/train-labels-idx1-ubyte.gz"
+  test="$fmnist/t10k-images-idx3-ubyte.gz:$fmnist/t10k-labels-idx1-ubyte.gz"
+  nnr=$(bin nnr)
+  out=$(mktemp -d)
+  for model in mlp:784-256-256-10 cnn:1x28x28-c32-p-c64-p-f128-10; do
+    echo "## nnr train --device cuda --model $model --epochs 5 --seed 0"
+    "$nnr" train --device cuda --data "$train" --eval-data "$test" --model "$model" --epochs 5 --seed 0 -q --json \
+      -o "$out/model.safetensors" | tee -a "$jsonl" || status=1
+  done
+  rm -rf "$out"
+fi
 
 echo "# wrote $log and $jsonl; exit status $status"
 exit $status
