@@ -1,5 +1,6 @@
 #include "engine/optim/update_rules_cuda.h"
 
+#include "engine/core/device_copy.h"
 #include "engine/core/error.h"
 #ifdef NNR_WITH_CUDA
 #include "kernels/device_memory.h"
@@ -72,31 +73,18 @@ double adam_update_cuda(Context& ctx, float* theta, const float* grad, float* m,
 }
 
 struct DeviceMaskCache::Entry {
-  Context* context = nullptr;
-  UpdateMask uploaded;
-  kernels::DeviceBuffer rows, bits;
+  DeviceCopy<int64_t> rows;
+  DeviceCopy<uint32_t> bits;
 };
 
 MaskView DeviceMaskCache::view_for(const Parameter& p) {
-  Context& ctx = *p.value.context();
   std::unique_ptr<Entry>& entry = entries_[&p];
+  if (!entry) entry = std::make_unique<Entry>();
+  const Placement where = p.value.placement();
   const UpdateMask& mask = p.mask;
-  const bool stale = !entry || entry->context != &ctx || entry->uploaded.kind != mask.kind ||
-                     entry->uploaded.rows != mask.rows || entry->uploaded.bits != mask.bits;
-  if (stale) {
-    if (!entry || entry->context != &ctx) entry = std::make_unique<Entry>();
-    entry->context = &ctx;
-    entry->uploaded = mask;
-    // Reuse the device blocks when the new mask fits; the cache makes a regrown block cheap anyway.
-    const size_t row_bytes = mask.rows.size() * sizeof(int64_t), bit_bytes = mask.bits.size() * sizeof(uint32_t);
-    if (entry->rows.bytes() < row_bytes) entry->rows = kernels::DeviceBuffer(row_bytes, ctx.allocator());
-    if (entry->bits.bytes() < bit_bytes) entry->bits = kernels::DeviceBuffer(bit_bytes, ctx.allocator());
-    if (row_bytes) entry->rows.copy_from_host(mask.rows.data(), row_bytes, ctx.stream());
-    if (bit_bytes) entry->bits.copy_from_host(mask.bits.data(), bit_bytes, ctx.stream());
-  }
   MaskView view = view_of(mask, p.row_length());
-  view.rows = mask.rows.empty() ? nullptr : entry->rows.as<int64_t>();
-  view.bits = mask.bits.empty() ? nullptr : entry->bits.as<uint32_t>();
+  view.rows = mask.rows.empty() ? nullptr : entry->rows.on(where, mask.rows);
+  view.bits = mask.bits.empty() ? nullptr : entry->bits.on(where, mask.bits);
   return view;
 }
 
