@@ -9,12 +9,18 @@
 // all work runs on one stream (the engine's), because the next user's kernels queue behind the
 // previous user's. Code that uses a buffer on another stream must synchronise before freeing it.
 // Host<->device copies are explicit (copy_from_host / copy_to_host) and meant for the edges only.
+//
+// Private pools (for CUDA Graphs, kernels/graph.h): between begin_capture_pool and
+// end_capture_pool every block handed out or returned belongs to a pool. A pool's blocks stay
+// reserved for it until release_pool, even when the tensors holding them are freed, because a
+// captured graph writes them again at every replay; nothing outside the pool gets them.
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 namespace nnr::kernels {
@@ -27,7 +33,9 @@ class CachingAllocator {
     int64_t cache_hits = 0;     // allocations served from the cache
     int64_t bytes_in_use = 0;   // handed out and not yet returned (rounded sizes)
     int64_t bytes_cached = 0;   // held in the cache, free for reuse
+    int64_t bytes_pooled = 0;   // free but reserved by private pools (not in bytes_cached)
   };
+  using PoolId = uint64_t;
 
   // Blocks are rounded up to a multiple of kGranularity bytes (256: cudaMalloc's alignment).
   static constexpr size_t kGranularity = 256;
@@ -43,17 +51,33 @@ class CachingAllocator {
   void* allocate(size_t bytes);
   // Returns a block from allocate(bytes) to the cache. Never throws.
   void deallocate(void* block, size_t bytes) noexcept;
-  // cudaFree every cached block (e.g. before handing memory to another library).
+  // cudaFree every cached block (e.g. before handing memory to another library). Pool blocks stay.
   void release_cached();
+
+  // Opens a new private pool: until end_capture_pool, allocate() serves from it first (then from
+  // the shared cache or cudaMalloc, the block joining the pool) and deallocate() returns to it.
+  // cudaMalloc then runs in relaxed capture mode, so an open stream capture survives it; the
+  // out-of-memory retry (which would cudaFree) is skipped. One pool is open at a time.
+  PoolId begin_capture_pool();
+  void end_capture_pool() noexcept;
+  // The pool's free blocks go back to the shared cache, and its blocks still in use go there when
+  // freed. Call when no graph that used the pool will run again.
+  void release_pool(PoolId pool) noexcept;
 
   Stats stats() const;
   static size_t rounded_size(size_t bytes) { return (bytes + kGranularity - 1) / kGranularity * kGranularity; }
 
  private:
+  using Bins = std::map<size_t, std::vector<void*>>;  // rounded size -> free blocks
   void release_cached_locked();
+  static void* take_from(Bins& bins, size_t size);
 
   mutable std::mutex mutex_;
-  std::map<size_t, std::vector<void*>> free_blocks_;  // rounded size -> cached blocks
+  Bins free_blocks_;  // the shared cache
+  std::map<PoolId, Bins> pool_free_blocks_;
+  std::unordered_map<void*, PoolId> pool_of_block_;  // every block a live pool owns, free or not
+  PoolId capturing_ = 0;  // the open pool, 0: none
+  PoolId last_pool_ = 0;
   Stats stats_;
 };
 

@@ -29,6 +29,8 @@ struct SgdStep {
   float lr, momentum, weight_decay;
   bool nesterov;
   float* velocity;
+  const float* scalars;
+  __device__ void load_scalars() { lr = scalars[0]; }
   __device__ float operator()(int64_t i, float t, float grad) const {
     const float g = grad + weight_decay * t;
     float direction = g;
@@ -45,6 +47,11 @@ struct AdamStep {
   float beta1, beta2, eps, weight_decay, step_size, inv_sqrt_correction2;
   float* m;
   float* v;
+  const float* scalars;
+  __device__ void load_scalars() {
+    step_size = scalars[1];
+    inv_sqrt_correction2 = scalars[2];
+  }
   __device__ float operator()(int64_t i, float t, float grad) const {
     const float g = grad + weight_decay * t;
     const float mi = beta1 * m[i] + (1.0f - beta1) * g;
@@ -84,6 +91,10 @@ __device__ inline void add_block_value(double partial, const PenaltyArgs& p) {
 template <typename Step, bool kBits, bool kValue>
 __global__ void update_dense_kernel(int64_t n, float* __restrict__ theta, const float* __restrict__ grad, Step step,
                                     float lr, const uint32_t* __restrict__ bits, PenaltyArgs p) {
+  if (step.scalars) {
+    step.load_scalars();
+    lr = step.scalars[0];
+  }
   double partial = 0.0;
   for (int64_t i = first_index(); i < n; i += grid_stride()) {
     const bool selected = !kBits || ((bits[i >> 5] >> (i & 31)) & 1u);
@@ -104,6 +115,10 @@ __global__ void update_dense_kernel(int64_t n, float* __restrict__ theta, const 
 template <typename Step, typename Index>
 __global__ void update_rows_kernel(int64_t total, float* __restrict__ theta, const float* __restrict__ grad, Step step,
                                    float lr, const int64_t* __restrict__ rows, int64_t row_length, PenaltyArgs p) {
+  if (step.scalars) {
+    step.load_scalars();
+    lr = step.scalars[0];
+  }
   const Index length = static_cast<Index>(row_length);
   for (int64_t e = first_index(); e < total; e += grid_stride()) {
     const Index local = static_cast<Index>(e);
@@ -186,7 +201,7 @@ void sgd_update(float* theta, const float* grad, float* velocity, int64_t n, con
   check_args("sgd_update", theta, grad, n, mask, penalty);
   if (c.momentum != 0.0f && n > 0 && !velocity)
     throw InvalidArgument("[sgd_update] momentum " + std::to_string(c.momentum) + " needs a velocity buffer");
-  const SgdStep step{c.lr, c.momentum, c.weight_decay, c.nesterov, velocity};
+  const SgdStep step{c.lr, c.momentum, c.weight_decay, c.nesterov, velocity, c.scalars};
   run_update(theta, grad, n, step, c.lr, mask, penalty, stream);
 }
 
@@ -195,11 +210,25 @@ void adam_update(float* theta, const float* grad, float* m, float* v, int64_t n,
   check_args("adam_update", theta, grad, n, mask, penalty);
   if (n > 0 && (!m || !v)) throw InvalidArgument("[adam_update] null moment buffer");
   if (step < 1) throw InvalidArgument("[adam_update] step must be >= 1, got " + std::to_string(step));
+  float scalars[kStepScalarCount];
+  step_scalars(c, step, scalars);
+  const AdamStep adam{c.beta1, c.beta2, c.eps, c.weight_decay, scalars[1], scalars[2], m, v, c.scalars};
+  run_update(theta, grad, n, adam, c.lr, mask, penalty, stream);
+}
+
+void step_scalars(const SgdArgs& c, float out[kStepScalarCount]) {
+  out[0] = c.lr;
+  out[1] = c.lr;
+  out[2] = 1.0f;
+}
+
+void step_scalars(const AdamArgs& c, int64_t step, float out[kStepScalarCount]) {
   // Bias corrections on the host in double, exactly as adam_update_cpu computes them.
   const float correction1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(c.beta1), static_cast<double>(step)));
   const float correction2 = 1.0f - static_cast<float>(std::pow(static_cast<double>(c.beta2), static_cast<double>(step)));
-  const AdamStep adam{c.beta1, c.beta2, c.eps, c.weight_decay, c.lr / correction1, 1.0f / std::sqrt(correction2), m, v};
-  run_update(theta, grad, n, adam, c.lr, mask, penalty, stream);
+  out[0] = c.lr;
+  out[1] = c.lr / correction1;
+  out[2] = 1.0f / std::sqrt(correction2);
 }
 
 void penalty_value(const float* theta, int64_t n, const PenaltyArgs& p, cudaStream_t stream) {

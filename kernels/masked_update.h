@@ -34,11 +34,19 @@ struct PenaltyArgs {
                                    // and anchor are set; overwritten, 0 when there is no anchor)
 };
 
+// Per-step scalars read on the device, so that a captured step (kernels/graph.h) replays with a
+// new learning rate and a new Adam bias correction: when `scalars` is set, the kernel reads
+// scalars[0] = lr and, for Adam, scalars[1] = lr / c1 and scalars[2] = 1 / sqrt(c2) instead of
+// computing them from the fields here. step_scalars() writes exactly the values the kernel would
+// otherwise compute, so both ways give bit-identical updates.
+constexpr int kStepScalarCount = 3;
+
 struct SgdArgs {
   float lr = 0.01f;
   float momentum = 0.0f;
   float weight_decay = 0.0f;
   bool nesterov = false;
+  const float* scalars = nullptr;  // device, kStepScalarCount floats; null: use lr
 };
 
 struct AdamArgs {
@@ -47,7 +55,13 @@ struct AdamArgs {
   float beta2 = 0.999f;
   float eps = 1e-8f;
   float weight_decay = 0.0f;
+  const float* scalars = nullptr;  // device, kStepScalarCount floats; null: computed from lr and step
 };
+
+// The per-step scalars of one update (host): {lr, lr, 1} for SGD; for Adam the bias corrections
+// c1 = 1 − β1^step, c2 = 1 − β2^step in double, as the CPU reference computes them.
+void step_scalars(const SgdArgs& config, float out[kStepScalarCount]);
+void step_scalars(const AdamArgs& config, int64_t step, float out[kStepScalarCount]);
 
 // velocity may be null when momentum == 0. Asynchronous on `stream`.
 void sgd_update(float* theta, const float* grad, float* velocity, int64_t n, const SgdArgs& config,

@@ -37,7 +37,7 @@ float LearningRateSchedule::at(int64_t step) const {
 
 EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batches, int epoch, int epochs,
                         const ProgressCallback& progress, const LearningRateSchedule* schedule, int64_t* step,
-                        Context* cuda_context) {
+                        Context* cuda_context, GraphedTrainStep* graph) {
   const auto start = Clock::now();
   const std::vector<Parameter*> params = model.parameters();
   Tape tape;
@@ -50,20 +50,25 @@ EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batche
   p.epochs = epochs;
   p.batches = batches.batches_per_epoch();
   while (batches.next(batch)) {
-    // Lives until the end of the step: the tape keeps a pointer to its input until backward.
-    const Tensor device_x = cuda_context ? batch.x.to(Device::CUDA, *cuda_context) : Tensor();
-    model.zero_grad();
-    model.forward(cuda_context ? device_x : batch.x, tape);
-    const double value = tape.apply_loss(loss, batch.y);
+    if (schedule && step) optimizer.set_learning_rate(schedule->at((*step)++));
+    double value = 0.0;
+    if (!graph || !graph->step(batch, value)) {
+      // Lives until the end of the step: the tape keeps a pointer to its input until backward.
+      const Tensor device_x = cuda_context ? batch.x.to(Device::CUDA, *cuda_context) : Tensor();
+      model.zero_grad();
+      model.forward(cuda_context ? device_x : batch.x, tape);
+      value = tape.apply_loss(loss, batch.y);
+      if (std::isfinite(value)) {
+        tape.backward();
+        optimizer.step(params);
+      }
+    }
     if (!std::isfinite(value)) {
       std::ostringstream msg;
       msg << "[train] loss is " << value << " at epoch " << epoch << ", batch " << p.batch + 1
           << ": training diverged (try a smaller --lr)";
       throw Error(msg.str());
     }
-    tape.backward();
-    if (schedule && step) optimizer.set_learning_rate(schedule->at((*step)++));
-    optimizer.step(params);
     loss_sum += value * static_cast<double>(batch.size());
     result.samples += batch.size();
     ++p.batch;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/trainer/graphed_step.h"
 #include "engine/core/context.h"
 #include "engine/data/batcher.h"
 #include "engine/data/dataset.h"
@@ -48,9 +49,13 @@ struct EpochResult {
 // run's step counter, which the epoch advances.
 // With a CUDA context the model must already be on it (Sequential::to); each batch's features
 // are uploaded through the context's caching allocator, its labels go to the loss on the host.
+// With a GraphedTrainStep (on that context), every batch it takes runs as a replay of one recorded
+// CUDA graph (graphed_step.h); the others (an epoch's last, smaller batch) run as above.
+// When the loss of a batch is not finite its update is not applied (the eager path; a replayed
+// step has applied it by the time its loss is known).
 EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batches, int epoch, int epochs,
                         const ProgressCallback& progress = {}, const LearningRateSchedule* schedule = nullptr,
-                        int64_t* step = nullptr, Context* cuda_context = nullptr);
+                        int64_t* step = nullptr, Context* cuda_context = nullptr, GraphedTrainStep* graph = nullptr);
 
 struct Evaluation {
   int64_t samples = 0;

@@ -101,9 +101,27 @@ void Context::copy_on_device(void* device_dst, const void* device_src, size_t by
   NNR_CUDA_CHECK(cudaMemcpyAsync(device_dst, device_src, bytes, cudaMemcpyDeviceToDevice, impl_->stream));
 }
 
+void Context::queue_upload(void* device_dst, const void* pinned_src, size_t bytes) {
+  if (!bytes) return;
+  NNR_CUDA_CHECK(cudaMemcpyAsync(device_dst, pinned_src, bytes, cudaMemcpyHostToDevice, impl_->stream));
+}
+
+void Context::queue_download(void* pinned_dst, const void* device_src, size_t bytes) {
+  if (!bytes) return;
+  NNR_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, device_src, bytes, cudaMemcpyDeviceToHost, impl_->stream));
+}
+
 void Context::zero_bytes(void* device_dst, size_t bytes) {
   if (!bytes) return;
   NNR_CUDA_CHECK(cudaMemsetAsync(device_dst, 0, bytes, impl_->stream));
+}
+
+int64_t Context::workspace_generation() const {
+#ifdef NNR_WITH_CUDNN
+  return impl_->dnn ? impl_->dnn->workspace_allocations() : 0;
+#else
+  return 0;
+#endif
 }
 
 cudaStream_t Context::stream() const { return impl_->stream; }
@@ -134,6 +152,9 @@ void Context::deallocate_floats(float*, size_t) noexcept {}
 void Context::upload(void*, const void*, size_t) { throw_no_cuda(); }
 void Context::download(void*, const void*, size_t) { throw_no_cuda(); }
 void Context::copy_on_device(void*, const void*, size_t) { throw_no_cuda(); }
+int64_t Context::workspace_generation() const { throw_no_cuda(); }
+void Context::queue_upload(void*, const void*, size_t) { throw_no_cuda(); }
+void Context::queue_download(void*, const void*, size_t) { throw_no_cuda(); }
 void Context::zero_bytes(void*, size_t) { throw_no_cuda(); }
 
 #endif

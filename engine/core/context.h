@@ -55,6 +55,14 @@ class Context {
   void upload(void* device_dst, const void* host_src, size_t bytes);
   void download(void* host_dst, const void* device_src, size_t bytes);
   void copy_on_device(void* device_dst, const void* device_src, size_t bytes);
+  // How many times a library workspace that queued work may point into (cuDNN's) was
+  // reallocated so far: a recorded CUDA graph is stale once this changes.
+  int64_t workspace_generation() const;
+  // Copies from / to page-locked host memory (PinnedHostBuffer, engine/core/captured_step.h) that
+  // only queue: the host buffer is read or filled when the stream reaches the copy (inside a
+  // CUDA graph: at every replay), so the host must leave it alone until then.
+  void queue_upload(void* device_dst, const void* pinned_src, size_t bytes);
+  void queue_download(void* pinned_dst, const void* device_src, size_t bytes);
   void zero_bytes(void* device_dst, size_t bytes);
 
 #ifdef NNR_WITH_CUDA

@@ -21,6 +21,11 @@ double Tape::apply_loss(SoftmaxCrossEntropy& loss, const std::vector<int32_t>& l
   return value;
 }
 
+void Tape::apply_loss_queued(SoftmaxCrossEntropy& loss, const int32_t* device_labels, double* device_loss) {
+  loss.forward_queued(output(), device_labels, device_loss);
+  loss_ = &loss;
+}
+
 const Tensor& Tape::output() const {
   if (nodes_.empty()) throw Error("[tape] nothing recorded");
   return *nodes_.back().output;

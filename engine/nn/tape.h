@@ -27,6 +27,8 @@ class Tape {
   const Tensor& apply(Layer& layer, const Tensor& x);
   // Records the loss on the last output; returns the loss value.
   double apply_loss(SoftmaxCrossEntropy& loss, const std::vector<int32_t>& labels);
+  // The same with the labels on the device and the loss left there (SoftmaxCrossEntropy::forward_queued).
+  void apply_loss_queued(SoftmaxCrossEntropy& loss, const int32_t* device_labels, double* device_loss);
 
   // Backward from the recorded loss.
   void backward();

@@ -102,6 +102,33 @@ void softmax_cross_entropy_backward(const Tensor& probs, const std::vector<int32
   for (int64_t i = 0; i < n; ++i) d[i * k + labels[static_cast<size_t>(i)]] -= scale;
 }
 
+void softmax_cross_entropy_forward_queued(const Tensor& logits, const int32_t* device_labels, Tensor& probs,
+                                          double* device_loss) {
+  check_logits(logits, probs, "softmax_cross_entropy");
+  if (logits.device() != Device::CUDA || !device_labels || !device_loss)
+    throw InvalidArgument("[softmax_cross_entropy] the queued form needs CUDA logits, device labels and a device loss");
+#ifdef NNR_WITH_CUDA
+  kernels::softmax_xent_forward(logits.data(), device_labels, logits.dim(0), logits.dim(1), probs.data(), device_loss,
+                                logits.context()->stream());
+#else
+  throw_not_implemented_on_cuda("softmax_cross_entropy");
+#endif
+}
+
+void softmax_cross_entropy_backward_queued(const Tensor& probs, const int32_t* device_labels, float scale,
+                                           Tensor& dlogits) {
+  check_logits(probs, dlogits, "softmax_cross_entropy_backward");
+  if (probs.device() != Device::CUDA || !device_labels)
+    throw InvalidArgument("[softmax_cross_entropy_backward] the queued form needs CUDA probabilities and device labels");
+#ifdef NNR_WITH_CUDA
+  kernels::softmax_xent_backward(probs.data(), device_labels, probs.dim(0), probs.dim(1), scale, dlogits.data(),
+                                 probs.context()->stream());
+#else
+  (void)scale;
+  throw_not_implemented_on_cuda("softmax_cross_entropy_backward");
+#endif
+}
+
 void softmax(const Tensor& logits, Tensor& probs) {
   check_logits(logits, probs, "softmax");
   const int64_t n = logits.dim(0), k = logits.dim(1);

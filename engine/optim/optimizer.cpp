@@ -7,12 +7,15 @@
 
 namespace nnr {
 
+static_assert(Optimizer::kStepScalars == kStepScalarCount, "one layout of the step scalars");
+
 Optimizer::Optimizer() = default;
 Optimizer::~Optimizer() = default;
 
 double Optimizer::step(const std::vector<Parameter*>& params, bool want_penalty) {
   double penalty_total = 0.0;
-  for (Parameter* p : params) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    Parameter* p = params[i];
     const Placement where = p->value.placement();
     require_placement(p->grad, where, "optimizer", ("gradient of " + p->name).c_str());
     require_shape(p->grad, p->value.shape(), "optimizer", ("gradient of " + p->name).c_str());
@@ -44,9 +47,10 @@ double Optimizer::step(const std::vector<Parameter*>& params, bool want_penalty)
     }
     if (where.device == Device::CUDA) {
       if (!device_masks_) device_masks_ = std::make_unique<DeviceMaskCache>();
-      penalty_total += update(*p, device_masks_->view_for(*p), penalty);
+      const float* scalars = device_scalars_ ? device_scalars_ + kStepScalars * i : nullptr;
+      penalty_total += update(*p, device_masks_->view_for(*p), penalty, scalars);
     } else {
-      penalty_total += update(*p, view_of(p->mask, p->row_length()), penalty);
+      penalty_total += update(*p, view_of(p->mask, p->row_length()), penalty, nullptr);
     }
   }
   return penalty_total;
@@ -57,7 +61,11 @@ const Tensor* Sgd::velocity(const Parameter& p) const {
   return it == velocity_.end() ? nullptr : &it->second;
 }
 
-double Sgd::update(Parameter& p, const MaskView& mask, const PenaltyView& penalty) {
+void Sgd::write_step_scalars(const std::vector<Parameter*>& params, float* host_block) const {
+  for (size_t i = 0; i < params.size(); ++i) sgd_step_scalars(config_, host_block + kStepScalars * i);
+}
+
+double Sgd::update(Parameter& p, const MaskView& mask, const PenaltyView& penalty, const float* device_scalars) {
   float* velocity = nullptr;
   if (config_.momentum != 0.0f) {
     auto it = velocity_.find(&p);
@@ -66,7 +74,7 @@ double Sgd::update(Parameter& p, const MaskView& mask, const PenaltyView& penalt
   }
   if (p.value.device() == Device::CUDA)
     return sgd_update_cuda(*p.value.context(), p.value.data(), p.grad.data(), velocity, p.value.numel(), config_,
-                           mask, penalty);
+                           mask, penalty, device_scalars);
   return sgd_update_cpu(p.value.data(), p.grad.data(), velocity, p.value.numel(), config_, mask, penalty);
 }
 
@@ -75,7 +83,25 @@ const Adam::State* Adam::state(const Parameter& p) const {
   return it == state_.end() ? nullptr : &it->second;
 }
 
-double Adam::update(Parameter& p, const MaskView& mask, const PenaltyView& penalty) {
+void Adam::write_step_scalars(const std::vector<Parameter*>& params, float* host_block) const {
+  for (size_t i = 0; i < params.size(); ++i) {
+    const State* s = state(*params[i]);
+    adam_step_scalars(config_, (s ? s->step : 0) + 1, host_block + kStepScalars * i);
+  }
+}
+
+void Adam::count_replayed_step(const std::vector<Parameter*>& params) {
+  // As step() does: a parameter whose mask selects nothing is not updated and keeps its count.
+  for (Parameter* p : params)
+    if (!p->mask.selects_none()) {
+      auto it = state_.find(p);
+      if (it == state_.end())
+        throw Error("[adam] replayed step for parameter " + p->name + " that has never been stepped");
+      ++it->second.step;
+    }
+}
+
+double Adam::update(Parameter& p, const MaskView& mask, const PenaltyView& penalty, const float* device_scalars) {
   auto it = state_.find(&p);
   if (it == state_.end())
     it = state_.emplace(&p, State{Tensor(p.value.shape(), p.value.placement()),
@@ -85,7 +111,7 @@ double Adam::update(Parameter& p, const MaskView& mask, const PenaltyView& penal
   ++s.step;
   if (p.value.device() == Device::CUDA)
     return adam_update_cuda(*p.value.context(), p.value.data(), p.grad.data(), s.m.data(), s.v.data(),
-                            p.value.numel(), s.step, config_, mask, penalty);
+                            p.value.numel(), s.step, config_, mask, penalty, device_scalars);
   return adam_update_cpu(p.value.data(), p.grad.data(), s.m.data(), s.v.data(), p.value.numel(), s.step, config_,
                          mask, penalty);
 }

@@ -31,11 +31,25 @@ class Optimizer {
   void set_penalty_strength(float lambda) { lambda_ = lambda; }
   float penalty_strength() const { return lambda_; }
 
+  // For a captured step (CUDA Graphs, apps/trainer/graphed_step.h), whose kernel arguments are
+  // frozen: after read_step_scalars_from(block), CUDA updates read their learning rate and Adam's
+  // bias corrections from the device `block` (kStepScalars floats per parameter, slot i for
+  // params[i] of step()). write_step_scalars fills a host image of the block with the values the
+  // next step() of `params` uses; count_replayed_step advances what a step advances on the host
+  // (Adam's step counts) for a step that ran as a replay. A null block: arguments again.
+  static constexpr int kStepScalars = 3;
+  void read_step_scalars_from(const float* device_block) { device_scalars_ = device_block; }
+  virtual void write_step_scalars(const std::vector<Parameter*>& params, float* host_block) const = 0;
+  virtual void count_replayed_step(const std::vector<Parameter*>& /*params*/) {}
+
  protected:
-  virtual double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty) = 0;
+  // device_scalars: this parameter's slot of the step-scalar block, or null.
+  virtual double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty,
+                        const float* device_scalars) = 0;
 
  private:
   float lambda_ = 0.0f;
+  const float* device_scalars_ = nullptr;
   std::unique_ptr<DeviceMaskCache> device_masks_;  // created on the first CUDA parameter
 };
 
@@ -46,9 +60,10 @@ class Sgd final : public Optimizer {
   float learning_rate() const override { return config_.lr; }
   void set_learning_rate(float lr) override { config_.lr = lr; }
   const Tensor* velocity(const Parameter& p) const;
+  void write_step_scalars(const std::vector<Parameter*>& params, float* host_block) const override;
 
  protected:
-  double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty) override;
+  double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty, const float* device_scalars) override;
 
  private:
   SgdConfig config_;
@@ -66,9 +81,11 @@ class Adam final : public Optimizer {
     int64_t step = 0;
   };
   const State* state(const Parameter& p) const;
+  void write_step_scalars(const std::vector<Parameter*>& params, float* host_block) const override;
+  void count_replayed_step(const std::vector<Parameter*>& params) override;
 
  protected:
-  double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty) override;
+  double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty, const float* device_scalars) override;
 
  private:
   AdamConfig config_;

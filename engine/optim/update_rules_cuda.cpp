@@ -56,18 +56,40 @@ double penalty_value_cuda(Context& ctx, const float* theta, int64_t n, const Pen
   return p.read(ctx);
 }
 
+static_assert(kStepScalarCount == kernels::kStepScalarCount, "one layout of the step scalars");
+
+namespace {
+
+kernels::SgdArgs sgd_args(const SgdConfig& config, const float* device_scalars) {
+  return kernels::SgdArgs{config.lr, config.momentum, config.weight_decay, config.nesterov, device_scalars};
+}
+
+kernels::AdamArgs adam_args(const AdamConfig& config, const float* device_scalars) {
+  return kernels::AdamArgs{config.lr, config.beta1, config.beta2, config.eps, config.weight_decay, device_scalars};
+}
+
+}  // namespace
+
+void sgd_step_scalars(const SgdConfig& config, float* out) { kernels::step_scalars(sgd_args(config, nullptr), out); }
+
+void adam_step_scalars(const AdamConfig& config, int64_t step, float* out) {
+  kernels::step_scalars(adam_args(config, nullptr), step, out);
+}
+
 double sgd_update_cuda(Context& ctx, float* theta, const float* grad, float* velocity, int64_t n,
-                       const SgdConfig& config, const MaskView& mask, const PenaltyView& penalty) {
+                       const SgdConfig& config, const MaskView& mask, const PenaltyView& penalty,
+                       const float* device_scalars) {
   DevicePenalty p(penalty, ctx);
-  kernels::SgdArgs args{config.lr, config.momentum, config.weight_decay, config.nesterov};
+  const kernels::SgdArgs args = sgd_args(config, device_scalars);
   kernels::sgd_update(theta, grad, velocity, n, args, to_kernel_args(mask), p.args, ctx.stream());
   return p.read(ctx);
 }
 
 double adam_update_cuda(Context& ctx, float* theta, const float* grad, float* m, float* v, int64_t n, int64_t step,
-                        const AdamConfig& config, const MaskView& mask, const PenaltyView& penalty) {
+                        const AdamConfig& config, const MaskView& mask, const PenaltyView& penalty,
+                        const float* device_scalars) {
   DevicePenalty p(penalty, ctx);
-  kernels::AdamArgs args{config.lr, config.beta1, config.beta2, config.eps, config.weight_decay};
+  const kernels::AdamArgs args = adam_args(config, device_scalars);
   kernels::adam_update(theta, grad, m, v, n, step, args, to_kernel_args(mask), p.args, ctx.stream());
   return p.read(ctx);
 }
@@ -94,13 +116,15 @@ double penalty_value_cuda(Context&, const float*, int64_t, const PenaltyView&) {
   throw_not_implemented_on_cuda("optimizer");
 }
 double sgd_update_cuda(Context&, float*, const float*, float*, int64_t, const SgdConfig&, const MaskView&,
-                       const PenaltyView&) {
+                       const PenaltyView&, const float*) {
   throw_not_implemented_on_cuda("sgd");
 }
 double adam_update_cuda(Context&, float*, const float*, float*, float*, int64_t, int64_t, const AdamConfig&,
-                        const MaskView&, const PenaltyView&) {
+                        const MaskView&, const PenaltyView&, const float*) {
   throw_not_implemented_on_cuda("adam");
 }
+void sgd_step_scalars(const SgdConfig&, float*) { throw_not_implemented_on_cuda("sgd"); }
+void adam_step_scalars(const AdamConfig&, int64_t, float*) { throw_not_implemented_on_cuda("adam"); }
 struct DeviceMaskCache::Entry {};
 MaskView DeviceMaskCache::view_for(const Parameter&) { throw_not_implemented_on_cuda("optimizer"); }
 

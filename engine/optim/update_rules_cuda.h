@@ -3,6 +3,9 @@
 // pointer (θ, g, state, mask rows / bits, anchor, Ω, path integral) a device pointer of `ctx`.
 // They launch kernels/masked_update on the context's stream; when a penalty value is asked for
 // they wait for it (one 8-byte download). In a build without CUDA they throw nnr::Error.
+// `device_scalars`, when set, is where the kernel reads the step's learning rate and Adam's bias
+// corrections (kernels/masked_update.h: kStepScalarCount floats on the device) instead of taking
+// them from `config` and `step`; *_step_scalars write those values on the host.
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -15,9 +18,15 @@ namespace nnr {
 
 double penalty_value_cuda(Context& ctx, const float* theta, int64_t n, const PenaltyView& penalty);
 double sgd_update_cuda(Context& ctx, float* theta, const float* grad, float* velocity, int64_t n,
-                       const SgdConfig& config, const MaskView& mask, const PenaltyView& penalty);
+                       const SgdConfig& config, const MaskView& mask, const PenaltyView& penalty,
+                       const float* device_scalars = nullptr);
 double adam_update_cuda(Context& ctx, float* theta, const float* grad, float* m, float* v, int64_t n, int64_t step,
-                        const AdamConfig& config, const MaskView& mask, const PenaltyView& penalty);
+                        const AdamConfig& config, const MaskView& mask, const PenaltyView& penalty,
+                        const float* device_scalars = nullptr);
+
+constexpr int kStepScalarCount = 3;
+void sgd_step_scalars(const SgdConfig& config, float* out);
+void adam_step_scalars(const AdamConfig& config, int64_t step, float* out);
 
 // The device twin of each parameter's UpdateMask. A mask is uploaded when it first appears and
 // again only when it changes (compared with the copy last uploaded), so a step with unchanged

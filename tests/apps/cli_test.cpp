@@ -191,6 +191,47 @@ TEST_CASE("train, eval and predict with --device cuda run on a usable GPU, and o
   }
 }
 
+TEST_CASE("train --cuda-graph needs --device cuda, refuses dropout, and on a GPU trains like the eager step", "[cli]") {
+  TempDir dir;
+  write_blobs_csv(dir / "train.csv", 120, 1);
+  const std::string model = dir / "m.safetensors";
+  const std::string base = "train --data " + (dir / "train.csv") + " --epochs 2 --batch-size 16 --json -q ";
+
+  Run cpu = run_nnr(base + "--model mlp:6-8-3 --cuda-graph -o " + model, dir);
+  REQUIRE(cpu.code == 2);
+  REQUIRE(cpu.err.find("error: [train] --cuda-graph needs --device cuda") == 0);
+  REQUIRE(access(model.c_str(), F_OK) != 0);
+
+  const std::string why = nnr::Context::why_cuda_unavailable();
+  Run graphed = run_nnr(base + "--model mlp:6-8-3 --device cuda --cuda-graph -o " + model, dir);
+  Run dropout = run_nnr(base + "--model mlp:6-8-3:dropout=0.5 --device cuda --cuda-graph -o " + model, dir);
+  INFO(graphed.err << dropout.err);
+  REQUIRE(dropout.code == 2);
+  if (why.empty()) {
+    REQUIRE(dropout.err.find("has dropout") != std::string::npos);
+    REQUIRE(graphed.code == 0);
+    // 120 samples in batches of 16: 7 full batches and one of 8 per epoch. The first full batch
+    // warms up, the second is recorded, the other 12 full ones replay; the two partial ones run eagerly.
+    const auto report = nlohmann::json::parse(graphed.out);
+    REQUIRE(report["cuda_graph"]["warmups"] == 1);
+    REQUIRE(report["cuda_graph"]["recordings"] == 1);
+    REQUIRE(report["cuda_graph"]["replays"] == 12);
+    Run eager = run_nnr(base + "--model mlp:6-8-3 --device cuda -o " + (dir / "eager.safetensors"), dir);
+    REQUIRE(eager.code == 0);
+    const auto eager_report = nlohmann::json::parse(eager.out);
+    for (size_t e = 0; e < 2; ++e) {
+      const double a = report["epochs"][e]["loss"], b = eager_report["epochs"][e]["loss"];
+      REQUIRE(std::fabs(a - b) <= 1e-5 * b);
+    }
+  } else {
+    for (const Run* run : {&graphed, &dropout}) {
+      REQUIRE(run->code == 2);
+      REQUIRE(run->err.find("error: [train] --device cuda: " + why) == 0);
+    }
+    REQUIRE(access(model.c_str(), F_OK) != 0);
+  }
+}
+
 TEST_CASE("runtime failures exit 1 and never damage the existing model file", "[cli]") {
   TempDir dir;
   write_blobs_csv(dir / "train.csv", 60, 1);

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <vector>
+
 #include "engine/core/error.h"
 #include "engine/optim/optimizer.h"
 
@@ -53,3 +56,40 @@ TEST_CASE("optimizer errors name the parameter and the valid optimizer names", "
   REQUIRE_THROWS_WITH(make_optimizer({"rmsprop", 0.1f, 0.0f, 0.0f}), Catch::Contains("valid: sgd, adam"));
   REQUIRE_THROWS_AS(make_optimizer({"sgd", -1.0f, 0.0f, 0.0f}), InvalidArgument);
 }
+
+#ifdef NNR_WITH_CUDA
+// The step scalars are host arithmetic (no device needed): what a replayed CUDA graph step reads
+// instead of kernel arguments. Checked against the formulas of adam_update_cpu.
+TEST_CASE("step scalars for a replayed step follow each parameter's Adam step count", "[optimizer][graph]") {
+  Parameter a = make_parameter({2, 3}, 1.0f, 0.5f), frozen = make_parameter({2}, 1.0f, 0.5f);
+  frozen.mask = UpdateMask::none();
+  AdamConfig config;
+  config.lr = 0.01f;
+  Adam adam(config);
+  adam.step({&a, &frozen});  // a: step 1; frozen: never updated
+  const std::vector<Parameter*> params{&a, &frozen};
+  std::vector<float> block(params.size() * Optimizer::kStepScalars);
+  adam.write_step_scalars(params, block.data());
+  const auto expect = [&](size_t slot, int64_t step) {
+    const float c1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(0.9f), static_cast<double>(step)));
+    const float c2 = 1.0f - static_cast<float>(std::pow(static_cast<double>(0.999f), static_cast<double>(step)));
+    INFO("slot " << slot << ", step " << step);
+    REQUIRE(block[slot * 3] == 0.01f);
+    REQUIRE(block[slot * 3 + 1] == 0.01f / c1);
+    REQUIRE(block[slot * 3 + 2] == 1.0f / std::sqrt(c2));
+  };
+  expect(0, 2);
+  expect(1, 1);
+  adam.count_replayed_step(params);  // a replay advanced a, not the frozen parameter
+  REQUIRE(adam.state(a)->step == 2);
+  adam.set_learning_rate(0.02f);
+  adam.write_step_scalars(params, block.data());
+  REQUIRE(block[0] == 0.02f);
+  REQUIRE(block[1] == 0.02f / (1.0f - static_cast<float>(std::pow(static_cast<double>(0.9f), 3.0))));
+
+  Sgd sgd(SgdConfig{0.3f, 0.9f, 0.0f, false});
+  sgd.write_step_scalars(params, block.data());
+  REQUIRE(block == std::vector<float>{0.3f, 0.3f, 1.0f, 0.3f, 0.3f, 1.0f});
+  REQUIRE_THROWS_WITH(Adam(config).count_replayed_step({&a}), Catch::Contains("never been stepped"));
+}
+#endif

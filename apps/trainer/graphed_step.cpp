@@ -1,0 +1,132 @@
+#include "apps/trainer/graphed_step.h"
+
+#include <cstring>
+#include <string>
+
+#include "engine/core/error.h"
+#include "engine/nn/shape_layers.h"
+
+namespace nnr {
+
+struct GraphedTrainStep::Frozen {
+  std::vector<UpdateMask> masks;
+  std::vector<const float*> storage;  // every parameter tensor a step reads or writes
+  float penalty_strength = 0.0f;
+  int64_t workspace_generation = 0;
+};
+
+namespace {
+
+bool same_mask(const UpdateMask& a, const UpdateMask& b) {
+  return a.kind == b.kind && a.rows == b.rows && a.bits == b.bits;
+}
+
+}  // namespace
+
+GraphedTrainStep::GraphedTrainStep(Sequential& model, Optimizer& optimizer, Context& ctx)
+    : model_(model), optimizer_(optimizer), ctx_(ctx), params_(model.parameters()), graph_(ctx) {
+  for (size_t i = 0; i < model.size(); ++i) {
+    const auto* dropout = dynamic_cast<const Dropout*>(&model.layer(i));
+    if (dropout && dropout->rate() > 0.0f)
+      throw InvalidArgument("[cuda-graph] model '" + model.spec() + "' has dropout (layer " + std::to_string(i) +
+                            "): a replayed step would reuse one dropout mask at every step; train it without "
+                            "--cuda-graph");
+  }
+  for (const Parameter* p : params_)
+    if (p->value.device() != Device::CUDA || p->value.context() != &ctx)
+      throw InvalidArgument("[cuda-graph] parameter " + p->name + " is not on this step's CUDA context");
+  const auto scalar_count = static_cast<int64_t>(params_.size()) * Optimizer::kStepScalars;
+  scalars_device_ = Tensor::empty({scalar_count}, Placement::cuda(ctx));
+  scalars_host_ = PinnedHostBuffer(static_cast<size_t>(scalar_count) * sizeof(float));
+  loss_device_ = Tensor::empty({2}, Placement::cuda(ctx));  // one double
+  loss_host_ = PinnedHostBuffer(sizeof(double));
+}
+
+GraphedTrainStep::~GraphedTrainStep() { graph_.clear(); }
+
+GraphedTrainStep::Frozen GraphedTrainStep::frozen_state() {
+  Frozen f;
+  for (const Parameter* p : params_) {
+    f.masks.push_back(p->mask);
+    for (const Tensor* t : {&p->value, &p->grad, &p->anchor, &p->omega, &p->path_integral})
+      f.storage.push_back(t->defined() ? t->data() : nullptr);
+  }
+  f.penalty_strength = optimizer_.penalty_strength();
+  f.workspace_generation = ctx_.workspace_generation();
+  return f;
+}
+
+// The batch into the page-locked buffers (allocated for the first batch's shape). The previous
+// step has finished: step() waited for its loss.
+void GraphedTrainStep::prepare(const Batch& batch) {
+  if (!x_device_.defined()) {
+    x_device_ = Tensor::empty(batch.x.shape(), Placement::cuda(ctx_));
+    labels_device_ = Tensor::empty({batch.size()}, Placement::cuda(ctx_));  // int32 labels in float slots
+    x_host_ = PinnedHostBuffer(batch.x.bytes());
+    labels_host_ = PinnedHostBuffer(static_cast<size_t>(batch.size()) * sizeof(int32_t));
+    classes_ = model_.output_shape(batch.x.shape())[1];
+  }
+  // The kernels trust the labels: check them here, as softmax_cross_entropy_forward does.
+  if (static_cast<int64_t>(batch.y.size()) != batch.size())
+    throw InvalidArgument("[cuda-graph] " + std::to_string(batch.y.size()) + " labels for a batch of " +
+                          std::to_string(batch.size()));
+  for (size_t i = 0; i < batch.y.size(); ++i)
+    if (batch.y[i] < 0 || batch.y[i] >= classes_)
+      throw InvalidArgument("[cuda-graph] label " + std::to_string(batch.y[i]) + " at row " + std::to_string(i) +
+                            " outside [0, " + std::to_string(classes_) + ")");
+  std::memcpy(x_host_.data(), batch.x.data(), batch.x.bytes());
+  std::memcpy(labels_host_.data(), batch.y.data(), batch.y.size() * sizeof(int32_t));
+  optimizer_.write_step_scalars(params_, scalars_host_.as<float>());
+}
+
+// The step as device work only: what a warm-up runs and a recording records.
+void GraphedTrainStep::queue_step() {
+  ctx_.queue_upload(x_device_.data(), x_host_.data(), x_host_.bytes());
+  ctx_.queue_upload(labels_device_.data(), labels_host_.data(), labels_host_.bytes());
+  ctx_.queue_upload(scalars_device_.data(), scalars_host_.data(), scalars_host_.bytes());
+  auto* device_loss = reinterpret_cast<double*>(loss_device_.data());
+  model_.zero_grad();
+  model_.forward(x_device_, tape_);
+  tape_.apply_loss_queued(loss_fn_, reinterpret_cast<const int32_t*>(labels_device_.data()), device_loss);
+  tape_.backward();
+  optimizer_.read_step_scalars_from(scalars_device_.data());
+  try {
+    optimizer_.step(params_);
+  } catch (...) {
+    optimizer_.read_step_scalars_from(nullptr);
+    throw;
+  }
+  optimizer_.read_step_scalars_from(nullptr);
+  ctx_.queue_download(loss_host_.data(), device_loss, sizeof(double));
+}
+
+bool GraphedTrainStep::step(const Batch& batch, double& loss) {
+  if (x_device_.defined() && batch.x.shape() != x_device_.shape()) return false;
+  prepare(batch);
+  const Frozen now = frozen_state();
+  bool unchanged = frozen_ != nullptr && now.penalty_strength == frozen_->penalty_strength &&
+                   now.workspace_generation == frozen_->workspace_generation && now.storage == frozen_->storage &&
+                   now.masks.size() == frozen_->masks.size();
+  for (size_t i = 0; unchanged && i < now.masks.size(); ++i) unchanged = same_mask(now.masks[i], frozen_->masks[i]);
+
+  if (unchanged && graph_.recorded()) {
+    graph_.replay();
+    optimizer_.count_replayed_step(params_);
+    ++counts_.replays;
+  } else if (unchanged) {
+    // Warm since the last change: record, then run what was recorded.
+    graph_.record([this] { queue_step(); });
+    graph_.replay();
+    ++counts_.recordings;
+  } else {
+    graph_.clear();
+    queue_step();
+    frozen_ = std::make_unique<Frozen>(frozen_state());  // after the warm-up's uploads and workspace growth
+    ++counts_.warmups;
+  }
+  ctx_.synchronize();
+  loss = *loss_host_.as<double>();
+  return true;
+}
+
+}  // namespace nnr
