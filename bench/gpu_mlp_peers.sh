@@ -5,7 +5,8 @@
 # ms per step (median over blocks of steps), the speed-up torch/nnr and the targets (small MLP
 # >= 2x PyTorch eager, large >= 0.95x), and writes bench/results/gpu-mlp-peers-<device>-<date>.json.
 # PyTorch runs twice: reading the loss back every step, as nnr's step does, and without (its
-# fastest eager loop); "met?" is judged against the faster of the two.
+# fastest eager loop); nnr runs twice too: eager, and replaying its step from a CUDA graph
+# (--cuda-graph, which also uploads the batch each step). "met?" compares the faster of each.
 #   bash bench/gpu_mlp_peers.sh [build-dir]            (default: build)
 # Environment: NNR_STEP_BIN names a prebuilt bench_train_step (then nothing is built);
 # NNR_RESULTS_DIR is where the JSON goes (default bench/results); NNR_STEP_DEVICE=cpu tries it
@@ -49,30 +50,40 @@ for config in "${configs[@]}"; do
   set -e
   if [[ $rc == 2 ]]; then exit 2; fi  # no usable CUDA: bench_train_step said why on stderr
   [[ $rc == 0 ]] || { echo "gpu_mlp_peers: bench_train_step failed ($rc) on $model" >&2; exit 1; }
+  if [[ $device == cuda ]]; then
+    nnr_graph=$("$bin" --model "$model" --batch "$batch" "${common[@]}" --cuda-graph --json) ||
+      { echo "gpu_mlp_peers: bench_train_step --cuda-graph failed on $model" >&2; exit 1; }
+  else
+    nnr_graph=null  # a CUDA graph needs the GPU
+  fi
   torch_sync=$("$python" "$root/bench/peers/torch_train_step.py" --model "$model" --batch "$batch" "${common[@]}")
   torch_async=$("$python" "$root/bench/peers/torch_train_step.py" --model "$model" --batch "$batch" "${common[@]}" \
     --no-loss-item)
-  runs+=("$target" "$nnr" "$torch_sync" "$torch_async")
+  runs+=("$target" "$nnr" "$nnr_graph" "$torch_sync" "$torch_async")
 done
 
 "$python" - "$root" "$build" "$device" "${runs[@]}" <<'PY'
 import datetime, json, os, re, sys
 root, build, device, *rest = sys.argv[1:]
 rows = []
-print(f"{'config':<27}{'nnr ms':>10}{'torch ms':>10}{'async ms':>10}{'torch/nnr':>11}{'target':>9}  met?")
-for i in range(0, len(rest), 4):
+print(f"{'config':<27}{'nnr ms':>10}{'graph ms':>10}{'torch ms':>10}{'async ms':>10}{'torch/nnr':>11}"
+      f"{'target':>9}  met?")
+for i in range(0, len(rest), 5):
     target = float(rest[i])
-    nnr, sync, asyn = (json.loads(s) for s in rest[i + 1:i + 4])
+    nnr, graph, sync, asyn = (json.loads(s) for s in rest[i + 1:i + 5])
     best_torch = min(sync["ms_per_step_median"], asyn["ms_per_step_median"])
-    speedup = best_torch / nnr["ms_per_step_median"]
+    best_nnr = min(nnr["ms_per_step_median"], graph["ms_per_step_median"] if graph else float("inf"))
+    speedup = best_torch / best_nnr
     met = speedup >= target
     name = f"{nnr['model'].split(':', 1)[1]} b{nnr['batch']}"
-    print(f"{name:<27}{nnr['ms_per_step_median']:>10.3f}{sync['ms_per_step_median']:>10.3f}"
+    graph_ms = f"{graph['ms_per_step_median']:>10.3f}" if graph else f"{'-':>10}"
+    print(f"{name:<27}{nnr['ms_per_step_median']:>10.3f}{graph_ms}{sync['ms_per_step_median']:>10.3f}"
           f"{asyn['ms_per_step_median']:>10.3f}{speedup:>10.2f}x{target:>8.2f}x  {'yes' if met else 'NO'}")
     rows.append({"model": nnr["model"], "batch": nnr["batch"], "target_speedup": target, "speedup": speedup,
-                 "met": met, "nnr": nnr, "pytorch_loss_item": sync, "pytorch_async": asyn})
-print("ms: median ms per step; torch = PyTorch eager reading loss.item() each step (as nnr's step returns the"
-      " loss), async = without; torch/nnr uses the faster PyTorch run")
+                 "met": met, "nnr": nnr, "nnr_cuda_graph": graph, "pytorch_loss_item": sync, "pytorch_async": asyn})
+print("ms: median ms per step; nnr = eager step, graph = step replayed from a CUDA graph (batch uploaded each"
+      " step); torch = PyTorch eager reading loss.item() each step (as nnr's step returns the loss), async ="
+      " without; torch/nnr uses the faster run of each")
 name = rows[0]["nnr"]["device_name"] if rows else device
 stem = re.sub(r"_+$", "", re.sub(r"[^A-Za-z0-9.-]", "_", name))
 date = datetime.date.today().isoformat()

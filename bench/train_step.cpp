@@ -13,9 +13,13 @@
 // The optimizer step that ends a step is only queued, so the last step of each block is waited
 // for with Context::synchronize() before the clock is read. Those per-step waits are part of
 // nnr's step as a caller sees it, so they are timed.
+// With --cuda-graph the step is GraphedTrainStep (apps/trainer/graphed_step.h), as `nnr train
+// --cuda-graph` runs it: each step copies the host batch and labels into page-locked buffers,
+// replays the recorded graph (one launch) and waits for its loss. The batch then starts on the
+// host, so the graphed step also pays for its upload, which the eager step here does not.
 //
 //   bench_train_step [--model mlp:784-256-256-10] [--batch 128] [--device cpu|cuda]
-//                    [--optimizer sgd|adam] [--warmup 20] [--steps 200] [--json]
+//                    [--optimizer sgd|adam] [--cuda-graph] [--warmup 20] [--steps 200] [--json]
 // Exit status 2 (one line on stderr) when --device cuda cannot run here.
 #include <sys/resource.h>
 
@@ -29,6 +33,7 @@
 #include <vector>
 
 #include "apps/nnr/openmp_wait.h"
+#include "apps/trainer/graphed_step.h"
 #include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
@@ -75,11 +80,17 @@ int run(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "CPU threads (0: all)")->capture_default_str();
   app.add_option("--seed", seed, "Seed of the weights, inputs and labels")->capture_default_str();
+  bool cuda_graph = false;
+  app.add_flag("--cuda-graph", cuda_graph, "With --device cuda: replay the step from a recorded CUDA graph");
   app.add_flag("--json", json, "Print one JSON object");
   CLI11_PARSE(app, argc, argv);
   block = std::min(block, steps);
 
   const bool cuda = device == "cuda";
+  if (cuda_graph && !cuda) {
+    std::fprintf(stderr, "bench_train_step: --cuda-graph needs --device cuda\n");
+    return 2;
+  }
   if (cuda) {
     const std::string why = Context::why_cuda_unavailable();
     if (!why.empty()) {
@@ -89,6 +100,7 @@ int run(int argc, char** argv) {
   }
   set_num_threads(threads);
 
+  std::unique_ptr<Context> ctx;  // declared before the model and every CUDA tensor: it must outlive them
   Sequential model = build_model(spec, seed);
   Shape x_shape{batch}, one_sample{1};
   for (int64_t d : model_input_shape(spec)) x_shape.push_back(d), one_sample.push_back(d);
@@ -106,7 +118,6 @@ int run(int argc, char** argv) {
   }
   int64_t steps_run = 0;
 
-  std::unique_ptr<Context> ctx;  // declared before every CUDA tensor: it must outlive them
   Tensor x_device;
   if (cuda) {
     ctx = std::make_unique<Context>();
@@ -120,7 +131,21 @@ int run(int argc, char** argv) {
   Tape tape;
   SoftmaxCrossEntropy loss;
   double last_loss = 0.0;
+  std::unique_ptr<GraphedTrainStep> graph;
+  Batch host_batches[2];
+  if (cuda_graph) {
+    graph = std::make_unique<GraphedTrainStep>(model, *opt, *ctx);
+    for (int i = 0; i < 2; ++i) {
+      host_batches[i].x = x_host.clone();
+      host_batches[i].y = labels[i];
+      host_batches[i].indices.resize(static_cast<size_t>(batch));
+    }
+  }
   auto step = [&] {
+    if (graph) {
+      graph->step(host_batches[steps_run++ % 2], last_loss);
+      return;
+    }
     model.zero_grad();
     model.forward(x, tape);
     last_loss = tape.apply_loss(loss, labels[steps_run++ % 2]);
@@ -154,6 +179,7 @@ int run(int argc, char** argv) {
                         {"model", spec},
                         {"batch", batch},
                         {"device", device},
+                        {"cuda_graph", cuda_graph},
                         {"device_name", cuda ? ctx->gpu_name() : std::string("cpu")},
                         {"optimizer", optimizer},
                         {"lr", lr},
@@ -175,12 +201,16 @@ int run(int argc, char** argv) {
     out["device_memory_mb"] = static_cast<double>(stats.bytes_in_use + stats.bytes_cached) / (1024.0 * 1024.0);
   }
 #endif
+  if (graph) {
+    const GraphedTrainStep::Counts c = graph->counts();
+    out["graph_counts"] = {{"warmups", c.warmups}, {"recordings", c.recordings}, {"replays", c.replays}};
+  }
   if (json) {
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::printf("nnr %s batch %lld on %s (%s), %s: %.3f ms/step median, %.3f mean over %d steps (loss %.4f -> %.4f)\n",
+    std::printf("nnr %s batch %lld on %s (%s%s), %s: %.3f ms/step median, %.3f mean over %d steps (loss %.4f -> %.4f)\n",
                 spec.c_str(), static_cast<long long>(batch), device.c_str(), out["device_name"].get<std::string>().c_str(),
-                optimizer.c_str(), out["ms_per_step_median"].get<double>(), out["ms_per_step_mean"].get<double>(), steps,
+                cuda_graph ? ", cuda graph" : "", optimizer.c_str(), out["ms_per_step_median"].get<double>(), out["ms_per_step_mean"].get<double>(), steps,
                 first_loss, last_loss);
   }
   return 0;
