@@ -63,8 +63,9 @@ void* CachingAllocator::allocate(size_t bytes) {
   const size_t size = rounded_size(bytes);
   const auto signed_size = static_cast<int64_t>(size);
   std::lock_guard<std::mutex> lock(mutex_);
-  if (capturing_) {
-    if (void* block = take_from(pool_free_blocks_[capturing_], size)) {
+  const PoolId open = open_pool_for_caller();
+  if (open) {
+    if (void* block = take_from(pool_free_blocks_[open], size)) {
       ++stats_.cache_hits;
       stats_.bytes_pooled -= signed_size;
       stats_.bytes_in_use += signed_size;
@@ -74,7 +75,7 @@ void* CachingAllocator::allocate(size_t bytes) {
   // A shared or fresh block joins the open pool; the bookkeeping entry is made first so that a
   // failure to record it leaves the block where it was.
   const auto join_open_pool = [&](void* block) {
-    if (capturing_) pool_of_block_.emplace(block, capturing_);
+    if (open) pool_of_block_.emplace(block, open);
   };
   auto bin = free_blocks_.find(size);
   if (bin != free_blocks_.end() && !bin->second.empty()) {
@@ -87,7 +88,7 @@ void* CachingAllocator::allocate(size_t bytes) {
   }
   void* block = nullptr;
   cudaError_t status = cudaSuccess;
-  if (capturing_) {
+  if (open) {
     RelaxedCaptureMode relaxed;
     status = cudaMalloc(&block, size);
     ++stats_.malloc_calls;
@@ -109,8 +110,10 @@ void* CachingAllocator::allocate(size_t bytes) {
   try {
     join_open_pool(block);
   } catch (...) {
-    free_or_log(block, "after a failed pool entry");
-    ++stats_.free_calls;
+    if (!open) {  // while capturing, cudaFree would end the capture: the block is leaked instead
+      free_or_log(block, "after a failed pool entry");
+      ++stats_.free_calls;
+    }
     throw;
   }
   stats_.bytes_in_use += signed_size;
@@ -123,14 +126,15 @@ void CachingAllocator::deallocate(void* block, size_t bytes) noexcept {
   const auto signed_size = static_cast<int64_t>(size);
   std::lock_guard<std::mutex> lock(mutex_);
   stats_.bytes_in_use -= signed_size;
+  const PoolId open = open_pool_for_caller();
   try {
     // A block freed while a pool is open joins it: the work being captured may have used it.
     PoolId pool = 0;
     const auto owner = pool_of_block_.find(block);
     if (owner != pool_of_block_.end()) {
       pool = owner->second;
-    } else if (capturing_) {
-      pool = capturing_;
+    } else if (open) {
+      pool = open;
       pool_of_block_.emplace(block, pool);
     }
     if (pool) {
@@ -142,6 +146,10 @@ void CachingAllocator::deallocate(void* block, size_t bytes) noexcept {
     }
   } catch (...) {  // a bin could not grow: give the block back to the driver instead
     pool_of_block_.erase(block);
+    if (open) {  // cudaFree would end the capture: leak the block rather than break the graph
+      std::fprintf(stderr, "[CachingAllocator] out of host memory during a capture: %zu device bytes leaked\n", size);
+      return;
+    }
     free_or_log(block, "in deallocate");
     ++stats_.free_calls;
   }
@@ -151,6 +159,7 @@ CachingAllocator::PoolId CachingAllocator::begin_capture_pool() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (capturing_) throw Error("[CachingAllocator] a capture pool is already open");
   capturing_ = ++last_pool_;
+  capturing_thread_ = std::this_thread::get_id();
   pool_free_blocks_[capturing_];
   return capturing_;
 }

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -54,10 +55,11 @@ class CachingAllocator {
   // cudaFree every cached block (e.g. before handing memory to another library). Pool blocks stay.
   void release_cached();
 
-  // Opens a new private pool: until end_capture_pool, allocate() serves from it first (then from
-  // the shared cache or cudaMalloc, the block joining the pool) and deallocate() returns to it.
-  // cudaMalloc then runs in relaxed capture mode, so an open stream capture survives it; the
-  // out-of-memory retry (which would cudaFree) is skipped. One pool is open at a time.
+  // Opens a new private pool for the calling thread (the one that captures): until
+  // end_capture_pool, its allocate() serves from the pool first (then from the shared cache or
+  // cudaMalloc, the block joining the pool) and its deallocate() returns blocks to the pool.
+  // cudaMalloc then runs in relaxed capture mode, so an open stream capture survives it; nothing
+  // is cudaFree'd (that would end the capture). One pool is open at a time.
   PoolId begin_capture_pool();
   void end_capture_pool() noexcept;
   // The pool's free blocks go back to the shared cache, and its blocks still in use go there when
@@ -77,6 +79,10 @@ class CachingAllocator {
   std::map<PoolId, Bins> pool_free_blocks_;
   std::unordered_map<void*, PoolId> pool_of_block_;  // every block a live pool owns, free or not
   PoolId capturing_ = 0;  // the open pool, 0: none
+  std::thread::id capturing_thread_;
+  PoolId open_pool_for_caller() const {
+    return capturing_ && std::this_thread::get_id() == capturing_thread_ ? capturing_ : 0;
+  }
   PoolId last_pool_ = 0;
   Stats stats_;
 };

@@ -29,17 +29,23 @@ void CapturedGraph::begin_capture(cudaStream_t stream) {
 
 CapturedGraph CapturedGraph::end_capture(cudaStream_t stream) {
   cudaGraph_t graph = nullptr;
-  NNR_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  cudaError_t status = cudaStreamEndCapture(stream, &graph);
   cudaGraphExec_t exec = nullptr;
-  const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
-  (void)cudaGraphDestroy(graph);  // the executable graph is independent of its template
-  NNR_CUDA_CHECK(status);
+  if (status == cudaSuccess) status = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) (void)cudaGraphDestroy(graph);  // the executable graph is independent of its template
+  if (status != cudaSuccess) {
+    // The capture is over either way; clear the error so a later launch check does not report it.
+    (void)cudaGetLastError();
+    throw_cuda_error("cuda", "cudaStreamEndCapture / cudaGraphInstantiate", cudaGetErrorString(status), __FILE__,
+                     __LINE__);
+  }
   return CapturedGraph(exec);
 }
 
 void CapturedGraph::abandon_capture(cudaStream_t stream) noexcept {
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) (void)cudaGetLastError();
+  if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) capture = cudaStreamCaptureStatusNone;
+  (void)cudaGetLastError();  // the failure that led here must not surface at a later launch check
   if (capture == cudaStreamCaptureStatusNone) return;
   cudaGraph_t graph = nullptr;
   (void)cudaStreamEndCapture(stream, &graph);  // fails for an invalidated capture: expected

@@ -100,8 +100,16 @@ void GraphedTrainStep::queue_step() {
   ctx_.queue_download(loss_host_.data(), device_loss, sizeof(double));
 }
 
+void GraphedTrainStep::invalidate() noexcept {
+  graph_.clear();
+  frozen_.reset();
+}
+
 bool GraphedTrainStep::step(const Batch& batch, double& loss) {
-  if (x_device_.defined() && batch.x.shape() != x_device_.shape()) return false;
+  if (x_device_.defined() && batch.x.shape() != x_device_.shape()) {
+    invalidate();  // the caller runs this batch eagerly, which may replace buffers the graph uses
+    return false;
+  }
   prepare(batch);
   const Frozen now = frozen_state();
   bool unchanged = frozen_ != nullptr && now.penalty_strength == frozen_->penalty_strength &&

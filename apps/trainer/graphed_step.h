@@ -12,7 +12,12 @@
 // state, plans cuDNN and fills the allocator's cache), the next one records it, the rest replay.
 // Before each replay the step compares what the recording froze (every parameter's update mask
 // and storage, the penalty strength, the cuDNN workspace); on a change it warms up and records
-// again. Batches of another shape (an epoch's last, partial batch) are left to the caller.
+// again. Batches of another shape (an epoch's last, partial batch) are left to the caller, and
+// the recording is dropped then: layers keep buffers from step to step (MaxPool2d's argmax) that
+// the graph writes and an eager step of another shape frees and replaces. For the same reason a
+// caller that uses the model's layers in any other way between steps must call invalidate().
+// A recording that fails (nnr::Error from step()) has already advanced the optimizer's host
+// state (Adam's step counts) for the step it tried, so training must stop there.
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -38,9 +43,11 @@ class GraphedTrainStep {
   GraphedTrainStep& operator=(const GraphedTrainStep&) = delete;
 
   // One training step on `batch` (host features and labels) at the optimizer's current learning
-  // rate; sets `loss` to the batch's mean loss. Returns false, doing nothing, when the batch's
-  // shape differs from the first batch this object saw.
+  // rate; sets `loss` to the batch's mean loss. Returns false, running nothing, when the batch's
+  // shape differs from the first batch this object saw (and drops the recording: see above).
   bool step(const Batch& batch, double& loss);
+  // Drops the recording; the next step warms up and records again.
+  void invalidate() noexcept;
 
   struct Counts {
     int64_t warmups = 0;     // steps run without recording

@@ -57,7 +57,8 @@ class CapturedStep {
 
   // Runs `work` on the host under stream capture: the device operations it queues are recorded,
   // not executed (replay() executes them). Replaces an earlier recording. If `work` throws or
-  // does something capture forbids, nothing is recorded and nnr::Error says why.
+  // does something capture forbids, nothing is recorded and nnr::Error says why; whatever `work`
+  // changed on the host before that stays changed.
   void record(const std::function<void()>& work);
   // Queues one execution of the recording on the stream (does not wait for it).
   void replay();

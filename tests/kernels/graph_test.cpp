@@ -135,6 +135,14 @@ TEST_CASE("a call that waits for the stream fails the capture with a CudaError, 
   DeviceArray<float> x(std::vector<float>{-1.0f, 2.0f}, stream), y(2, stream);
   kernels::relu_forward(x.get(), y.get(), 2, stream);
   REQUIRE(y.download() == std::vector<float>{0.0f, 2.0f});
+
+  // Ending the invalidated capture reports it, and leaves no error for the next launch check.
+  kernels::CapturedGraph::begin_capture(stream);
+  REQUIRE_THROWS_AS([&] { NNR_CUDA_CHECK(cudaStreamSynchronize(stream)); }(), CudaError);
+  REQUIRE_THROWS_AS(kernels::CapturedGraph::end_capture(stream), CudaError);
+  REQUIRE_FALSE(kernels::CapturedGraph::is_capturing(stream));
+  kernels::relu_forward(x.get(), y.get(), 2, stream);  // checks cudaGetLastError after the launch
+  REQUIRE(y.download() == std::vector<float>{0.0f, 2.0f});
 }
 
 TEST_CASE("blocks of a private pool stay reserved for it until the pool is released", "[cuda][memory][graph]") {
