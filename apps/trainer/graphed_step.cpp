@@ -1,5 +1,6 @@
 #include "apps/trainer/graphed_step.h"
 
+#include <array>
 #include <cstring>
 #include <string>
 
@@ -8,20 +9,50 @@
 
 namespace nnr {
 
-struct GraphedTrainStep::Frozen {
-  std::vector<UpdateMask> masks;
-  std::vector<const float*> storage;  // every parameter tensor a step reads or writes
-  float penalty_strength = 0.0f;
-  int64_t workspace_generation = 0;
-};
-
 namespace {
+
+// Every parameter tensor a step reads or writes, in a fixed order.
+std::array<const Tensor*, 5> tensors_of(const Parameter& p) {
+  return {&p.value, &p.grad, &p.anchor, &p.omega, &p.path_integral};
+}
+
+const float* storage_of(const Tensor* t) { return t->defined() ? t->data() : nullptr; }
 
 bool same_mask(const UpdateMask& a, const UpdateMask& b) {
   return a.kind == b.kind && a.rows == b.rows && a.bits == b.bits;
 }
 
 }  // namespace
+
+// What a recording depends on, taken at a warm-up.
+struct GraphedTrainStep::Frozen {
+  std::vector<UpdateMask> masks;
+  std::vector<const float*> storage;
+  float penalty_strength = 0.0f;
+  int64_t workspace_generation = 0;
+
+  Frozen(const std::vector<Parameter*>& params, const Optimizer& optimizer, const Context& ctx)
+      : penalty_strength(optimizer.penalty_strength()), workspace_generation(ctx.workspace_generation()) {
+    for (const Parameter* p : params) {
+      masks.push_back(p->mask);
+      for (const Tensor* t : tensors_of(*p)) storage.push_back(storage_of(t));
+    }
+  }
+
+  // Compared in place, without copying the live state: this runs before every step.
+  bool matches(const std::vector<Parameter*>& params, const Optimizer& optimizer, const Context& ctx) const {
+    if (optimizer.penalty_strength() != penalty_strength || ctx.workspace_generation() != workspace_generation ||
+        params.size() != masks.size())
+      return false;
+    size_t k = 0;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (!same_mask(params[i]->mask, masks[i])) return false;
+      for (const Tensor* t : tensors_of(*params[i]))
+        if (storage_of(t) != storage[k++]) return false;
+    }
+    return true;
+  }
+};
 
 GraphedTrainStep::GraphedTrainStep(Sequential& model, Optimizer& optimizer, Context& ctx)
     : model_(model), optimizer_(optimizer), ctx_(ctx), params_(model.parameters()), graph_(ctx) {
@@ -43,18 +74,6 @@ GraphedTrainStep::GraphedTrainStep(Sequential& model, Optimizer& optimizer, Cont
 }
 
 GraphedTrainStep::~GraphedTrainStep() { graph_.clear(); }
-
-GraphedTrainStep::Frozen GraphedTrainStep::frozen_state() {
-  Frozen f;
-  for (const Parameter* p : params_) {
-    f.masks.push_back(p->mask);
-    for (const Tensor* t : {&p->value, &p->grad, &p->anchor, &p->omega, &p->path_integral})
-      f.storage.push_back(t->defined() ? t->data() : nullptr);
-  }
-  f.penalty_strength = optimizer_.penalty_strength();
-  f.workspace_generation = ctx_.workspace_generation();
-  return f;
-}
 
 // The batch into the page-locked buffers (allocated for the first batch's shape). The previous
 // step has finished: step() waited for its loss.
@@ -111,11 +130,7 @@ bool GraphedTrainStep::step(const Batch& batch, double& loss) {
     return false;
   }
   prepare(batch);
-  const Frozen now = frozen_state();
-  bool unchanged = frozen_ != nullptr && now.penalty_strength == frozen_->penalty_strength &&
-                   now.workspace_generation == frozen_->workspace_generation && now.storage == frozen_->storage &&
-                   now.masks.size() == frozen_->masks.size();
-  for (size_t i = 0; unchanged && i < now.masks.size(); ++i) unchanged = same_mask(now.masks[i], frozen_->masks[i]);
+  const bool unchanged = frozen_ && frozen_->matches(params_, optimizer_, ctx_);
 
   if (unchanged && graph_.recorded()) {
     graph_.replay();
@@ -129,7 +144,7 @@ bool GraphedTrainStep::step(const Batch& batch, double& loss) {
   } else {
     graph_.clear();
     queue_step();
-    frozen_ = std::make_unique<Frozen>(frozen_state());  // after the warm-up's uploads and workspace growth
+    frozen_ = std::make_unique<Frozen>(params_, optimizer_, ctx_);  // after the warm-up's uploads and workspace growth
     ++counts_.warmups;
   }
   ctx_.synchronize();

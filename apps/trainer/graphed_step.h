@@ -58,7 +58,6 @@ class GraphedTrainStep {
 
  private:
   struct Frozen;  // what a recording depends on
-  Frozen frozen_state();
   void prepare(const Batch& batch);
   void queue_step();
 

@@ -65,18 +65,18 @@ void CapturedStep::clear() noexcept {
 
 #else  // built without CUDA: neither can be made, so the members below are unreachable.
 
+namespace {
+[[noreturn]] void throw_no_cuda() { throw Error("[context] " + Context::why_cuda_unavailable()); }
+}  // namespace
+
 struct PinnedHostBuffer::Impl {};
-PinnedHostBuffer::PinnedHostBuffer(size_t) {
-  throw Error("[context] nnr was built without CUDA (configure with NNR_CUDA=ON)");
-}
+PinnedHostBuffer::PinnedHostBuffer(size_t) { throw_no_cuda(); }
 void* PinnedHostBuffer::data() { return nullptr; }
 size_t PinnedHostBuffer::bytes() const { return 0; }
 
 struct CapturedStep::Impl {};
-void CapturedStep::record(const std::function<void()>&) {
-  throw Error("[context] nnr was built without CUDA (configure with NNR_CUDA=ON)");
-}
-void CapturedStep::replay() { throw Error("[context] nnr was built without CUDA (configure with NNR_CUDA=ON)"); }
+void CapturedStep::record(const std::function<void()>&) { throw_no_cuda(); }
+void CapturedStep::replay() { throw_no_cuda(); }
 bool CapturedStep::recorded() const { return false; }
 void CapturedStep::clear() noexcept {}
 

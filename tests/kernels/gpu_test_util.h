@@ -12,8 +12,10 @@
 #include <vector>
 
 #include "engine/core/rng.h"
+#include "engine/optim/update_mask.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_memory.h"
+#include "kernels/masked_update.h"
 
 namespace nnr::test {
 
@@ -63,6 +65,25 @@ class DeviceArray {
   size_t count_;
   cudaStream_t stream_;
   kernels::DeviceBuffer buffer_;
+};
+
+// An engine UpdateMask on the device, as the update kernels take it (rows and bits uploaded; a
+// placeholder element when a list is empty, so every pointer is valid).
+struct DeviceMask {
+  DeviceArray<int64_t> rows;
+  DeviceArray<uint32_t> bits;
+  kernels::MaskArgs args;
+  DeviceMask(const UpdateMask& mask, int64_t row_length, cudaStream_t stream)
+      : rows(mask.rows.empty() ? std::vector<int64_t>{-1} : mask.rows, stream),
+        bits(mask.bits.empty() ? std::vector<uint32_t>{0} : mask.bits, stream) {
+    args.kind = mask.kind == UpdateMask::Kind::All    ? kernels::MaskKind::All
+                : mask.kind == UpdateMask::Kind::Rows ? kernels::MaskKind::Rows
+                                                      : kernels::MaskKind::Elements;
+    args.rows = rows.get();
+    args.row_count = static_cast<int64_t>(mask.rows.size());
+    args.row_length = row_length;
+    args.bits = bits.get();
+  }
 };
 
 inline std::vector<float> random_normal(size_t n, Rng& rng, float scale = 1.0f) {

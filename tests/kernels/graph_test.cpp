@@ -15,23 +15,7 @@
 
 using namespace nnr;
 using nnr::test::DeviceArray;
-
-namespace {
-
-kernels::MaskArgs mask_args(const UpdateMask& mask, const DeviceArray<int64_t>& rows,
-                            const DeviceArray<uint32_t>& bits, int64_t row_length) {
-  kernels::MaskArgs args;
-  args.kind = mask.kind == UpdateMask::Kind::All    ? kernels::MaskKind::All
-              : mask.kind == UpdateMask::Kind::Rows ? kernels::MaskKind::Rows
-                                                    : kernels::MaskKind::Elements;
-  args.rows = rows.get();
-  args.row_count = static_cast<int64_t>(mask.rows.size());
-  args.row_length = row_length;
-  args.bits = bits.get();
-  return args;
-}
-
-}  // namespace
+using nnr::test::DeviceMask;
 
 // Bit-identical, not "close": the kernel reads from memory exactly the floats it would otherwise
 // compute on the host (kernels::step_scalars is that computation), so any difference is a bug.
@@ -55,9 +39,8 @@ TEST_CASE("update kernels given their step scalars on the device update bit for 
         for (auto& v : second0) v = v * v;  // Adam's second moment is non-negative
         const auto first0 = test::random_normal(static_cast<size_t>(n), rng, 0.01f);
         const auto anchor = test::random_normal(static_cast<size_t>(n), rng);
-        const DeviceArray<int64_t> d_rows(mask.rows.empty() ? std::vector<int64_t>{-1} : mask.rows, stream);
-        const DeviceArray<uint32_t> d_bits(mask.bits.empty() ? std::vector<uint32_t>{0} : mask.bits, stream);
-        const kernels::MaskArgs margs = mask_args(mask, d_rows, d_bits, row_length);
+        const DeviceMask device_mask(mask, row_length, stream);
+        const kernels::MaskArgs& margs = device_mask.args;
 
         std::vector<std::vector<float>> results;
         for (const bool on_device : {false, true}) {

@@ -11,6 +11,7 @@
 
 using namespace nnr;
 using nnr::test::DeviceArray;
+using nnr::test::DeviceMask;
 
 namespace {
 
@@ -38,24 +39,6 @@ std::vector<MaskCase> mask_cases(int64_t rows, Rng& rng, int64_t n) {
           {"elements 30%", UpdateMask::of_elements(sparse)},
           {"elements 100%", UpdateMask::of_elements(full)}};
 }
-
-// The engine's mask and penalty views, and their device twins.
-struct DeviceMask {
-  DeviceArray<int64_t> rows;
-  DeviceArray<uint32_t> bits;
-  kernels::MaskArgs args;
-  DeviceMask(const UpdateMask& mask, int64_t row_length, cudaStream_t stream)
-      : rows(mask.rows.empty() ? std::vector<int64_t>{-1} : mask.rows, stream),
-        bits(mask.bits.empty() ? std::vector<uint32_t>{0} : mask.bits, stream) {
-    args.kind = mask.kind == UpdateMask::Kind::All    ? kernels::MaskKind::All
-                : mask.kind == UpdateMask::Kind::Rows ? kernels::MaskKind::Rows
-                                                      : kernels::MaskKind::Elements;
-    args.rows = rows.get();
-    args.row_count = static_cast<int64_t>(mask.rows.size());
-    args.row_length = row_length;
-    args.bits = bits.get();
-  }
-};
 
 enum class PenaltyKind { None, AnchorOnly, Full };
 const char* name_of(PenaltyKind k) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "apps/trainer/graphed_step.h"
+#include "tests/engine/cuda/cuda_test_util.h"
 #include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
@@ -18,6 +19,7 @@
 #include "kernels/device_memory.h"
 
 using namespace nnr;
+using nnr::test::relative_frobenius;
 
 namespace {
 
@@ -50,16 +52,6 @@ double eager_step(Sequential& model, Optimizer& opt, Tape& tape, SoftmaxCrossEnt
   tape.backward();
   opt.step(model.parameters());
   return loss;
-}
-
-double relative_frobenius(const Tensor& got, const Tensor& want) {
-  double diff = 0.0, norm = 0.0;
-  for (int64_t j = 0; j < want.numel(); ++j) {
-    const double d = static_cast<double>(got[j]) - want[j];
-    diff += d * d;
-    norm += static_cast<double>(want[j]) * want[j];
-  }
-  return norm == 0.0 ? std::sqrt(diff) : std::sqrt(diff / norm);
 }
 
 void require_same_parameters(Sequential& graphed, Sequential& eager, double rel) {

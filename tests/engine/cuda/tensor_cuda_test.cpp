@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "tests/engine/cuda/cuda_test_util.h"
 #include "engine/core/context.h"
 #include "engine/core/device_copy.h"
 #include "engine/core/error.h"
@@ -20,6 +21,7 @@
 #include "engine/ops/softmax_cross_entropy.h"
 
 using namespace nnr;
+using nnr::test::relative_frobenius;
 
 namespace {
 
@@ -39,16 +41,6 @@ Tensor random_tensor(Shape shape, Rng& rng) {
   Tensor t(std::move(shape));
   for (int64_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(rng.normal());
   return t;
-}
-
-double relative_frobenius(const Tensor& got, const Tensor& want) {
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    const double d = static_cast<double>(got[i]) - want[i];
-    diff += d * d;
-    norm += static_cast<double>(want[i]) * want[i];
-  }
-  return norm == 0.0 ? std::sqrt(diff) : std::sqrt(diff / norm);
 }
 
 void require_close(const Tensor& got, const Tensor& want, double rel, double abs, const char* what) {

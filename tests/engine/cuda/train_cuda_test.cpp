@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/engine/cuda/cuda_test_util.h"
 #include "engine/core/context.h"
 #include "engine/core/rng.h"
 #include "engine/core/tensor.h"
@@ -22,6 +23,7 @@
 #include "kernels/device_memory.h"
 
 using namespace nnr;
+using nnr::test::relative_frobenius;
 
 namespace {
 
@@ -96,16 +98,6 @@ StepResult train_step(Sequential& model, Tape& tape, SoftmaxCrossEntropy& xent, 
   tape.backward();
   const double penalty = opt.step(model.parameters(), /*want_penalty=*/true);
   return {loss, penalty};
-}
-
-double relative_frobenius(const Tensor& got, const Tensor& want) {
-  double diff = 0.0, norm = 0.0;
-  for (int64_t j = 0; j < want.numel(); ++j) {
-    const double d = static_cast<double>(got[j]) - want[j];
-    diff += d * d;
-    norm += static_cast<double>(want[j]) * want[j];
-  }
-  return norm == 0.0 ? std::sqrt(diff) : std::sqrt(diff / norm);
 }
 
 void require_same_parameters(Sequential& cpu_model, Sequential& gpu_model) {
