@@ -35,14 +35,29 @@ float LearningRateSchedule::at(int64_t step) const {
   throw InvalidArgument("[train] unknown learning-rate schedule '" + kind + "' (valid: constant, cosine)");
 }
 
+double train_step(Sequential& model, Optimizer& optimizer, const Batch& batch, Context* cuda_context,
+                  StepScratch* scratch) {
+  StepScratch local;
+  Tape& tape = scratch ? scratch->tape : local.tape;
+  SoftmaxCrossEntropy& loss = scratch ? scratch->loss : local.loss;
+  // Lives until the end of the step: the tape keeps a pointer to its input until backward.
+  const Tensor device_x = cuda_context ? batch.x.to(Device::CUDA, *cuda_context) : Tensor();
+  model.zero_grad();
+  model.forward(cuda_context ? device_x : batch.x, tape);
+  const double value = tape.apply_loss(loss, batch.y);
+  if (std::isfinite(value)) {
+    tape.backward();
+    optimizer.step(model.parameters());
+  }
+  return value;
+}
+
 EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batches, int epoch, int epochs,
                         const ProgressCallback& progress, const LearningRateSchedule* schedule, int64_t* step,
                         Context* cuda_context, GraphedTrainStep* graph) {
   const auto start = Clock::now();
-  const std::vector<Parameter*> params = model.parameters();
-  Tape tape;
-  SoftmaxCrossEntropy loss;
   Batch batch;
+  StepScratch scratch;
   EpochResult result;
   double loss_sum = 0.0;
   TrainProgress p;
@@ -52,17 +67,7 @@ EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batche
   while (batches.next(batch)) {
     if (schedule && step) optimizer.set_learning_rate(schedule->at((*step)++));
     double value = 0.0;
-    if (!graph || !graph->step(batch, value)) {
-      // Lives until the end of the step: the tape keeps a pointer to its input until backward.
-      const Tensor device_x = cuda_context ? batch.x.to(Device::CUDA, *cuda_context) : Tensor();
-      model.zero_grad();
-      model.forward(cuda_context ? device_x : batch.x, tape);
-      value = tape.apply_loss(loss, batch.y);
-      if (std::isfinite(value)) {
-        tape.backward();
-        optimizer.step(params);
-      }
-    }
+    if (!graph || !graph->step(batch, value)) value = train_step(model, optimizer, batch, cuda_context, &scratch);
     if (!std::isfinite(value)) {
       std::ostringstream msg;
       msg << "[train] loss is " << value << " at epoch " << epoch << ", batch " << p.batch + 1

@@ -10,7 +10,9 @@
 #include "engine/core/context.h"
 #include "engine/data/batcher.h"
 #include "engine/data/dataset.h"
+#include "engine/nn/loss.h"
 #include "engine/nn/sequential.h"
+#include "engine/nn/tape.h"
 #include "engine/optim/optimizer.h"
 
 namespace nnr {
@@ -41,6 +43,18 @@ struct EpochResult {
   double seconds = 0.0;
   int64_t samples = 0;
 };
+
+// One optimizer step on one batch: forward, loss, backward, update of the open entries. Returns
+// the batch's mean loss; when it is not finite, nothing is updated (the caller decides what a
+// diverged step means). With a CUDA context the model must be on it and the batch is uploaded.
+// The retraining rounds call it directly so that a bandit can be rewarded per step.
+// A loop passes the same StepScratch to every step (the tape and the loss keep their buffers).
+struct StepScratch {
+  Tape tape;
+  SoftmaxCrossEntropy loss;
+};
+double train_step(Sequential& model, Optimizer& optimizer, const Batch& batch, Context* cuda_context = nullptr,
+                  StepScratch* scratch = nullptr);
 
 // One pass over the batcher's epoch: forward, loss, backward, optimizer step per batch.
 // Throws nnr::Error naming the epoch and batch if the loss stops being finite (the model is

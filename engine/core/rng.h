@@ -2,8 +2,10 @@
 // Seeded random numbers that give the same sequence on every machine and compiler: the
 // standard library's distributions are implementation-defined, so uniform and normal draws
 // are computed here from xoshiro256** output.
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <string_view>
 
 namespace nnr {
 
@@ -29,6 +31,18 @@ class Rng {
     return result;
   }
 
+  // The whole generator state (for saving a run mid-stream); set_state restores it exactly.
+  struct State {
+    std::array<uint64_t, 4> words{};
+    double spare_normal = 0.0;
+    bool has_spare_normal = false;
+  };
+  State state() const { return State{{state_[0], state_[1], state_[2], state_[3]}, spare_normal_, has_spare_normal_}; }
+  void set_state(const State& s) {
+    for (int i = 0; i < 4; ++i) state_[i] = s.words[static_cast<size_t>(i)];
+    spare_normal_ = s.spare_normal;
+    has_spare_normal_ = s.has_spare_normal;
+  }
   // Uniform in [0, 1) with 53 random bits.
   double uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
@@ -77,5 +91,17 @@ class Rng {
   double spare_normal_ = 0.0;
   bool has_spare_normal_ = false;
 };
+
+// An independent seed for one component of a run ("init", "stream", "memory", "bandit.samples",
+// ...) derived from the user's one seed: FNV-1a of the name mixed with the seed through
+// splitmix64, so components never share a sequence and adding one changes no other's.
+inline uint64_t derive_seed(uint64_t seed, std::string_view component) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const char c : component) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  uint64_t z = seed ^ h;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
 
 }  // namespace nnr

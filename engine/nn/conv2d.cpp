@@ -37,20 +37,32 @@ Shape Conv2d::output_shape(const Shape& input) const {
 Tensor Conv2d::forward(const Tensor& x, bool /*training*/) {
   Tensor y = Tensor::empty(output_shape(x.shape()), x.placement());
   conv2d_forward(x, weight_.value, &bias_.value, geometry_, y);
+  counts_.forward_flops += y.numel() * (2 * in_ * kernel_ * kernel_ + 1);  // y.numel() = N·O·Ho·Wo
   return y;
 }
 
 void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
   const UpdateMask& wm = weight_.mask;
-  if (!wm.selects_none())
-    conv2d_backward_filter(x, dy, geometry_, wm.kind == UpdateMask::Kind::Rows ? &wm.rows : nullptr, weight_.grad,
-                           &weight_rows_);
-  if (bias_.mask.kind == UpdateMask::Kind::Rows)
+  const int64_t samples_pixels = dy.dim(0) * dy.dim(2) * dy.dim(3);  // N·Ho·Wo
+  const int64_t patch_macs = in_ * kernel_ * kernel_;                 // multiply-adds per output element
+  if (!wm.selects_none()) {
+    const bool selected = wm.kind == UpdateMask::Kind::Rows;
+    conv2d_backward_filter(x, dy, geometry_, selected ? &wm.rows : nullptr, weight_.grad, &weight_rows_);
+    const int64_t open = selected ? static_cast<int64_t>(wm.rows.size()) : out_;
+    counts_.weight_grad_flops += 2 * samples_pixels * open * patch_macs;
+  }
+  if (bias_.mask.kind == UpdateMask::Kind::Rows) {
     bias_backward_rows(dy, bias_.mask.rows, bias_rows_, bias_.grad);
-  else
+    counts_.weight_grad_flops += samples_pixels * static_cast<int64_t>(bias_.mask.rows.size());
+  } else {
     bias_backward(dy, bias_.grad, /*accumulate=*/true);
+    counts_.weight_grad_flops += samples_pixels * out_;
+  }
 
-  if (dx) conv2d_backward_data(dy, weight_.value, geometry_, *dx);
+  if (dx) {
+    conv2d_backward_data(dy, weight_.value, geometry_, *dx);
+    counts_.input_grad_flops += 2 * samples_pixels * out_ * patch_macs;
+  }
 }
 
 }  // namespace nnr

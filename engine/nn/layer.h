@@ -2,11 +2,13 @@
 // Layer: one hand-written forward and backward. Gradient convention: backward accumulates
 // into its parameters' grad (only the entries their UpdateMask opens; a parameter whose mask
 // selects nothing costs no weight-gradient work) and overwrites dx.
+// Every layer counts the FLOPs its forward and backward execute (engine/nn/compute_counts.h).
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/core/tensor.h"
+#include "engine/nn/compute_counts.h"
 #include "engine/optim/parameter.h"
 
 namespace nnr {
@@ -28,6 +30,13 @@ class Layer {
 
   // True if any parameter of this layer has an open entry (its gradient is needed).
   bool has_open_parameters();
+
+  // FLOPs executed since construction or the last reset (convention: compute_counts.h).
+  const ComputeCounts& compute_counts() const { return counts_; }
+  void reset_compute_counts() { counts_ = ComputeCounts(); }
+
+ protected:
+  ComputeCounts counts_;  // forward and backward add what they execute
 };
 
 }  // namespace nnr

@@ -41,6 +41,7 @@ Tensor Linear::forward(const Tensor& x, bool /*training*/) {
   Tensor y = Tensor::empty(output_shape(x.shape()), x.placement());
   gemm_on(x.placement(), x.data(), false, weight_.value.data(), true, y.data(), x.dim(0), out_, in_, 1.0f, 0.0f);
   add_bias(y, bias_.value);
+  counts_.forward_flops += x.dim(0) * out_ * (2 * in_ + 1);
   return y;
 }
 
@@ -59,16 +60,24 @@ void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
       gemm_on(where, dy_open.data(), true, x.data(), false, dw_open.data(), open, in_, n, 1.0f, 0.0f);
       scatter_add_rows(dw_open, rows, weight_.grad);
     }
+    counts_.weight_grad_flops += 2 * n * open * in_;
   } else {
     gemm_on(where, dy.data(), true, x.data(), false, weight_.grad.data(), out_, in_, n, 1.0f, 1.0f);
+    counts_.weight_grad_flops += 2 * n * out_ * in_;
   }
 
-  if (bias_.mask.kind == UpdateMask::Kind::Rows)
+  if (bias_.mask.kind == UpdateMask::Kind::Rows) {
     bias_backward_rows(dy, bias_.mask.rows, bias_rows_, bias_.grad);
-  else
+    counts_.weight_grad_flops += n * static_cast<int64_t>(bias_.mask.rows.size());
+  } else {
     bias_backward(dy, bias_.grad, /*accumulate=*/true);
+    counts_.weight_grad_flops += n * out_;
+  }
 
-  if (dx) gemm_on(where, dy.data(), false, weight_.value.data(), false, dx->data(), n, in_, out_, 1.0f, 0.0f);
+  if (dx) {
+    gemm_on(where, dy.data(), false, weight_.value.data(), false, dx->data(), n, in_, out_, 1.0f, 0.0f);
+    counts_.input_grad_flops += 2 * n * out_ * in_;
+  }
 }
 
 }  // namespace nnr

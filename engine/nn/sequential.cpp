@@ -60,6 +60,16 @@ int64_t Sequential::parameter_count() {
   return n;
 }
 
+ComputeCounts Sequential::compute_counts() const {
+  ComputeCounts sum;
+  for (const auto& layer : layers_) sum += layer->compute_counts();
+  return sum;
+}
+
+void Sequential::reset_compute_counts() {
+  for (auto& layer : layers_) layer->reset_compute_counts();
+}
+
 Shape Sequential::output_shape(const Shape& input) const {
   Shape s = input;
   for (const auto& layer : layers_) s = layer->output_shape(s);

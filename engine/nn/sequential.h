@@ -35,6 +35,10 @@ class Sequential {
   void open_all();
   int64_t parameter_count();
 
+  // FLOPs executed by the layers since the last reset, summed (engine/nn/compute_counts.h).
+  ComputeCounts compute_counts() const;
+  void reset_compute_counts();
+
   // Shape of the output for an input shape (batch included); names the failing layer.
   Shape output_shape(const Shape& input) const;
   // One line per layer, PyTorch style.

@@ -12,11 +12,14 @@ namespace nnr {
 Tensor ReLU::forward(const Tensor& x, bool /*training*/) {
   Tensor y = Tensor::empty(x.shape(), x.placement());
   relu_forward(x, y);
+  counts_.forward_flops += x.numel();
   return y;
 }
 
 void ReLU::backward(const Tensor& /*x*/, const Tensor& y, const Tensor& dy, Tensor* dx) {
-  if (dx) relu_backward(y, dy, *dx);
+  if (!dx) return;
+  relu_backward(y, dy, *dx);
+  counts_.input_grad_flops += dy.numel();
 }
 
 MaxPool2d::MaxPool2d(int64_t window, int64_t stride) : window_(window), stride_(stride ? stride : window) {
@@ -32,11 +35,14 @@ Shape MaxPool2d::output_shape(const Shape& input) const { return max_pool2d_outp
 Tensor MaxPool2d::forward(const Tensor& x, bool /*training*/) {
   Tensor y = Tensor::empty(output_shape(x.shape()), x.placement());
   max_pool2d_forward(x, window_, stride_, y, argmax_);
+  counts_.forward_flops += y.numel() * window_ * window_;
   return y;
 }
 
 void MaxPool2d::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
-  if (dx) max_pool2d_backward(dy, argmax_, *dx);
+  if (!dx) return;
+  max_pool2d_backward(dy, argmax_, *dx);
+  counts_.input_grad_flops += dy.numel();
 }
 
 Shape Flatten::output_shape(const Shape& input) const {
@@ -73,6 +79,7 @@ Tensor Dropout::forward(const Tensor& x, bool training) {
   mask_ = Tensor();  // return the last mask's memory before taking the new one
   mask_ = Tensor::empty(x.shape(), x.placement());
   dropout_forward(x, rate_, rng_, y, mask_);
+  counts_.forward_flops += x.numel();
   return y;
 }
 
@@ -83,6 +90,7 @@ void Dropout::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor& d
     return;
   }
   dropout_backward(mask_, dy, *dx);
+  counts_.input_grad_flops += dy.numel();
 }
 
 }  // namespace nnr
