@@ -19,6 +19,8 @@ namespace nnr {
 
 using AccuracyMatrix = std::vector<std::vector<double>>;  // R[round][chunk], fractions in [0, 1]
 
+// These throw nnr::InvalidArgument "[report] ..." on an empty or ragged R, or one with fewer chunk
+// columns than rounds (R[j][j] must exist); average_accuracy also on a round past the last.
 double average_accuracy(const AccuracyMatrix& r, size_t round);  // mean of R[round][0..round]
 double backward_transfer(const AccuracyMatrix& r);
 double forgetting(const AccuracyMatrix& r);
@@ -54,7 +56,9 @@ struct StrategyReport {
   double bwt() const;
   double forgetting() const;
   double newest_accuracy() const;
-  int64_t train_flops() const;         // summed over rounds
+  // Summed over the retraining rounds (1..): round 0 trains the base model, the same for every
+  // strategy of a stream, so it would only blur the comparison.
+  int64_t train_flops() const;
   double train_seconds() const;
 };
 
@@ -68,13 +72,15 @@ struct StreamReport {
 
 // Per strategy: strategy, description, average_accuracy, bwt, forgetting, newest_accuracy,
 // train_flops, train_seconds, accuracy_matrix, rounds (every RoundRecord field); plus the
-// stream's own fields.
+// stream's own fields. A strategy without rounds yet has null metrics.
 nlohmann::json to_json(const StreamReport& report);
 
 // Writes report.json (to_json), rounds.csv (one row per strategy and round: strategy, round,
 // chunk, ACC so far, validation accuracy, λ, the compute fields, then acc_chunk_<j> per chunk)
 // and report.svg (per strategy, average accuracy and each chunk's accuracy across rounds; below
 // it, training FLOPs per round) into `dir`, creating it. Each file is written atomically.
+// Throws nnr::Error naming the path when `dir` cannot be created or a file cannot be written, and
+// nnr::InvalidArgument on a ragged accuracy matrix (before writing anything).
 void write_stream_report(const std::string& dir, const StreamReport& report);
 
 // The per-round table and the summary as the CLI prints them (plain text, fixed-width columns).
