@@ -27,8 +27,10 @@ std::vector<ArmId> DiscountedUcbPolicy::choose(size_t k) {
   return top_k(k, scores);
 }
 
-void DiscountedUcbPolicy::observe(ArmId arm, double reward) {
-  require_unit_reward(reward);
+void DiscountedUcbPolicy::observe(ArmId arm, double reward) { observe_round({{arm, reward}}); }
+
+void DiscountedUcbPolicy::observe_round(const std::vector<std::pair<ArmId, double>>& rewards) {
+  for (const auto& kv : rewards) require_unit_reward(kv.second);
   const double gamma = option("gamma");
   // A faded arm keeps at least the smallest normal count, so it stays "pulled" (a finite,
   // large index) instead of looking like a new arm.
@@ -37,9 +39,11 @@ void DiscountedUcbPolicy::observe(ArmId arm, double reward) {
     kv.second.pulls = std::max(kv.second.pulls * gamma, std::numeric_limits<double>::min());
     kv.second.reward_sum *= gamma;
   }
-  ArmStats& s = stats_[arm];
-  s.pulls += 1.0;
-  s.reward_sum += reward;
+  for (const auto& [arm, reward] : rewards) {
+    ArmStats& s = stats_[arm];
+    s.pulls += 1.0;
+    s.reward_sum += reward;
+  }
 }
 
 }  // namespace nnr::bandits

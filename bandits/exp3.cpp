@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 namespace nnr::bandits {
 
@@ -46,26 +47,37 @@ std::vector<ArmId> Exp3Policy::choose(size_t k) {
   return draw_k(k, p);
 }
 
-void Exp3Policy::observe(ArmId arm, double reward) {
-  require_unit_reward(reward);
+void Exp3Policy::observe(ArmId arm, double reward) { observe_round({{arm, reward}}); }
+
+void Exp3Policy::observe_round(const std::vector<std::pair<ArmId, double>>& rewards) {
+  for (const auto& kv : rewards) require_unit_reward(kv.second);
   const auto& live = arms();
   const double gamma = option("gamma");
   const double k = static_cast<double>(live.size());
-  ArmStats& chosen = stats_[arm];
-  double prob = chosen.aux;
-  if (prob <= 0.0) {  // rewarded without being chosen by select: use its current probability
-    const std::vector<double> p = probabilities();
-    prob = p[static_cast<size_t>(std::lower_bound(live.begin(), live.end(), arm) - live.begin())];
-  }
-  chosen.aux = 0.0;
-  chosen.pulls += 1.0;
-  chosen.reward_sum += reward;
   // Learning rate gamma / K (Auer et al.) unless eta is set; the gain is then at most 1.
   const double eta = option("eta") > 0.0 ? option("eta") : gamma / k;
-  const double gain = eta * reward / prob;
+  // Every gain of the round uses the probabilities the round was played with.
+  std::vector<double> current;
+  std::map<ArmId, double> gains;
+  for (const auto& [arm, reward] : rewards) {
+    ArmStats& chosen = stats_[arm];
+    double prob = chosen.aux;
+    if (prob <= 0.0) {  // rewarded without being chosen by select: use its current probability
+      if (current.empty()) current = probabilities();
+      prob = current[static_cast<size_t>(std::lower_bound(live.begin(), live.end(), arm) - live.begin())];
+    }
+    gains[arm] = eta * reward / prob;
+  }
+  for (const auto& [arm, reward] : rewards) {
+    ArmStats& chosen = stats_[arm];
+    chosen.aux = 0.0;
+    chosen.pulls += 1.0;
+    chosen.reward_sum += reward;
+  }
   const double alpha = option("alpha");
   if (alpha > 0.0) {
-    // w_i <- w_i exp(gain_i) + (e alpha / K) sum_j w_j, in logs relative to the old top.
+    // Once per round: w_i <- w_i exp(gain_i) + (e alpha / K) sum_j w_j, in logs relative
+    // to the old top.
     double top = -INFINITY;
     for (ArmId id : live) top = std::max(top, stats_.at(id).weight);
     double total = 0.0;
@@ -73,11 +85,11 @@ void Exp3Policy::observe(ArmId arm, double reward) {
     const double share = std::exp(1.0) * alpha / k * total;
     for (ArmId id : live) {
       ArmStats& s = stats_[id];
-      const double g = id == arm ? gain : 0.0;
-      s.weight = std::log(std::exp(s.weight - top + g) + share);
+      const auto g = gains.find(id);
+      s.weight = std::log(std::exp(s.weight - top + (g == gains.end() ? 0.0 : g->second)) + share);
     }
   } else {
-    chosen.weight += gain;
+    for (const auto& [arm, gain] : gains) stats_[arm].weight += gain;
   }
   double top = -INFINITY;
   for (ArmId id : live) top = std::max(top, stats_.at(id).weight);

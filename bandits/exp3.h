@@ -6,7 +6,8 @@
 // so no arm's weight can vanish and a new best arm is found again after a shift (the variant
 // used for automated curriculum learning, Graves et al. 2017).
 // With select_k, an arm's importance weight uses min(1, k p_i), its approximate chance of
-// being among the k. A newly added arm gets the largest current weight (optimistic).
+// being among the k (use exp3m for exact k-of-K marginals); the rewards of one round
+// (update_round) update the weights once, with the probabilities of that round. A newly added arm gets the largest current weight (optimistic).
 // Weights are kept as logs, shifted so the largest is 0, so they never overflow.
 // eta, when > 0, replaces the learning rate gamma / K (a larger eta concentrates faster on a
 // clearly better arm, at the price of the worst-case guarantee).
@@ -28,6 +29,8 @@ class Exp3Policy : public Policy {
  protected:
   std::vector<ArmId> choose(size_t k) override;
   void observe(ArmId arm, double reward) override;
+  void observe_round(const std::vector<std::pair<ArmId, double>>& rewards) override;
+  bool unit_rewards() const override { return true; }
   ArmStats initial_stats(ArmId arm) const override;
 };
 

@@ -7,6 +7,7 @@
 #include "bandits/discounted_ucb.h"
 #include "bandits/epsilon_greedy.h"
 #include "bandits/exp3.h"
+#include "bandits/exp3m.h"
 #include "bandits/kl_ucb.h"
 #include "bandits/reward_normalizer.h"
 #include "bandits/sliding_window_ucb.h"
@@ -34,6 +35,7 @@ const std::map<std::string, Maker>& makers() {
        }},
       {"exp3", [](const PolicyOptions& o) { return std::make_unique<Exp3Policy>(false, o); }},
       {"exp3s", [](const PolicyOptions& o) { return std::make_unique<Exp3Policy>(true, o); }},
+      {"exp3m", [](const PolicyOptions& o) { return std::make_unique<Exp3MPolicy>(o); }},
       {"discounted-ucb", [](const PolicyOptions& o) { return std::make_unique<DiscountedUcbPolicy>(o); }},
       {"sliding-window-ucb",
        [](const PolicyOptions& o) { return std::make_unique<SlidingWindowUcbPolicy>(o); }},

@@ -1,6 +1,6 @@
 #pragma once
 // make_policy: a policy by its name, the one place names map to classes.
-//   uniform, epsilon-greedy, ucb1, kl-ucb, thompson, thompson-gaussian, exp3, exp3s,
+//   uniform, epsilon-greedy, ucb1, kl-ucb, thompson, thompson-gaussian, exp3, exp3s, exp3m,
 //   discounted-ucb, sliding-window-ucb; "norm:<name>" wraps any of them in the
 //   RewardNormalizer. An unknown name or option throws BanditError listing the valid ones.
 #include <memory>

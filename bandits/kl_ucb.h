@@ -18,6 +18,7 @@ class KlUcbPolicy : public Policy {
  protected:
   std::vector<ArmId> choose(size_t k) override;
   void observe(ArmId arm, double reward) override;
+  bool unit_rewards() const override { return true; }
 };
 
 }  // namespace nnr::bandits

@@ -58,11 +58,23 @@ std::vector<ArmId> Policy::select_k(size_t k) {
   return choose(k);
 }
 
-void Policy::update(ArmId arm, double reward) {
-  if (!has_arm(arm)) fail("reward for arm " + std::to_string(arm) + ", which is not live");
-  if (!std::isfinite(reward)) fail("reward for arm " + std::to_string(arm) + " is not finite");
+void Policy::update(ArmId arm, double reward) { update_round({{arm, reward}}); }
+
+void Policy::update_round(const std::vector<std::pair<ArmId, double>>& rewards) {
+  for (size_t i = 0; i < rewards.size(); ++i) {
+    const auto [arm, reward] = rewards[i];
+    if (!has_arm(arm)) fail("reward for arm " + std::to_string(arm) + ", which is not live");
+    if (!std::isfinite(reward)) fail("reward for arm " + std::to_string(arm) + " is not finite");
+    if (unit_rewards()) require_unit_reward(reward);
+    for (size_t j = 0; j < i; ++j)
+      if (rewards[j].first == arm) fail("arm " + std::to_string(arm) + " has two rewards in one round");
+  }
   ++steps_;
-  observe(arm, reward);
+  observe_round(rewards);
+}
+
+void Policy::observe_round(const std::vector<std::pair<ArmId, double>>& rewards) {
+  for (const auto& [arm, reward] : rewards) observe(arm, reward);
 }
 
 void Policy::add_arm(ArmId arm) {
@@ -175,16 +187,18 @@ void Policy::load_state(const nlohmann::json& state) {
     // (load_extra validates before it assigns).
     const auto old_arms = arms_;
     const auto old_stats = stats_;
+    const int64_t old_steps = steps_;
     arms_ = std::move(arms);
     stats_ = std::move(stats);
+    steps_ = steps;  // load_extra may check its state against the clock
     try {
       load_extra(state.at("extra"));
     } catch (...) {
       arms_ = old_arms;
       stats_ = old_stats;
+      steps_ = old_steps;
       throw;
     }
-    steps_ = steps;
     rng_.set_state({words[0], words[1], words[2], words[3]});
   } catch (const nlohmann::json::exception& e) {
     fail(std::string("malformed state: ") + e.what());

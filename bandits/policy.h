@@ -5,7 +5,11 @@
 // reward yet is chosen before any arm with one, except under `uniform` and `exp3*`, which give
 // it the largest current weight) and retired (never chosen again).
 //
-// Time advances by one per reported reward. With select_k, report one reward per chosen arm.
+// Time is rounds: the clock (UCB's log t, the sliding window, D-UCB's discount, EXP3's
+// weight update, epsilon-greedy's decay) advances once per play. After select(), report with
+// update(arm, reward) (one play, one reward); after select_k(k), report the rewards of the
+// arms actually used in one update_round() call (one play, one tick). Calling update() once
+// per arm after select_k would count k rounds.
 // All randomness comes from the policy's own seeded BanditRng ("seed" option), and the whole
 // state (options, arms, statistics, generator) round-trips through save_state/load_state.
 //
@@ -14,6 +18,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -58,8 +63,17 @@ class Policy {
   ArmId select();
   // k distinct live arms, most preferred first. Throws unless 0 <= k <= live arm count.
   std::vector<ArmId> select_k(size_t k);
-  // The reward for one pull of a live arm.
-  virtual void update(ArmId arm, double reward);
+  // The reward for one pull of a live arm: one play, one clock tick. Same as
+  // update_round({{arm, reward}}).
+  void update(ArmId arm, double reward);
+  // The rewards of one play (e.g. the arms of one select_k that were used): each a live arm
+  // at most once, every reward valid for the policy; the clock advances once (also for an
+  // empty list: a round in which nothing was opened). Validated before anything changes.
+  void update_round(const std::vector<std::pair<ArmId, double>>& rewards);
+  // True for a multiple-play policy (exp3m): select_k(k) draws a set of k arms with
+  // calibrated marginal probabilities, so callers must ask for exactly the number of arms
+  // they will use (not a full ranking) and reward only those.
+  virtual bool multiple_play() const { return false; }
 
   // A new arm (id must not be live). It starts optimistic (see above).
   virtual void add_arm(ArmId arm);
@@ -69,7 +83,7 @@ class Policy {
   bool has_arm(ArmId arm) const;
   // Statistics of a live arm (read-only; for reports and tests).
   const ArmStats& stats(ArmId arm) const;
-  // Rewards reported so far.
+  // Rounds played so far (update / update_round calls): the policy's clock.
   int64_t steps() const { return steps_; }
 
   // The whole state as JSON; load_state restores it exactly. load_state throws BanditError
@@ -86,11 +100,17 @@ class Policy {
   double option(const std::string& key) const { return options_.at(key); }
   // Throws unless reward is finite and in [0, 1] (policies whose guarantees need it).
   void require_unit_reward(double reward) const;
+  // True if every reward must be in [0, 1]; update_round checks them all before any is used.
+  virtual bool unit_rewards() const { return false; }
 
   // k distinct live arms (1 <= k <= arms().size()), most preferred first.
   virtual std::vector<ArmId> choose(size_t k) = 0;
-  // Fold one reward into the statistics. steps() counts it already.
+  // Fold one reward into the statistics. steps() counts its round already.
   virtual void observe(ArmId arm, double reward) = 0;
+  // Fold the (validated) rewards of one round; steps() counts the round already. Default:
+  // observe() each in order. Policies with a clock of their own (discounting, a window,
+  // EXP3's weight update) override it so the round counts once.
+  virtual void observe_round(const std::vector<std::pair<ArmId, double>>& rewards);
   // Statistics for a newly added arm (default: all zero).
   virtual ArmStats initial_stats(ArmId arm) const;
   virtual void on_retire(ArmId /*arm*/) {}

@@ -48,15 +48,22 @@ double RewardNormalizer::normalize(double raw) const {
   return std::min(1.0, std::max(0.0, (raw - low) / (high - low)));
 }
 
-void RewardNormalizer::observe(ArmId arm, double reward) {
+void RewardNormalizer::observe(ArmId arm, double reward) { observe_round({{arm, reward}}); }
+
+void RewardNormalizer::observe_round(const std::vector<std::pair<ArmId, double>>& rewards) {
   const size_t window = static_cast<size_t>(option("norm_window"));
-  if (recent_.size() < window) {
-    recent_.push_back(reward);
-  } else {
-    recent_[next_] = reward;
-    next_ = (next_ + 1) % window;
+  for (const auto& kv : rewards) {
+    if (recent_.size() < window) {
+      recent_.push_back(kv.second);
+    } else {
+      recent_[next_] = kv.second;
+      next_ = (next_ + 1) % window;
+    }
   }
-  inner_->update(arm, normalize(reward));
+  std::vector<std::pair<ArmId, double>> normalized;
+  normalized.reserve(rewards.size());
+  for (const auto& [arm, reward] : rewards) normalized.emplace_back(arm, normalize(reward));
+  inner_->update_round(normalized);
 }
 
 void RewardNormalizer::add_arm(ArmId arm) {

@@ -25,6 +25,7 @@ class RewardNormalizer : public Policy {
   // What `raw` would map to now (without recording it).
   double normalize(double raw) const;
 
+  bool multiple_play() const override { return inner_->multiple_play(); }
   void add_arm(ArmId arm) override;
   void retire_arm(ArmId arm) override;
 
@@ -33,6 +34,9 @@ class RewardNormalizer : public Policy {
  protected:
   std::vector<ArmId> choose(size_t k) override { return inner_->select_k(k); }
   void observe(ArmId arm, double reward) override;
+  // Records all raw rewards of the round, then passes their normalised values to the wrapped
+  // policy as one round.
+  void observe_round(const std::vector<std::pair<ArmId, double>>& rewards) override;
   nlohmann::json save_extra() const override;
   void load_extra(const nlohmann::json& extra) override;
 

@@ -26,41 +26,54 @@ std::vector<ArmId> SlidingWindowUcbPolicy::choose(size_t k) {
   return top_k(k, scores);
 }
 
-void SlidingWindowUcbPolicy::observe(ArmId arm, double reward) {
-  require_unit_reward(reward);
-  recent_.emplace_back(arm, reward);
-  ArmStats& s = stats_[arm];
-  s.pulls += 1.0;
-  s.reward_sum += reward;
-  while (recent_.size() > static_cast<size_t>(option("window"))) {
-    const auto [old_arm, old_reward] = recent_.front();
+void SlidingWindowUcbPolicy::observe(ArmId arm, double reward) { observe_round({{arm, reward}}); }
+
+void SlidingWindowUcbPolicy::observe_round(const std::vector<std::pair<ArmId, double>>& rewards) {
+  for (const auto& kv : rewards) require_unit_reward(kv.second);
+  for (const auto& [arm, reward] : rewards) {
+    recent_.push_back({arm, reward, steps()});
+    ArmStats& s = stats_[arm];
+    s.pulls += 1.0;
+    s.reward_sum += reward;
+  }
+  const int64_t oldest = steps() - static_cast<int64_t>(option("window"));  // rounds <= this slide out
+  while (!recent_.empty() && recent_.front().round <= oldest) {
+    const Entry old = recent_.front();
     recent_.pop_front();
-    ArmStats& o = stats_[old_arm];
+    ArmStats& o = stats_[old.arm];
     o.pulls -= 1.0;
-    o.reward_sum -= old_reward;
+    o.reward_sum -= old.reward;
     if (o.pulls <= 0.0) o = ArmStats{};  // drop accumulated rounding with the last pull
   }
 }
 
 void SlidingWindowUcbPolicy::on_retire(ArmId arm) {
-  recent_.erase(std::remove_if(recent_.begin(), recent_.end(), [&](const auto& e) { return e.first == arm; }),
+  recent_.erase(std::remove_if(recent_.begin(), recent_.end(), [&](const Entry& e) { return e.arm == arm; }),
                 recent_.end());
 }
 
 nlohmann::json SlidingWindowUcbPolicy::save_extra() const {
   nlohmann::json window = nlohmann::json::array();
-  for (const auto& [arm, reward] : recent_) window.push_back({arm, reward});
+  for (const Entry& e : recent_) window.push_back({e.arm, e.reward, e.round});
   return {{"window", window}};
 }
 
 void SlidingWindowUcbPolicy::load_extra(const nlohmann::json& extra) {
-  std::deque<std::pair<ArmId, double>> recent;
-  for (const auto& e : extra.at("window")) {
+  // Entries are [arm, reward, round]. A state saved before rounds were recorded has
+  // [arm, reward] with one reward per round, the last one in round steps().
+  const auto& window = extra.at("window");
+  const int64_t count = static_cast<int64_t>(window.size());
+  const int64_t oldest = steps() - static_cast<int64_t>(option("window"));
+  std::deque<Entry> recent;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& e = window.at(static_cast<size_t>(i));
     const ArmId arm = e.at(0).get<ArmId>();
     if (!has_arm(arm)) fail("window entry for arm " + std::to_string(arm) + ", which is not live");
-    recent.emplace_back(arm, e.at(1).get<double>());
+    const int64_t round = e.size() >= 3 ? e.at(2).get<int64_t>() : steps() - count + 1 + i;
+    if (round <= oldest || round > steps() || (!recent.empty() && round < recent.back().round))
+      fail("saved window entry of round " + std::to_string(round) + " is not within the last option 'window' rounds, in order");
+    recent.push_back({arm, e.at(1).get<double>(), round});
   }
-  if (recent.size() > static_cast<size_t>(option("window"))) fail("saved window is longer than option 'window'");
   recent_ = std::move(recent);
 }
 

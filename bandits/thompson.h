@@ -18,6 +18,7 @@ class ThompsonPolicy : public Policy {
  protected:
   std::vector<ArmId> choose(size_t k) override;
   void observe(ArmId arm, double reward) override;
+  bool unit_rewards() const override { return model_ == Model::Beta; }
 
  private:
   double draw_mean(const ArmStats& s);

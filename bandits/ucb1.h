@@ -15,6 +15,7 @@ class Ucb1Policy : public Policy {
  protected:
   std::vector<ArmId> choose(size_t k) override;
   void observe(ArmId arm, double reward) override;
+  bool unit_rewards() const override { return true; }
 };
 
 }  // namespace nnr::bandits

@@ -1,11 +1,45 @@
 #include "bandits/selectors/sample_selector.h"
 
+#include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace nnr::bandits {
 
 namespace {
 [[noreturn]] void fail(const std::string& message) { throw BanditError("[sample selector] " + message); }
+
+// Positions 0..n-1 in random order, one at a time: a Fisher-Yates shuffle with the swaps kept
+// sparse, so drawing m of n costs O(m), not O(n).
+class SparseShuffle {
+ public:
+  explicit SparseShuffle(size_t n) : n_(n) {}
+  size_t remaining() const { return n_ - i_; }
+  size_t next(BanditRng& rng) {
+    const size_t j = i_ + static_cast<size_t>(rng.below(n_ - i_));
+    const size_t pick = at(j);
+    swapped_[j] = at(i_);
+    ++i_;
+    return pick;
+  }
+
+ private:
+  size_t at(size_t i) const {
+    const auto it = swapped_.find(i);
+    return it == swapped_.end() ? i : it->second;
+  }
+  size_t n_;
+  size_t i_ = 0;
+  std::unordered_map<size_t, size_t> swapped_;
+};
+
+std::vector<size_t> draw_positions(BanditRng& rng, size_t n, size_t take) {
+  SparseShuffle shuffle(n);
+  std::vector<size_t> out;
+  out.reserve(take);
+  for (size_t i = 0; i < take; ++i) out.push_back(shuffle.next(rng));
+  return out;
+}
 }  // namespace
 
 SampleSelector::SampleSelector(std::unique_ptr<Policy> policy, uint64_t seed)
@@ -42,20 +76,31 @@ SampleSelector::Minibatch SampleSelector::select(size_t batch_size) {
   Minibatch batch;
   batch.group = policy_->select();
   const auto& pool = groups_.at(batch.group);
-  const size_t n = pool.size();
-  const size_t take = std::min(batch_size, n);
-  // Partial Fisher-Yates over positions, with the swaps kept sparse: O(take), not O(n).
-  std::unordered_map<size_t, size_t> swapped;
-  auto at = [&](size_t i) {
-    const auto it = swapped.find(i);
-    return it == swapped.end() ? i : it->second;
-  };
-  batch.indices.reserve(take);
-  for (size_t i = 0; i < take; ++i) {
-    const size_t j = i + static_cast<size_t>(rng_.below(n - i));
-    const size_t pick = at(j);
-    swapped[j] = at(i);
-    batch.indices.push_back(pool[pick]);
+  const size_t take = std::min(batch_size, pool.size());
+  batch.indices.reserve(mixed_batches_ ? batch_size : take);
+  for (size_t pos : draw_positions(rng_, pool.size(), take)) batch.indices.push_back(pool[pos]);
+  batch.from_group = batch.indices.size();
+  if (mixed_batches_ && batch.indices.size() < batch_size) {
+    // Top up from the other groups: positions in their concatenation, drawn without
+    // replacement until the batch is full (a sample index already in it is skipped, in case
+    // groups overlap).
+    std::vector<const std::vector<int64_t>*> others;
+    std::vector<size_t> ends;  // cumulative sizes
+    size_t total = 0;
+    for (const auto& [id, indices] : groups_) {
+      if (id == batch.group) continue;
+      others.push_back(&indices);
+      total += indices.size();
+      ends.push_back(total);
+    }
+    std::unordered_set<int64_t> in_batch(batch.indices.begin(), batch.indices.end());
+    SparseShuffle shuffle(total);
+    while (batch.indices.size() < batch_size && shuffle.remaining() > 0) {
+      const size_t pos = shuffle.next(rng_);
+      const size_t g = static_cast<size_t>(std::upper_bound(ends.begin(), ends.end(), pos) - ends.begin());
+      const int64_t index = (*others[g])[pos - (g == 0 ? 0 : ends[g - 1])];
+      if (in_batch.insert(index).second) batch.indices.push_back(index);
+    }
   }
   pending_ = batch.group;
   return batch;
@@ -75,6 +120,7 @@ nlohmann::json SampleSelector::save_state() const {
           {"groups", groups},
           {"pending", pending_ ? nlohmann::json(*pending_) : nlohmann::json(nullptr)},
           {"rng", {r[0], r[1], r[2], r[3]}},
+          {"mixed_batches", mixed_batches_},
           {"policy", policy_->save_state()}};
 }
 
@@ -93,6 +139,7 @@ void SampleSelector::load_state(const nlohmann::json& state) {
     if (pending && !groups.count(*pending)) fail("saved pending group is not a saved group");
     const auto words = state.at("rng").get<std::vector<uint64_t>>();
     if (words.size() != 4) fail("generator state must have 4 words");
+    const bool mixed = state.value("mixed_batches", false);  // absent in states saved before it existed
     std::vector<ArmId> ids;
     for (const auto& kv : groups) ids.push_back(kv.first);
     std::vector<ArmId> policy_ids;
@@ -101,6 +148,7 @@ void SampleSelector::load_state(const nlohmann::json& state) {
     policy_->load_state(state.at("policy"));
     groups_ = std::move(groups);
     pending_ = pending;
+    mixed_batches_ = mixed;
     rng_.set_state({words[0], words[1], words[2], words[3]});
   } catch (const nlohmann::json::exception& e) {
     fail(std::string("malformed state: ") + e.what());

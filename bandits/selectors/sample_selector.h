@@ -21,7 +21,10 @@ class SampleSelector {
  public:
   struct Minibatch {
     ArmId group = -1;
-    std::vector<int64_t> indices;  // distinct sample indices of that group
+    // Distinct sample indices: the chosen group's first (`from_group` of them), then, with
+    // mixed batches, the top-up from the other groups.
+    std::vector<int64_t> indices;
+    size_t from_group = 0;
   };
 
   // Takes the policy; its live arms, if any, must be added as groups before select().
@@ -35,8 +38,15 @@ class SampleSelector {
   size_t group_count() const { return groups_.size(); }
 
   // A group chosen by the policy and min(batch_size, group size) distinct indices from it,
-  // in random order. batch_size >= 1.
+  // in random order. batch_size >= 1. With mixed batches, a group smaller than batch_size is
+  // topped up with distinct samples drawn uniformly from the other groups (every sample of
+  // theirs equally likely), so the batch has exactly batch_size indices whenever the groups
+  // hold that many distinct samples in total (fewer only if they do not). The reward still
+  // goes to the chosen group.
   Minibatch select(size_t batch_size);
+  // Mixed batches on or off (default off); saved with the state.
+  void set_mixed_batches(bool on) { mixed_batches_ = on; }
+  bool mixed_batches() const { return mixed_batches_; }
   // The reward for the last select(); exactly one update per select.
   void update(double reward);
 
@@ -52,6 +62,7 @@ class SampleSelector {
   BanditRng rng_;
   std::map<ArmId, std::vector<int64_t>> groups_;
   std::optional<ArmId> pending_;
+  bool mixed_batches_ = false;
 };
 
 }  // namespace nnr::bandits

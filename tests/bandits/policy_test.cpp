@@ -14,7 +14,7 @@ namespace {
 
 const std::vector<std::string> kAllPolicies = {
     "uniform", "epsilon-greedy", "ucb1",  "kl-ucb",         "thompson",           "thompson-gaussian",
-    "exp3",    "exp3s",          "norm:ucb1", "discounted-ucb", "sliding-window-ucb"};
+    "exp3",    "exp3s",          "norm:ucb1", "discounted-ucb", "sliding-window-ucb", "exp3m"};
 
 std::unique_ptr<Policy> with_arms(const std::string& name, int arms, uint64_t seed = 1) {
   auto p = make_policy(name, {{"seed", static_cast<double>(seed)}});
@@ -75,7 +75,9 @@ TEST_CASE("select_k returns k distinct live arms and never a retired one", "[ban
         CHECK(chosen.size() == k);
         CHECK(std::set<ArmId>(chosen.begin(), chosen.end()).size() == k);
         for (ArmId a : chosen) CHECK(p->has_arm(a));
-        for (ArmId a : chosen) p->update(a, 0.5);
+        std::vector<std::pair<ArmId, double>> rewards;
+        for (ArmId a : chosen) rewards.emplace_back(a, 0.5);
+        p->update_round(rewards);
       }
       CHECK(p->select() != 30);
     }
@@ -119,12 +121,12 @@ TEST_CASE("same seed gives the same choices; another seed differs", "[bandits]")
       c->update(cc.back(), env_c.uniform());
     }
     CHECK(ca == cb);
-    if (name == "uniform" || name == "thompson" || name == "exp3" || name == "exp3s") CHECK(ca != cc);
+    if (name == "uniform" || name == "thompson" || name == "exp3" || name == "exp3s" || name == "exp3m") CHECK(ca != cc);
   }
 }
 
 TEST_CASE("policies that need rewards in [0, 1] say so and point to the normaliser", "[bandits]") {
-  for (const std::string name : {"ucb1", "kl-ucb", "thompson", "exp3", "exp3s", "discounted-ucb", "sliding-window-ucb"}) {
+  for (const std::string name : {"ucb1", "kl-ucb", "thompson", "exp3", "exp3s", "exp3m", "discounted-ucb", "sliding-window-ucb"}) {
     INFO(name);
     auto p = with_arms(name, 2);
     CHECK_THROWS_WITH(p->update(0, 3.5), Catch::Contains("outside [0, 1]") && Catch::Contains("norm:"));

@@ -113,10 +113,11 @@ TEST_CASE("weight selector: rows of Linear and Conv weights, biases follow, budg
         }
         CHECK(opened == sel.selected_numel());
         if (budget == 1.0) CHECK(opened == total);
-        // Greedy fill: no unopened group would still fit.
+        // Greedy fill: not one row of an unopened group would still fit (a group that does
+        // not fit whole is opened partially).
         for (const auto& g : sel.groups())
           if (!std::count(sel.selected().begin(), sel.selected().end(), g.id))
-            CHECK(g.numel > sel.budget_numel() - sel.selected_numel());
+            CHECK(g.row_numel > sel.budget_numel() - sel.selected_numel());
         sel.update(0.5);
       }
     }
@@ -133,9 +134,16 @@ TEST_CASE("weight selector: whole-parameter groups, reproducibility and state", 
     const auto ma = a.select(), mb = b.select();
     CHECK(a.selected() == b.selected());
     CHECK(a.selected_numel() <= a.budget_numel());
+    // A parameter is open whole, closed, or (the group that did not fit whole) partly open.
     for (size_t i = 0; i < ma.size(); ++i) {
-      CHECK((ma[i].selects_all() || ma[i].selects_none()));
+      const auto& g = a.groups()[i / 2];  // one group per weight, its bias follows
+      const auto it = std::find_if(a.opened().begin(), a.opened().end(),
+                                   [&](const OpenedGroup& o) { return o.id == g.id; });
+      if (it == a.opened().end()) CHECK(ma[i].selects_none());
+      else if (!it->partial) CHECK(ma[i].selects_all());
+      else CHECK(ma[i].rows == it->rows);
       CHECK(ma[i].kind == mb[i].kind);
+      CHECK(ma[i].rows == mb[i].rows);
     }
     a.update(round % 2 ? 1.0 : 0.0);
     b.update(round % 2 ? 1.0 : 0.0);

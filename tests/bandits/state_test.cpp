@@ -6,14 +6,18 @@ using namespace nnr::bandits;
 
 namespace {
 
-// Runs `steps` select/update steps (k arms at a time) with rewards from its own stream.
+// Runs `steps` rounds (k arms at a time, their rewards reported as one round) with rewards
+// from its own stream.
 std::vector<ArmId> play(Policy& p, BanditRng& env, int steps, size_t k) {
   std::vector<ArmId> chosen;
   for (int t = 0; t < steps; ++t) {
+    std::vector<std::pair<ArmId, double>> rewards;
     for (ArmId a : p.select_k(k)) {
       chosen.push_back(a);
-      p.update(a, env.uniform() < 0.2 + 0.01 * static_cast<double>(a) ? 1.0 : 0.0);
+      rewards.emplace_back(a, env.uniform() < 0.2 + 0.01 * static_cast<double>(a) ? 1.0 : 0.0);
     }
+    if (k == 1) p.update(rewards[0].first, rewards[0].second);
+    else p.update_round(rewards);
   }
   return chosen;
 }
@@ -24,6 +28,7 @@ TEST_CASE("save, restore and continue gives exactly the choices of never stoppin
   std::vector<std::string> names = policy_names();
   names.push_back("norm:thompson");
   names.push_back("norm:sliding-window-ucb");
+  names.push_back("norm:exp3m");
   for (const auto& name : names) {
     for (size_t k : {size_t{1}, size_t{3}}) {
       INFO(name << " k=" << k);
