@@ -6,7 +6,18 @@
 // others shrink to their new quotas by evicting uniformly at random. Within a group, arrivals are
 // kept by reservoir sampling (Vitter's algorithm R over all the group's arrivals so far), so every
 // sample a group has ever been offered is in the store with the same probability.
-// All randomness comes from the memory's own seeded generator, whose state is saved with it.
+// All randomness comes from the memory's own seeded generator, whose state is saved with it: it is
+// re-seeded at every add() from (seed, number of adds so far), so that pair is its whole state and a
+// restored memory continues exactly as one that was never saved.
+//
+// Cluster grouping re-clusters everything at each add(), so a cluster's reservoir starts from the
+// stored samples that land in it. Its n ("offered") is then estimated: a stored sample from a group
+// that kept s of its n arrivals stands for n / s of them (its inverse inclusion probability), and a
+// cluster's n is the rounded sum over its stored samples (at least their count), plus its new
+// arrivals. Where the stored samples came from groups kept at different rates, or where a quota
+// grows (a cluster emptied), the reservoir is only approximately uniform; with Chunk and Class
+// grouping quotas never grow and every arrival a group was offered is stored with probability
+// exactly quota / n.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -25,7 +36,7 @@ MemoryGrouping parse_memory_grouping(const std::string& name);
 std::string to_string(MemoryGrouping grouping);
 
 struct ReplayMemoryOptions {
-  int64_t capacity = 1000;  // samples; 0: the memory stays empty
+  int64_t capacity = 1000;  // samples; 0: the memory stays empty (Cluster: no embedding, no group counts)
   MemoryGrouping grouping = MemoryGrouping::Chunk;
   int clusters = 8;         // Cluster grouping: k of k-means
   uint64_t seed = 0;
@@ -48,7 +59,8 @@ class ReplayMemory {
   int64_t size() const;
   int64_t capacity() const { return options_.capacity; }
   const ReplayMemoryOptions& options() const { return options_; }
-  // Live group ids, increasing.
+  // Live group ids that hold at least one sample, increasing. (Groups offered samples but given a
+  // quota of 0, when there are more groups than capacity, count toward the quotas but are not listed.)
   std::vector<int64_t> group_ids() const;
   // Positions in dataset() of the samples of one group.
   std::vector<int64_t> group_members(int64_t group) const;
@@ -66,10 +78,13 @@ class ReplayMemory {
   ReplayMemoryOptions options_;
   Shape sample_shape_;
   int32_t num_classes_;
-  Rng rng_;
+  Rng rng_;  // the next add()'s generator, seeded from (options_.seed, adds_)
   Dataset stored_;
   std::vector<int64_t> group_of_;  // per stored sample
-  std::vector<std::pair<int64_t, int64_t>> offered_;  // (group, arrivals so far)
+  std::vector<std::pair<int64_t, int64_t>> offered_;  // (group, arrivals so far), increasing group
+  std::vector<int64_t> arrival_of_;  // per stored sample: its arrival number over all adds
+  int64_t arrivals_ = 0;             // samples offered so far, all groups
+  int64_t adds_ = 0;                 // add() calls so far: the generator's stream number
 };
 
 }  // namespace nnr
