@@ -13,8 +13,9 @@
 //             (bilinear, zero outside; images are [C, H, W]).
 //   drift     a serving stream: the training set dealt into `chunks` disjoint chunks whose class
 //             priors shift gradually; `initial_classes` classes are there from the start and the
-//             rest appear part-way; label_noise flips that fraction of training labels (not
-//             validation or test labels) to another class.
+//             rest appear part-way; a chunk's test part follows its class mix; label_noise flips
+//             that fraction of training labels (not validation or test labels) to another class
+//             of the same chunk. The exact priors are in stream.cpp (DriftPriors).
 //   files     chunks given as data specs in arrival order, "TRAIN[@TEST]"; without @TEST the last
 //             `holdout` fraction of TRAIN is the chunk's test part.
 // All randomness comes from `seed`; the same options give the same chunks on every machine.
@@ -36,7 +37,7 @@ struct StreamChunk {
 
 struct StreamOptions {
   std::string scenario = "split";     // split | permuted | rotated | drift | files
-  int chunks = 5;                     // split/permuted/rotated/drift; files: the number of specs
+  int chunks = 5;                     // split/permuted/rotated/drift; files: ignored (one per spec)
   double validation_fraction = 0.1;   // of each chunk's training data, in [0, 0.9]
   uint64_t seed = 0;
   int64_t train_samples = 0;          // > 0: keep a seeded random subset of that many training
@@ -50,8 +51,9 @@ struct StreamOptions {
 };
 
 // The chunks of a stream built from a data set's train and test splits (split, permuted,
-// rotated, drift). Throws nnr::InvalidArgument naming the bad option (too many chunks for the
-// classes, a fraction out of range, unlabelled data, mismatched sample shapes).
+// rotated, drift; "files" is make_file_stream's). Throws nnr::InvalidArgument naming the bad option
+// (too many chunks for the classes, a fraction out of range, unlabelled data, mismatched sample
+// shapes, a chunk left with fewer than 2 training samples or no test samples).
 std::vector<StreamChunk> make_stream(const Dataset& train, const Dataset& test, const StreamOptions& options);
 
 // The chunks of a `files` stream: loads every spec (load_dataset); all must share one sample
