@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "kernels/cuda_check.h"
 #include "kernels/launch.h"
@@ -23,11 +24,17 @@ __global__ void scale_kernel(int64_t n, float* __restrict__ c, float beta) {
 }  // namespace
 
 BlasHandle::BlasHandle(cudaStream_t stream, bool allow_tf32, size_t workspace_bytes)
-    : stream_(stream), workspace_(workspace_bytes) {
+    : BlasHandle(stream, DeviceBuffer(workspace_bytes), allow_tf32) {}
+
+BlasHandle::BlasHandle(cudaStream_t stream, CachingAllocator& allocator, bool allow_tf32, size_t workspace_bytes)
+    : BlasHandle(stream, DeviceBuffer(workspace_bytes, allocator), allow_tf32) {}
+
+BlasHandle::BlasHandle(cudaStream_t stream, DeviceBuffer workspace, bool allow_tf32)
+    : stream_(stream), workspace_(std::move(workspace)) {
   NNR_CUBLAS_CHECK(cublasCreate(&handle_));
   try {
     NNR_CUBLAS_CHECK(cublasSetStream(handle_, stream_));
-    if (workspace_bytes) NNR_CUBLAS_CHECK(cublasSetWorkspace(handle_, workspace_.data(), workspace_.bytes()));
+    if (!workspace_.empty()) NNR_CUBLAS_CHECK(cublasSetWorkspace(handle_, workspace_.data(), workspace_.bytes()));
     NNR_CUBLAS_CHECK(cublasSetPointerMode(handle_, CUBLAS_POINTER_MODE_HOST));
     set_allow_tf32(allow_tf32);
   } catch (...) {

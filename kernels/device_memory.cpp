@@ -1,10 +1,13 @@
 #include "kernels/device_memory.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kernels/cuda_check.h"
 
@@ -26,31 +29,120 @@ class RelaxedCaptureMode {
   cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
 };
 
-void free_or_log(void* block, const char* where) noexcept {
-  const cudaError_t status = cudaFree(block);
-  if (status != cudaSuccess) std::fprintf(stderr, "[CachingAllocator] cudaFree failed %s: %s\n", where, cudaGetErrorString(status));
+class CudaSegmentSource final : public SegmentSource {
+ public:
+  cudaError_t malloc_segment(void** segment, size_t bytes, bool capturing) noexcept override {
+    cudaError_t status = cudaSuccess;
+    if (capturing) {
+      RelaxedCaptureMode relaxed;
+      status = cudaMalloc(segment, bytes);
+    } else {
+      status = cudaMalloc(segment, bytes);
+    }
+    if (status != cudaSuccess) {
+      (void)cudaGetLastError();  // a failed cudaMalloc must not surface at the next launch check
+      *segment = nullptr;
+    }
+    return status;
+  }
+  cudaError_t free_segment(void* segment) noexcept override { return cudaFree(segment); }
+};
+
+size_t round_up(size_t bytes, size_t multiple) { return (bytes + multiple - 1) / multiple * multiple; }
+
+std::string mib(int64_t bytes) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%lld bytes (%.1f MiB)", static_cast<long long>(bytes),
+                static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return text;
 }
 
 }  // namespace
 
+SegmentSource& cuda_segment_source() {
+  static SegmentSource& source = *new CudaSegmentSource();  // never destroyed: static allocators may outlive main
+  return source;
+}
+
+// One cudaMalloc.
+struct CachingAllocator::Segment {
+  char* base = nullptr;
+  size_t size = 0;
+  bool small = false;
+  int64_t live_blocks = 0;  // blocks handed out
+};
+
+// A piece of a segment: the segment is tiled by its blocks, linked in address order.
+struct CachingAllocator::Block {
+  Segment* segment = nullptr;
+  char* ptr = nullptr;
+  size_t size = 0;
+  Block* prev = nullptr;
+  Block* next = nullptr;
+  PoolId pool = 0;  // owner: 0 the shared cache, else a private pool
+  bool allocated = false;
+  uint64_t freed_at = 0;  // clock_ when last freed (ByAge)
+  bool whole() const { return !prev && !next; }
+};
+
+bool CachingAllocator::BySize::operator()(const Block* a, const Block* b) const {
+  return a->size != b->size ? a->size < b->size : a->ptr < b->ptr;
+}
+bool CachingAllocator::BySize::operator()(const Block* a, const SizeKey& b) const {
+  const auto address = reinterpret_cast<uintptr_t>(a->ptr);
+  return a->size != b.size ? a->size < b.size : address < b.address;
+}
+bool CachingAllocator::BySize::operator()(const SizeKey& a, const Block* b) const {
+  const auto address = reinterpret_cast<uintptr_t>(b->ptr);
+  return a.size != b->size ? a.size < b->size : a.address < address;
+}
+bool CachingAllocator::ByAge::operator()(const Block* a, const Block* b) const {
+  return a->freed_at != b->freed_at ? a->freed_at < b->freed_at : a->ptr < b->ptr;
+}
+
+size_t CachingAllocator::segment_size(size_t rounded) {
+  if (rounded <= kSmallRequestMax) return kSmallSegmentBytes;
+  if (rounded < kLargeSegmentMin) return kMediumSegmentBytes;
+  if (rounded > SIZE_MAX - kLargeRounding) return rounded;  // cannot be had anyway: let cudaMalloc say so
+  return round_up(rounded, kLargeRounding);
+}
+
+CachingAllocator::CachingAllocator(size_t max_cached_bytes, SegmentSource* source)
+    : source_(source ? source : &cuda_segment_source()), max_cached_bytes_(max_cached_bytes) {}
+
 CachingAllocator::~CachingAllocator() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (stats_.bytes_in_use != 0)
-    std::fprintf(stderr, "[CachingAllocator] destroyed with %lld bytes still in use\n",
+    std::fprintf(stderr, "[CachingAllocator] destroyed with %lld bytes still in use (leaked)\n",
                  static_cast<long long>(stats_.bytes_in_use));
-  for (auto& bin : free_blocks_)
-    for (void* block : bin.second) free_or_log(block, "in destructor");
-  for (auto& pool : pool_free_blocks_)
-    for (auto& bin : pool.second)
-      for (void* block : bin.second) free_or_log(block, "in destructor");
+  for (auto& entry : segments_) {
+    Segment* segment = entry.second;
+    if (segment->live_blocks == 0) {
+      const cudaError_t status = source_->free_segment(segment->base);
+      if (status != cudaSuccess)
+        std::fprintf(stderr, "[CachingAllocator] cudaFree failed in destructor: %s\n", cudaGetErrorString(status));
+    }
+    delete segment;
+  }
+  std::vector<Block*> blocks;
+  for (FreeSet* set : {&shared_.small, &shared_.large}) blocks.insert(blocks.end(), set->begin(), set->end());
+  for (auto& pool : pools_)
+    for (FreeSet* set : {&pool.second.small, &pool.second.large}) blocks.insert(blocks.end(), set->begin(), set->end());
+  for (auto& entry : allocated_) blocks.push_back(entry.second);
+  for (Block* block : blocks) delete block;
 }
 
-void* CachingAllocator::take_from(Bins& bins, size_t size) {
-  auto bin = bins.find(size);
-  if (bin == bins.end() || bin->second.empty()) return nullptr;
-  void* block = bin->second.back();
-  bin->second.pop_back();
-  return block;
+CachingAllocator::FreeBlocks& CachingAllocator::owner_of(const Block* block) {
+  return block->pool ? pools_.at(block->pool) : shared_;
+}
+
+void CachingAllocator::add_free_bytes(const Block* block, int64_t bytes) {
+  (block->pool ? stats_.bytes_pooled : stats_.bytes_cached) += bytes;
+}
+
+CachingAllocator::Block* CachingAllocator::best_fit(FreeSet& blocks, size_t size) {
+  const auto found = blocks.lower_bound(SizeKey{size, 0});
+  return found == blocks.end() ? nullptr : *found;
 }
 
 void* CachingAllocator::allocate(size_t bytes) {
@@ -61,107 +153,235 @@ void* CachingAllocator::allocate(size_t bytes) {
     throw_cuda_error("cuda", ("cudaMalloc(" + std::to_string(bytes) + " bytes)").c_str(),
                      "request too large to round to the allocation granularity", __FILE__, __LINE__);
   const size_t size = rounded_size(bytes);
-  const auto signed_size = static_cast<int64_t>(size);
+  const bool small = size <= kSmallRequestMax;
   std::lock_guard<std::mutex> lock(mutex_);
   const PoolId open = open_pool_for_caller();
-  if (open) {
-    if (void* block = take_from(pool_free_blocks_[open], size)) {
-      ++stats_.cache_hits;
-      stats_.bytes_pooled -= signed_size;
-      stats_.bytes_in_use += signed_size;
-      return block;
-    }
-  }
-  // A shared or fresh block joins the open pool; the bookkeeping entry is made first so that a
-  // failure to record it leaves the block where it was.
-  const auto join_open_pool = [&](void* block) {
-    if (open) pool_of_block_.emplace(block, open);
-  };
-  auto bin = free_blocks_.find(size);
-  if (bin != free_blocks_.end() && !bin->second.empty()) {
-    join_open_pool(bin->second.back());
-    void* block = take_from(free_blocks_, size);
+  Block* found = open ? best_fit(pools_.at(open).of(small), size) : nullptr;
+  if (!found) found = best_fit(shared_.of(small), size);
+  if (found) {
+    void* block = hand_out(found, size, open);
     ++stats_.cache_hits;
-    stats_.bytes_cached -= signed_size;
-    stats_.bytes_in_use += signed_size;
     return block;
   }
-  void* block = nullptr;
-  cudaError_t status = cudaSuccess;
-  if (open) {
-    RelaxedCaptureMode relaxed;
-    status = cudaMalloc(&block, size);
-    ++stats_.malloc_calls;
-  } else {
-    status = cudaMalloc(&block, size);
-    ++stats_.malloc_calls;
-    if (status == cudaErrorMemoryAllocation && stats_.bytes_cached > 0) {
-      (void)cudaGetLastError();  // clear the sticky-free error state before retrying
-      release_cached_locked();
-      status = cudaMalloc(&block, size);
+  return hand_out(new_segment(size, small, open, bytes), size, open);
+}
+
+// `block` is free (in its owner's free set); it leaves it, split first when the remainder is
+// worth keeping, and is handed out, joining the open pool if there is one. The remainder keeps
+// the owner the block had.
+void* CachingAllocator::hand_out(Block* block, size_t size, PoolId open) {
+  FreeSet& set = owner_of(block).of(block->segment->small);
+  const size_t remainder = block->size - size;
+  const bool split = block->segment->small ? remainder >= kGranularity : remainder > kSmallRequestMax;
+  std::unique_ptr<Block> rest;
+  if (split) rest = std::make_unique<Block>();
+  allocated_.emplace(block->ptr, block);  // the last step that can throw: nothing has changed yet
+  auto node = set.extract(block);
+  whole_free_.erase(block);
+  add_free_bytes(block, -static_cast<int64_t>(block->size));
+  if (split) {
+    Block* r = rest.release();
+    r->segment = block->segment;
+    r->ptr = block->ptr + size;
+    r->size = remainder;
+    r->prev = block;
+    r->next = block->next;
+    if (r->next) r->next->prev = r;
+    r->pool = block->pool;
+    r->freed_at = block->freed_at;
+    block->next = r;
+    block->size = size;
+    node.value() = r;  // the extracted node carries the remainder back: no allocation, no throw
+    set.insert(std::move(node));
+    add_free_bytes(r, static_cast<int64_t>(remainder));
+    ++stats_.splits;
+  }
+  block->allocated = true;
+  if (open) block->pool = open;
+  ++block->segment->live_blocks;
+  stats_.bytes_in_use += static_cast<int64_t>(block->size);
+  return block->ptr;
+}
+
+// A new segment for a request of `size` (rounded) bytes, as one free block of the shared cache.
+CachingAllocator::Block* CachingAllocator::new_segment(size_t size, bool small, PoolId open, size_t requested) {
+  const size_t bytes = segment_size(size);
+  auto segment = std::make_unique<Segment>();
+  auto block = std::make_unique<Block>();
+  void* base = nullptr;
+  cudaError_t status = source_->malloc_segment(&base, bytes, open != 0);
+  ++stats_.malloc_calls;
+  const char* after = "";
+  if (status == cudaErrorMemoryAllocation) {
+    if (capturing_) {
+      after = "; the cache was not released: a capture pool is open";
+    } else {
+      release_cached_locked(true);
+      ++stats_.oom_retries;
+      status = source_->malloc_segment(&base, bytes, false);
       ++stats_.malloc_calls;
+      after = "; retried after cudaFree of every free cached segment";
     }
   }
   if (status != cudaSuccess) {
-    (void)cudaGetLastError();
-    throw_cuda_error("cuda", ("cudaMalloc(" + std::to_string(size) + " bytes)").c_str(), cudaGetErrorString(status),
-                     __FILE__, __LINE__);
+    const std::string message = std::string(cudaGetErrorString(status)) + " (request of " + std::to_string(requested) +
+                                " bytes, a new segment of " + std::to_string(bytes) + "; allocator: in use " +
+                                mib(stats_.bytes_in_use) + ", cached " + mib(stats_.bytes_cached) + ", pooled " +
+                                mib(stats_.bytes_pooled) + ", reserved " + mib(stats_.bytes_reserved) + " in " +
+                                std::to_string(stats_.segments) + " segments" + after + ")";
+    throw_cuda_error("cuda", ("cudaMalloc(" + std::to_string(bytes) + " bytes)").c_str(), message.c_str(), __FILE__,
+                     __LINE__);
   }
+  segment->base = static_cast<char*>(base);
+  segment->size = bytes;
+  segment->small = small;
+  block->segment = segment.get();
+  block->ptr = segment->base;
+  block->size = bytes;
+  block->freed_at = ++clock_;
   try {
-    join_open_pool(block);
+    segments_.emplace(segment->base, segment.get());
+    shared_.of(small).insert(block.get());
   } catch (...) {
-    if (!open) {  // while capturing, cudaFree would end the capture: the block is leaked instead
-      free_or_log(block, "after a failed pool entry");
+    segments_.erase(segment->base);
+    if (open) {  // cudaFree would end the capture: the segment is leaked instead
+      std::fprintf(stderr, "[CachingAllocator] out of host memory during a capture: %zu device bytes leaked\n", bytes);
+    } else {
+      (void)source_->free_segment(base);
       ++stats_.free_calls;
     }
     throw;
   }
-  stats_.bytes_in_use += signed_size;
-  return block;
+  segment.release();
+  stats_.bytes_cached += static_cast<int64_t>(bytes);
+  stats_.bytes_reserved += static_cast<int64_t>(bytes);
+  stats_.peak_bytes_reserved = std::max(stats_.peak_bytes_reserved, stats_.bytes_reserved);
+  ++stats_.segments;
+  return block.release();
 }
 
-void CachingAllocator::deallocate(void* block, size_t bytes) noexcept {
-  if (!block) return;
-  const size_t size = rounded_size(bytes);
-  const auto signed_size = static_cast<int64_t>(size);
-  std::lock_guard<std::mutex> lock(mutex_);
-  stats_.bytes_in_use -= signed_size;
-  const PoolId open = open_pool_for_caller();
-  try {
-    // A block freed while a pool is open joins it: the work being captured may have used it.
-    PoolId pool = 0;
-    const auto owner = pool_of_block_.find(block);
-    if (owner != pool_of_block_.end()) {
-      pool = owner->second;
-    } else if (open) {
-      pool = open;
-      pool_of_block_.emplace(block, pool);
-    }
-    if (pool) {
-      pool_free_blocks_[pool][size].push_back(block);
-      stats_.bytes_pooled += signed_size;
+// `block` (free, in no set, its owner set) merges with its free neighbours of the same owner and
+// joins its owner's free blocks.
+void CachingAllocator::put_free(Block* block) noexcept {
+  FreeSet& set = owner_of(block).of(block->segment->small);
+  FreeSet::node_type node;
+  for (Block* neighbour : {block->prev, block->next}) {
+    if (!neighbour || neighbour->allocated || neighbour->pool != block->pool) continue;
+    FreeSet::node_type taken = set.extract(neighbour);  // a neighbour is never a whole segment
+    if (node.empty()) node = std::move(taken);
+    add_free_bytes(neighbour, -static_cast<int64_t>(neighbour->size));
+    if (neighbour == block->prev) {
+      block->ptr = neighbour->ptr;
+      block->prev = neighbour->prev;
+      if (block->prev) block->prev->next = block;
     } else {
-      free_blocks_[size].push_back(block);
-      stats_.bytes_cached += signed_size;
+      block->next = neighbour->next;
+      if (block->next) block->next->prev = block;
     }
-  } catch (...) {  // a bin could not grow: give the block back to the driver instead
-    pool_of_block_.erase(block);
-    if (open) {  // cudaFree would end the capture: leak the block rather than break the graph
-      std::fprintf(stderr, "[CachingAllocator] out of host memory during a capture: %zu device bytes leaked\n", size);
-      return;
-    }
-    free_or_log(block, "in deallocate");
-    ++stats_.free_calls;
+    block->size += neighbour->size;
+    delete neighbour;
+    ++stats_.merges;
   }
+  block->freed_at = ++clock_;
+  try {
+    if (node.empty()) {
+      set.insert(block);
+    } else {
+      node.value() = block;
+      set.insert(std::move(node));
+    }
+  } catch (...) {
+    std::fprintf(stderr, "[CachingAllocator] out of host memory: a free block of %zu bytes is lost until destruction\n",
+                 block->size);
+    return;
+  }
+  add_free_bytes(block, static_cast<int64_t>(block->size));
+  if (!block->pool && block->whole()) {
+    try {
+      whole_free_.insert(block);
+    } catch (...) {
+      std::fprintf(stderr, "[CachingAllocator] out of host memory: a free segment of %zu bytes will not be released\n",
+                   block->size);
+    }
+  }
+}
+
+void CachingAllocator::deallocate(void* ptr, size_t bytes) noexcept {
+  if (!ptr) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto found = allocated_.find(ptr);
+  if (found == allocated_.end()) {
+    std::fprintf(stderr, "[CachingAllocator] deallocate(%p, %zu): not a block it handed out; ignored\n", ptr, bytes);
+    return;
+  }
+  Block* block = found->second;
+  allocated_.erase(found);
+  block->allocated = false;
+  --block->segment->live_blocks;
+  stats_.bytes_in_use -= static_cast<int64_t>(block->size);
+  // A block freed while the caller's pool is open joins it: the work being captured may have used it.
+  if (!block->pool) block->pool = open_pool_for_caller();
+  put_free(block);
+  enforce_bound_locked();
+}
+
+void CachingAllocator::free_segment_locked(Block* whole, bool eviction, bool throw_on_error) {
+  Segment* segment = whole->segment;
+  void* base = segment->base;
+  const auto bytes = static_cast<int64_t>(segment->size);
+  // The bookkeeping goes first: if cudaFree fails and throws, the segment is no longer listed (the
+  // destructor would otherwise free it a second time) and the counters match what is listed.
+  shared_.of(segment->small).erase(whole);
+  whole_free_.erase(whole);
+  segments_.erase(segment->base);
+  delete whole;
+  delete segment;
+  stats_.bytes_cached -= bytes;
+  stats_.bytes_reserved -= bytes;
+  --stats_.segments;
+  ++stats_.free_calls;
+  if (eviction) ++stats_.evictions;
+  const cudaError_t status = source_->free_segment(base);
+  if (status == cudaSuccess) return;
+  if (throw_on_error) throw_cuda_error("cuda", "cudaFree(segment)", cudaGetErrorString(status), __FILE__, __LINE__);
+  std::fprintf(stderr, "[CachingAllocator] cudaFree failed: %s\n", cudaGetErrorString(status));
+}
+
+void CachingAllocator::release_cached_locked(bool throw_on_error) {
+  while (!whole_free_.empty()) free_segment_locked(*whole_free_.begin(), false, throw_on_error);
+}
+
+void CachingAllocator::enforce_bound_locked() noexcept {
+  if (capturing_) return;  // no cudaFree while a capture may be open
+  while (static_cast<uint64_t>(stats_.bytes_cached) > max_cached_bytes_ && !whole_free_.empty())
+    free_segment_locked(*whole_free_.begin(), true, false);
+}
+
+void CachingAllocator::release_cached() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  release_cached_locked(true);
+}
+
+void CachingAllocator::set_max_cached_bytes(size_t bytes) noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);
+  max_cached_bytes_ = bytes;
+  enforce_bound_locked();
+}
+
+size_t CachingAllocator::max_cached_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return max_cached_bytes_;
 }
 
 CachingAllocator::PoolId CachingAllocator::begin_capture_pool() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (capturing_) throw Error("[CachingAllocator] a capture pool is already open");
-  capturing_ = ++last_pool_;
+  const PoolId pool = last_pool_ + 1;
+  pools_[pool];  // may throw: nothing has changed yet
+  last_pool_ = pool;
+  capturing_ = pool;
   capturing_thread_ = std::this_thread::get_id();
-  pool_free_blocks_[capturing_];
-  return capturing_;
+  return pool;
 }
 
 void CachingAllocator::end_capture_pool() noexcept {
@@ -171,49 +391,106 @@ void CachingAllocator::end_capture_pool() noexcept {
 
 void CachingAllocator::release_pool(PoolId pool) noexcept {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (!pool) return;
   if (capturing_ == pool) capturing_ = 0;
-  for (auto it = pool_of_block_.begin(); it != pool_of_block_.end();)
-    it = it->second == pool ? pool_of_block_.erase(it) : std::next(it);
-  const auto free_bins = pool_free_blocks_.find(pool);
-  if (free_bins == pool_free_blocks_.end()) return;
-  for (auto& bin : free_bins->second)
-    for (void* block : bin.second) {
-      const auto size = static_cast<int64_t>(bin.first);
-      stats_.bytes_pooled -= size;
-      try {
-        free_blocks_[bin.first].push_back(block);
-        stats_.bytes_cached += size;
-      } catch (...) {
-        free_or_log(block, "in release_pool");
-        ++stats_.free_calls;
-      }
-    }
-  pool_free_blocks_.erase(free_bins);
-}
-
-void CachingAllocator::release_cached() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  release_cached_locked();
-}
-
-void CachingAllocator::release_cached_locked() {
-  // Each block leaves its bin before cudaFree: if one cudaFree fails and throws, the blocks
-  // already freed are no longer listed (the destructor would otherwise free them a second time)
-  // and bytes_cached still matches what the bins hold.
-  for (auto& bin : free_blocks_) {
-    while (!bin.second.empty()) {
-      void* block = bin.second.back();
-      bin.second.pop_back();
-      ++stats_.free_calls;
-      stats_.bytes_cached -= static_cast<int64_t>(bin.first);
-      NNR_CUDA_CHECK(cudaFree(block));
+  for (auto& entry : allocated_)
+    if (entry.second->pool == pool) entry.second->pool = 0;
+  const auto found = pools_.find(pool);
+  if (found == pools_.end()) return;
+  for (FreeSet* set : {&found->second.small, &found->second.large}) {
+    while (!set->empty()) {
+      Block* block = *set->begin();
+      set->erase(set->begin());
+      add_free_bytes(block, -static_cast<int64_t>(block->size));
+      block->pool = 0;
+      put_free(block);  // merges with the shared free neighbours it was kept apart from
     }
   }
+  pools_.erase(found);
+  enforce_bound_locked();
 }
 
 CachingAllocator::Stats CachingAllocator::stats() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return stats_;
+}
+
+std::string CachingAllocator::check_invariants() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::string problems;
+  const auto fail = [&problems](const std::string& what) {
+    if (problems.size() < 4000) problems += what + "\n";
+  };
+  std::map<const Segment*, std::vector<const Block*>> blocks_of;
+  int64_t in_use = 0, cached = 0, pooled = 0;
+  const auto check_free_set = [&](const FreeSet& set, PoolId pool, bool small, int64_t& total) {
+    for (const Block* b : set) {
+      if (b->allocated) fail("an allocated block is in a free set");
+      if (b->pool != pool) fail("a free block is in another owner's set");
+      if (b->segment->small != small) fail("a free block is in the set of the other segment kind");
+      const bool listed = whole_free_.count(const_cast<Block*>(b)) != 0;
+      if (listed != (pool == 0 && b->whole())) fail("whole_free_ disagrees with a free block");
+      total += static_cast<int64_t>(b->size);
+      blocks_of[b->segment].push_back(b);
+    }
+  };
+  check_free_set(shared_.small, 0, true, cached);
+  check_free_set(shared_.large, 0, false, cached);
+  for (const auto& pool : pools_) {
+    check_free_set(pool.second.small, pool.first, true, pooled);
+    check_free_set(pool.second.large, pool.first, false, pooled);
+  }
+  for (const auto& entry : allocated_) {
+    const Block* b = entry.second;
+    if (!b->allocated || entry.first != b->ptr) fail("allocated_ lists a free block or under another address");
+    if (b->pool && !pools_.count(b->pool)) fail("an allocated block belongs to a released pool");
+    in_use += static_cast<int64_t>(b->size);
+    blocks_of[b->segment].push_back(b);
+  }
+  for (const Block* b : whole_free_)
+    if (b->allocated || b->pool || !b->whole()) fail("whole_free_ lists a block that is not a free shared segment");
+  int64_t reserved = 0;
+  for (const auto& entry : segments_) {
+    const Segment* segment = entry.second;
+    reserved += static_cast<int64_t>(segment->size);
+    if (entry.first != segment->base) fail("segments_ lists a segment under another address");
+    auto found = blocks_of.find(segment);
+    if (found == blocks_of.end()) {
+      fail("a segment has no listed block");
+      continue;
+    }
+    auto& blocks = found->second;
+    std::sort(blocks.begin(), blocks.end(), [](const Block* a, const Block* b) { return a->ptr < b->ptr; });
+    const char* expected = segment->base;
+    int64_t live = 0;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      const Block* b = blocks[i];
+      if (b->ptr != expected) fail("blocks do not tile their segment (gap or overlap)");
+      if ((b->ptr - segment->base) % static_cast<std::ptrdiff_t>(kGranularity) || b->size % kGranularity)
+        fail("a block is not a multiple of the granularity");
+      if (b->prev != (i ? blocks[i - 1] : nullptr) || b->next != (i + 1 < blocks.size() ? blocks[i + 1] : nullptr))
+        fail("a block's neighbour links are wrong");
+      if (i && !b->allocated && !blocks[i - 1]->allocated && b->pool == blocks[i - 1]->pool)
+        fail("two free neighbours with one owner were not merged");
+      live += b->allocated ? 1 : 0;
+      expected = b->ptr + b->size;
+    }
+    if (expected != segment->base + segment->size) fail("blocks do not cover their segment");
+    if (live != segment->live_blocks) fail("a segment's live block count is wrong");
+    blocks_of.erase(found);
+  }
+  if (!blocks_of.empty()) fail("a block belongs to no listed segment");
+  const auto check_counter = [&fail](const char* name, int64_t counted, int64_t listed) {
+    if (counted != listed) fail(std::string(name) + " " + std::to_string(counted) + " != " + std::to_string(listed));
+  };
+  check_counter("bytes_in_use", stats_.bytes_in_use, in_use);
+  check_counter("bytes_cached", stats_.bytes_cached, cached);
+  check_counter("bytes_pooled", stats_.bytes_pooled, pooled);
+  if (reserved != stats_.bytes_reserved || reserved != in_use + cached + pooled)
+    fail("bytes_reserved " + std::to_string(stats_.bytes_reserved) + " != segments " + std::to_string(reserved));
+  if (static_cast<int64_t>(segments_.size()) != stats_.segments) fail("segments count is wrong");
+  if (stats_.peak_bytes_reserved < stats_.bytes_reserved) fail("peak_bytes_reserved is below bytes_reserved");
+  return problems;
 }
 
 DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {

@@ -2,7 +2,9 @@
 // Layout: NCHW float input/output, [O, C, KH, KW] filters, cross-correlation (as PyTorch).
 // Per distinct ConvShape a Plan holds the four descriptors and, per direction, the algorithm
 // chosen once from cuDNN's heuristics (the first supported candidate within kMaxWorkspaceBytes;
-// without TF32, skipping tensor-op candidates and running with CUDNN_FMA_MATH). One workspace buffer, grown to the largest need, is reused.
+// without TF32, skipping tensor-op candidates and running with CUDNN_FMA_MATH). One workspace
+// buffer, grown to the largest need, is reused (borrowed from the handle's CachingAllocator when
+// it has one).
 // Accumulation: cuDNN's own; backward-filter uses beta = 1 to add into dw when accumulating.
 #include "kernels/dnn.h"
 
@@ -119,6 +121,7 @@ struct DnnHandle::Impl {
   bool allow_tf32 = false;
   cudnnMathType_t math = CUDNN_FMA_MATH;  // the descriptors' math mode while choosing
   std::map<ShapeKey, std::unique_ptr<Plan>> plans;
+  CachingAllocator* allocator = nullptr;  // the workspace's source; nullptr: cudaMalloc
   DeviceBuffer workspace;
   int64_t workspace_allocations = 0;
 
@@ -135,14 +138,21 @@ struct DnnHandle::Impl {
   void* workspace_for(size_t bytes) {
     if (bytes > workspace.bytes()) {
       workspace = DeviceBuffer();  // free the old block before allocating the larger one
-      workspace = DeviceBuffer(bytes);
+      workspace = allocator ? DeviceBuffer(bytes, *allocator) : DeviceBuffer(bytes);
       ++workspace_allocations;
     }
     return bytes ? workspace.data() : nullptr;
   }
 };
 
-DnnHandle::DnnHandle(cudaStream_t stream, bool allow_tf32) : impl_(std::make_unique<Impl>()) {
+DnnHandle::DnnHandle(cudaStream_t stream, bool allow_tf32) : DnnHandle(stream, nullptr, allow_tf32) {}
+
+DnnHandle::DnnHandle(cudaStream_t stream, CachingAllocator& allocator, bool allow_tf32)
+    : DnnHandle(stream, &allocator, allow_tf32) {}
+
+DnnHandle::DnnHandle(cudaStream_t stream, CachingAllocator* allocator, bool allow_tf32)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->allocator = allocator;
   impl_->allow_tf32 = allow_tf32;
   impl_->math = allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
   NNR_CUDNN_CHECK(cudnnCreate(&impl_->handle));

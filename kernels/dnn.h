@@ -5,7 +5,10 @@
 // One DnnHandle per device context: it owns the cuDNN handle bound to the engine's stream, a
 // cache of descriptors and chosen algorithms per shape (chosen once, by cuDNN's heuristics,
 // with no trial runs, so nothing is overwritten or allocated while choosing), and one workspace
-// that only grows, so a steady-state loop over the same shapes allocates nothing.
+// that only grows, so a steady-state loop over the same shapes allocates nothing. Given a
+// CachingAllocator, the workspace is borrowed from it (so its out-of-memory retry, its bound on
+// cached bytes and its counters see it, and growing it during a stream capture neither cudaFrees
+// nor breaks the capture); without one it is cudaMalloc'd directly.
 // TF32 is off unless asked for (CUDNN_FMA_MATH), so results match fp32 references.
 #include <cuda_runtime_api.h>
 
@@ -14,6 +17,8 @@
 #include <memory>
 
 namespace nnr::kernels {
+
+class CachingAllocator;
 
 struct ConvShape {
   int64_t n = 1, c = 1, h = 1, w = 1;  // input [n, c, h, w]
@@ -26,6 +31,8 @@ struct ConvShape {
 class DnnHandle {
  public:
   explicit DnnHandle(cudaStream_t stream, bool allow_tf32 = false);
+  // The workspace comes from `allocator`, which must outlive the handle.
+  DnnHandle(cudaStream_t stream, CachingAllocator& allocator, bool allow_tf32 = false);
   ~DnnHandle();
   DnnHandle(const DnnHandle&) = delete;
   DnnHandle& operator=(const DnnHandle&) = delete;
@@ -46,6 +53,7 @@ class DnnHandle {
 
  private:
   struct Impl;
+  DnnHandle(cudaStream_t stream, CachingAllocator* allocator, bool allow_tf32);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -66,7 +66,7 @@ Context::Context(int device_index) : impl_(std::make_unique<Impl>()), device_ind
   NNR_CUDA_CHECK(cudaSetDevice(device_index));
   NNR_CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
   impl_->allocator = std::make_unique<kernels::CachingAllocator>();
-  impl_->blas = std::make_unique<kernels::BlasHandle>(impl_->stream);
+  impl_->blas = std::make_unique<kernels::BlasHandle>(impl_->stream, *impl_->allocator);
 }
 
 Context::~Context() = default;
@@ -129,7 +129,7 @@ kernels::CachingAllocator& Context::allocator() { return *impl_->allocator; }
 kernels::BlasHandle& Context::blas() { return *impl_->blas; }
 #ifdef NNR_WITH_CUDNN
 kernels::DnnHandle& Context::dnn() {
-  if (!impl_->dnn) impl_->dnn = std::make_unique<kernels::DnnHandle>(impl_->stream);
+  if (!impl_->dnn) impl_->dnn = std::make_unique<kernels::DnnHandle>(impl_->stream, *impl_->allocator);
   return *impl_->dnn;
 }
 #endif

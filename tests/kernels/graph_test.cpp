@@ -147,16 +147,15 @@ TEST_CASE("blocks of a private pool stay reserved for it until the pool is relea
   allocator.deallocate(a, bytes);  // a pool block freed after the capture stays in the pool
   allocator.deallocate(c, bytes);
   REQUIRE(allocator.stats().bytes_pooled == static_cast<int64_t>(2 * size));
-  REQUIRE(allocator.stats().bytes_cached == 0);
-  const int64_t mallocs = allocator.stats().malloc_calls;
-  void* outside = allocator.allocate(bytes);  // must not get a or c
+  // The pool's blocks were cut from a 2 MiB segment whose rest stays in the shared cache.
+  void* outside = allocator.allocate(bytes);  // must not get a or c (it gets part of the shared rest)
   REQUIRE(outside != a);
   REQUIRE(outside != c);
-  REQUIRE(allocator.stats().malloc_calls == mallocs + 1);
+  const int64_t cached = allocator.stats().bytes_cached;
 
   allocator.release_pool(pool);
   REQUIRE(allocator.stats().bytes_pooled == 0);
-  REQUIRE(allocator.stats().bytes_cached == static_cast<int64_t>(2 * size));
+  REQUIRE(allocator.stats().bytes_cached == cached + static_cast<int64_t>(2 * size));
   void* again = allocator.allocate(bytes);
   REQUIRE((again == a || again == c));
   allocator.deallocate(again, bytes);
