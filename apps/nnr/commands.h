@@ -13,5 +13,6 @@ using Command = std::function<void()>;
 Command add_train(CLI::App& app);
 Command add_eval(CLI::App& app);
 Command add_predict(CLI::App& app);
+Command add_stream(CLI::App& app);
 
 }  // namespace nnr::cli

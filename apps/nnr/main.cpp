@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   const nnr::cli::Command train = nnr::cli::add_train(app);
   const nnr::cli::Command eval = nnr::cli::add_eval(app);
   const nnr::cli::Command predict = nnr::cli::add_predict(app);
+  const nnr::cli::Command stream = nnr::cli::add_stream(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("train")) train();
     else if (app.got_subcommand("eval")) eval();
     else if (app.got_subcommand("predict")) predict();
+    else if (app.got_subcommand("stream")) stream();
     return 0;
   } catch (const nnr::InvalidArgument& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

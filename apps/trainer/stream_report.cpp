@@ -67,6 +67,7 @@ json compute_json(const RoundCompute& c) {
   return {{"forward_flops", c.forward_flops},
           {"input_grad_flops", c.input_grad_flops},
           {"weight_grad_flops", c.weight_grad_flops},
+          {"other_flops", c.other_flops},
           {"train_flops", c.train_flops()},
           {"samples", c.samples},
           {"parameters_updated", c.parameters_updated},
@@ -127,7 +128,7 @@ std::string rounds_csv(const StreamReport& report) {
   const size_t columns = chunk_columns(report);
   std::string csv =
       "strategy,round,chunk,average_accuracy,validation_accuracy,lambda,forward_flops,input_grad_flops,"
-      "weight_grad_flops,train_flops,samples,parameters_updated,train_seconds,round_seconds,peak_rss_bytes";
+      "weight_grad_flops,other_flops,train_flops,samples,parameters_updated,train_seconds,round_seconds,peak_rss_bytes";
   for (size_t j = 0; j < columns; ++j) csv += ",acc_chunk_" + std::to_string(j);
   csv += "\r\n";  // RFC 4180 line ends
   for (const StrategyReport& s : report.strategies) {
@@ -144,6 +145,7 @@ std::string rounds_csv(const StreamReport& report) {
                                          std::to_string(c.forward_flops),
                                          std::to_string(c.input_grad_flops),
                                          std::to_string(c.weight_grad_flops),
+                                         std::to_string(c.other_flops),
                                          std::to_string(c.train_flops()),
                                          std::to_string(c.samples),
                                          std::to_string(c.parameters_updated),

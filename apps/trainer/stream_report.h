@@ -26,15 +26,17 @@ double backward_transfer(const AccuracyMatrix& r);
 double forgetting(const AccuracyMatrix& r);
 
 struct RoundCompute {
-  int64_t forward_flops = 0;       // what the layers executed while training this round
+  int64_t forward_flops = 0;       // what the layers executed in this round's training steps
   int64_t input_grad_flops = 0;
   int64_t weight_grad_flops = 0;
+  int64_t other_flops = 0;         // the method's other work: reward probes and gradients, λ candidates'
+                                   // validation, importance estimation (everything but test evaluation)
   int64_t samples = 0;             // training samples processed (repeats counted)
   int64_t parameters_updated = 0;  // parameter entries the round's masks opened
   double train_seconds = 0.0;      // training steps only
   double round_seconds = 0.0;      // the whole round: choice, training, consolidation, memory, evaluation
   int64_t peak_rss_bytes = 0;      // of the process, at the round's end
-  int64_t train_flops() const { return forward_flops + input_grad_flops + weight_grad_flops; }
+  int64_t train_flops() const { return forward_flops + input_grad_flops + weight_grad_flops + other_flops; }
 };
 
 struct RoundRecord {

@@ -241,9 +241,9 @@ TEST_CASE("write_stream_report writes report.json, rounds.csv and report.svg", "
   REQUIRE(lines.size() == 1 + 2 * 3);  // header, then 2 strategies × 3 rounds
   CHECK(lines[0] ==
         "strategy,round,chunk,average_accuracy,validation_accuracy,lambda,forward_flops,input_grad_flops,"
-        "weight_grad_flops,train_flops,samples,parameters_updated,train_seconds,round_seconds,peak_rss_bytes,"
+        "weight_grad_flops,other_flops,train_flops,samples,parameters_updated,train_seconds,round_seconds,peak_rss_bytes,"
         "acc_chunk_0,acc_chunk_1,acc_chunk_2");
-  for (const std::string& line : lines) CHECK(parse_csv_record(line).size() == 18);
+  for (const std::string& line : lines) CHECK(parse_csv_record(line).size() == 19);
   const std::vector<std::string> full1 = parse_csv_record(lines[2]);  // "full", round 1
   CHECK(full1[0] == "full");
   CHECK(full1[1] == "1");
@@ -251,12 +251,13 @@ TEST_CASE("write_stream_report writes report.json, rounds.csv and report.svg", "
   CHECK(std::stod(full1[3]) == Approx(0.935));
   CHECK(std::stod(full1[4]) == Approx(0.6));
   CHECK(std::stod(full1[5]) == Approx(0.25));
-  CHECK(std::stoll(full1[9]) == 3000000000);
-  CHECK(std::stoll(full1[10]) == 2000);
-  CHECK(std::stoll(full1[11]) == 1234);
-  CHECK(std::stod(full1[12]) == Approx(1.5));
-  CHECK(std::stoll(full1[14]) == 1 << 20);
-  for (size_t c = 0; c < 3; ++c) CHECK(std::stod(full1[15 + c]) == kHandMatrix[1][c]);  // round-trips exactly
+  CHECK(std::stoll(full1[9]) == 0);  // other_flops
+  CHECK(std::stoll(full1[10]) == 3000000000);
+  CHECK(std::stoll(full1[11]) == 2000);
+  CHECK(std::stoll(full1[12]) == 1234);
+  CHECK(std::stod(full1[13]) == Approx(1.5));
+  CHECK(std::stoll(full1[15]) == 1 << 20);
+  for (size_t c = 0; c < 3; ++c) CHECK(std::stod(full1[16 + c]) == kHandMatrix[1][c]);  // round-trips exactly
   const std::vector<std::string> last = parse_csv_record(lines[6]);
   CHECK(last[0] == "a<b&c");
   CHECK(std::stod(last[3]) == Approx((0.50 + 0.80 + 0.90) / 3));

@@ -1,0 +1,254 @@
+// nnr stream: retrain a model round after round on a stream of chunks and compare strategies.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <sstream>
+
+#include "apps/nnr/commands.h"
+#include "apps/nnr/device.h"
+#include "apps/trainer/retraining.h"
+#include "apps/trainer/stream.h"
+#include "apps/trainer/stream_report.h"
+#include "apps/trainer/train_loop.h"
+#include "engine/core/error.h"
+#include "engine/core/threads.h"
+#include "engine/nn/model_spec.h"
+
+namespace nnr::cli {
+namespace {
+
+struct StreamFlags {
+  std::string data = "fashion-mnist", test_data, model = "mlp:784-400-400-10", report, device = "cpu";
+  StreamOptions stream;
+  std::string strategy = "paper", compare, samples, weights, regularizer;
+  RetrainOptions retrain;
+  std::string lambda = "auto", memory_groups = "chunk", optimizer = "sgd";
+  float lr = 0.01f;
+  int threads = 0;
+  bool json = false, quiet = false;
+};
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::vector<Strategy> chosen_strategies(const StreamFlags& f) {
+  std::vector<Strategy> out;
+  if (!f.compare.empty()) {
+    for (const std::string& name : split_list(f.compare)) out.push_back(strategy_preset(name));
+    if (out.empty()) throw InvalidArgument("[stream] --compare needs preset names, e.g. finetune,full,replay,paper");
+  } else {
+    out.push_back(strategy_preset(f.strategy));
+  }
+  // --samples/--weights/--regularizer override the preset's choices (then it is a custom strategy).
+  for (Strategy& s : out) {
+    if (!f.samples.empty()) s.samples = f.samples;
+    if (!f.weights.empty()) s.weights = f.weights;
+    if (!f.regularizer.empty()) s.regularizer = f.regularizer;
+    if (!f.samples.empty() || !f.weights.empty() || !f.regularizer.empty()) s.name += "+custom";
+    validate_strategy(s);
+  }
+  return out;
+}
+
+// The report folder must be writable before the rounds run, not after.
+void prepare_report_dir(const std::string& dir) {
+  if (dir.empty()) return;
+  std::string partial;
+  for (size_t i = 0; i <= dir.size(); ++i) {
+    if (i < dir.size() && dir[i] != '/') continue;
+    partial = dir.substr(0, i);
+    if (!partial.empty()) mkdir(partial.c_str(), 0755);
+  }
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || access(dir.c_str(), W_OK) != 0)
+    throw InvalidArgument("[stream] cannot write --report " + dir + ": not a writable directory");
+}
+
+void run_stream_command(StreamFlags f) {
+  set_num_threads(f.threads);
+  const std::vector<Strategy> strategies = chosen_strategies(f);
+  if (f.lambda == "auto") {
+    f.retrain.lambda = -1.0f;
+  } else {
+    try {
+      size_t used = 0;
+      f.retrain.lambda = std::stof(f.lambda, &used);
+      if (used != f.lambda.size() || !(f.retrain.lambda >= 0.0f)) throw std::invalid_argument("");
+    } catch (const std::exception&) {
+      throw InvalidArgument("[stream] --lambda must be 'auto' or a number >= 0, got '" + f.lambda + "'");
+    }
+  }
+  f.retrain.memory_grouping = parse_memory_grouping(f.memory_groups);
+  f.retrain.optimizer = OptimizerOptions{f.optimizer, f.lr, f.retrain.optimizer.momentum, 0.0f};
+  f.stream.seed = derive_seed(f.retrain.seed, "stream");
+  prepare_report_dir(f.report);
+  const std::unique_ptr<Context> cuda = open_device(f.device, "stream");
+  f.retrain.cuda = cuda.get();
+
+  std::vector<StreamChunk> chunks;
+  if (f.stream.scenario == "files") {
+    if (f.stream.chunk_specs.size() < 2) throw InvalidArgument("[stream] --scenario files needs at least two --chunk");
+    f.stream.chunks = static_cast<int>(f.stream.chunk_specs.size());
+    chunks = make_file_stream(f.stream);
+  } else {
+    if (f.test_data.empty()) {
+      if (f.data == "fashion-mnist" || f.data == "fashion-mnist:train") f.test_data = "fashion-mnist:test";
+      else throw InvalidArgument("[stream] --test-data is required with --data " + f.data);
+    }
+    const Dataset train = load_dataset(f.data), test = load_dataset(f.test_data);
+    chunks = make_stream(train, test, f.stream);
+  }
+  check_model_accepts(build_model(f.model, 0), chunks.front().train.sample_shape(), chunks.front().train.num_classes,
+                      f.data);
+  StreamRunOptions run{f.model, f.retrain, f.stream.scenario, f.stream.scenario == "files" ? "files" : f.data, f.device};
+  std::fprintf(stderr, "nnr stream: %s, %s, %zu chunks, %s, seed %llu, %d threads%s\n", run.data.c_str(),
+               f.stream.scenario.c_str(), chunks.size(), f.model.c_str(),
+               static_cast<unsigned long long>(f.retrain.seed), num_threads(), cuda ? ", cuda" : "");
+
+  const auto on_round = [&](const std::string& strategy, const RoundRecord& r) {
+    if (f.quiet) return;
+    double acc = 0.0;
+    for (size_t j = 0; j <= static_cast<size_t>(r.round) && j < r.test_accuracy.size(); ++j) acc += r.test_accuracy[j];
+    acc /= static_cast<double>(r.round + 1);
+    std::fprintf(stderr, "%s round %d/%zu (%s): ACC %.2f %%, val %.2f %%, %.2f GFLOP, %.1f s\n", strategy.c_str(),
+                 r.round, chunks.size() - 1, r.chunk.c_str(), 100.0 * acc, 100.0 * r.validation_accuracy,
+                 static_cast<double>(r.compute.train_flops()) * 1e-9, r.compute.round_seconds);
+  };
+  StreamReport report = run_stream(chunks, strategies, run, on_round);
+  report.settings = {{"epochs", f.retrain.epochs},
+                     {"batch_size", f.retrain.batch_size},
+                     {"optimizer", f.optimizer},
+                     {"lr", f.lr},
+                     {"memory", f.retrain.memory},
+                     {"memory_groups", f.memory_groups},
+                     {"replay_fraction", f.retrain.replay_fraction},
+                     {"bandit_share", f.retrain.bandit_share},
+                     {"pull_steps", f.retrain.pull_steps},
+                     {"probe_samples", f.retrain.probe_samples},
+                     {"weight_budget", f.retrain.weight_budget},
+                     {"weight_granularity", f.retrain.weight_granularity},
+                     {"rows_per_group", f.retrain.rows_per_group},
+                     {"lambda", f.lambda},
+                     {"validation_fraction", f.stream.validation_fraction},
+                     {"chunk_samples", f.stream.train_samples}};
+  if (!f.report.empty()) write_stream_report(f.report, report);
+  if (f.json) {
+    std::printf("%s\n", to_json(report).dump(2).c_str());
+    return;
+  }
+  for (const StrategyReport& s : report.strategies) std::printf("%s\n", format_round_table(s, report.chunks).c_str());
+  std::printf("%s", format_summary_table(report).c_str());
+  if (!f.report.empty()) std::printf("report: %s/report.json, rounds.csv, report.svg\n", f.report.c_str());
+}
+
+std::string presets_help() {
+  return "\nStrategies (--strategy, --compare):\n"
+         "  finetune  the new chunk only, every weight, no penalty\n"
+         "  full      everything seen so far every round (warm-started full retraining)\n"
+         "  replay    half of each batch new data, half uniform from the replay memory\n"
+         "  ewc, si, mas   the new chunk with online EWC / SI / MAS\n"
+         "  paper     bandit-chosen samples (EXP3.S over memory groups + new chunk) and weights\n"
+         "            (Exp3.M over neuron blocks, 25 % budget) with the SNI penalty\n"
+         "  --samples new|all|replay|bandit:<policy>, --weights all|random|importance|bandit:<policy>,\n"
+         "  --regularizer none|l2|ewc|online-ewc|si|mas|sni override a preset's choices.\n"
+         "Every choice (rewards, --lambda auto, the strategy) reads the chunks' validation parts only;\n"
+         "test parts are only reported. A round trains epochs x ceil(N / batch) steps, N the new\n"
+         "chunk's samples (full: passes over everything seen).\n";
+}
+
+}  // namespace
+
+Command add_stream(CLI::App& app) {
+  auto f = std::make_shared<StreamFlags>();
+  f->retrain.seed = 1;
+  CLI::App* cmd = app.add_subcommand("stream", "Retrain a model round after round on a stream of chunks; compare strategies");
+  cmd->footer(presets_help() + "\nData specs: fashion-mnist[:train|:test], FILE.csv (label in column 0),\n"
+              "  FEATURES:LABELS (IDX or .npy files, raw or .gz).\n\n" + model_spec_help());
+  cmd->add_option("--data", f->data, "Training data spec the chunks are cut from")->capture_default_str();
+  cmd->add_option("--test-data", f->test_data, "Test data spec (default: fashion-mnist:test for fashion-mnist)");
+  cmd->add_option("--model", f->model, "Model spec (see below)")->capture_default_str();
+  cmd->add_option("--scenario", f->stream.scenario, "split | permuted | rotated | drift | files")
+      ->check(CLI::IsMember(stream_scenarios()))
+      ->capture_default_str();
+  cmd->add_option("--chunks", f->stream.chunks, "Chunks in the stream (the first trains the base model)")
+      ->check(CLI::Range(2, 10000))
+      ->capture_default_str();
+  cmd->add_option("--chunk", f->stream.chunk_specs, "--scenario files: a chunk TRAIN[@TEST], in arrival order (repeat)");
+  cmd->add_option("--holdout", f->stream.holdout, "--scenario files: test fraction of a chunk without @TEST")
+      ->check(CLI::Range(0.01, 0.99))
+      ->capture_default_str();
+  cmd->add_option("--validation", f->stream.validation_fraction, "Fraction of each chunk's training data held out for every choice")
+      ->check(CLI::Range(0.0, 0.9))
+      ->capture_default_str();
+  cmd->add_option("--chunk-samples", f->stream.train_samples, "Training samples per chunk (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--test-samples", f->stream.test_samples, "Test samples per chunk (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--rotation-step", f->stream.rotation_step, "rotated: degrees per chunk (0: 180 / chunks)")->capture_default_str();
+  cmd->add_option("--initial-classes", f->stream.initial_classes, "drift: classes present from the first chunk (0: half)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--label-noise", f->stream.label_noise, "drift: fraction of training labels flipped")
+      ->check(CLI::Range(0.0, 0.99))
+      ->capture_default_str();
+  cmd->add_option("--strategy", f->strategy, "A preset (see below)")->capture_default_str();
+  cmd->add_option("--compare", f->compare, "Several presets on the same stream and seed, e.g. finetune,full,replay,paper");
+  cmd->add_option("--samples", f->samples, "Override: new | all | replay | bandit:<policy>");
+  cmd->add_option("--weights", f->weights, "Override: all | random | importance | bandit:<policy>");
+  cmd->add_option("--regularizer", f->regularizer, "Override: none | l2 | ewc | online-ewc | si | mas | sni");
+  cmd->add_option("--lambda", f->lambda, "Penalty strength, or auto: chosen on validation data in the first round")
+      ->capture_default_str();
+  cmd->add_option("--epochs", f->retrain.epochs, "Passes' worth of the new chunk per round")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("--batch-size", f->retrain.batch_size, "Samples per step")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--optimizer", f->optimizer, "sgd (with momentum 0.9) or adam")
+      ->check(CLI::IsMember({"sgd", "adam"}))
+      ->capture_default_str();
+  cmd->add_option("--lr", f->lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--memory", f->retrain.memory, "Replay memory size (samples)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--memory-groups", f->memory_groups, "chunk | class | cluster (k-means of penultimate activations)")
+      ->check(CLI::IsMember({"chunk", "class", "cluster"}))
+      ->capture_default_str();
+  cmd->add_option("--clusters", f->retrain.memory_clusters, "k for --memory-groups cluster")->check(CLI::Range(1, 1000))->capture_default_str();
+  cmd->add_option("--replay-fraction", f->retrain.replay_fraction, "Share of each batch drawn from memory (replay, bandit)")
+      ->check(CLI::Range(0.0, 0.95))
+      ->capture_default_str();
+  cmd->add_option("--bandit-share", f->retrain.bandit_share, "Share of the replay part from the sample bandit's pulled arm (the rest uniform)")
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--pull-steps", f->retrain.pull_steps, "Steps per sample-bandit pull")->check(CLI::Range(1, 100000))->capture_default_str();
+  cmd->add_option("--probe", f->retrain.probe_samples, "Validation samples whose loss drop rewards a pull")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--weight-budget", f->retrain.weight_budget, "Fraction of the weights a round may change")
+      ->check(CLI::Range(0.001, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--weight-granularity", f->retrain.weight_granularity, "layer | neuron (blocks of --rows-per-group)")
+      ->check(CLI::IsMember({"layer", "neuron"}))
+      ->capture_default_str();
+  cmd->add_option("--rows-per-group", f->retrain.rows_per_group, "Output neurons (filters) per weight group")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--seed", f->retrain.seed, "The one seed every random choice derives from")->capture_default_str();
+  cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
+  add_device_option(cmd, f->device, "Train and evaluate");
+  cmd->add_option("--report", f->report, "Folder for report.json, rounds.csv and report.svg");
+  cmd->add_flag("--json", f->json, "Print the report as JSON on stdout");
+  cmd->add_flag("-q,--quiet", f->quiet, "No progress lines on stderr");
+  return [f] { run_stream_command(*f); };
+}
+
+}  // namespace nnr::cli

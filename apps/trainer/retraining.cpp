@@ -1,0 +1,659 @@
+#include "apps/trainer/retraining.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <sstream>
+
+#include "apps/trainer/train_loop.h"
+#include "bandits/factory.h"
+#include "bandits/selectors/sample_selector.h"
+#include "bandits/selectors/weight_selector.h"
+#include "engine/core/error.h"
+#include "engine/data/batcher.h"
+#include "engine/nn/model_spec.h"
+
+namespace nnr {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// The arm id of "the newest chunk" in the sample bandit: apart from every memory group id (chunk
+// indices, class ids, cluster ids), and the same every round, so the policy keeps its evidence
+// about how much fresh data is worth.
+constexpr bandits::ArmId kNewDataArm = 1 << 30;
+
+bool uses_memory(const Strategy& s) { return s.samples == "replay" || s.samples_from_bandit(); }
+
+Dataset concatenate(const std::vector<const Dataset*>& parts, const std::string& source) {
+  int64_t n = 0;
+  int32_t classes = 0;
+  for (const Dataset* d : parts) {
+    n += d->size();
+    classes = std::max(classes, d->num_classes);
+  }
+  Shape shape = parts.front()->features.shape();
+  shape[0] = n;
+  Tensor features = Tensor::empty(shape);
+  std::vector<int32_t> labels;
+  labels.reserve(static_cast<size_t>(n));
+  float* out = features.data();
+  for (const Dataset* d : parts) {
+    std::copy(d->features.data(), d->features.data() + d->features.numel(), out);
+    out += d->features.numel();
+    labels.insert(labels.end(), d->labels.begin(), d->labels.end());
+  }
+  return make_dataset(std::move(features), std::move(labels), classes, source);
+}
+
+// Rows `a_rows` of `a` then rows `b_rows` of `b` as one batch.
+Batch mixed_batch(const Dataset& a, const std::vector<int64_t>& a_rows, const Dataset& b,
+                  const std::vector<int64_t>& b_rows) {
+  Batch batch;
+  const int64_t per = a.features.numel() / std::max<int64_t>(1, a.size());
+  Shape shape = a.features.shape();
+  shape[0] = static_cast<int64_t>(a_rows.size() + b_rows.size());
+  batch.x = Tensor::empty(shape);
+  float* out = batch.x.data();
+  for (const auto& [data, rows] : {std::pair<const Dataset*, const std::vector<int64_t>*>{&a, &a_rows}, {&b, &b_rows}})
+    for (const int64_t r : *rows) {
+      std::copy(data->features.data() + r * per, data->features.data() + (r + 1) * per, out);
+      out += per;
+      batch.y.push_back(data->labels[static_cast<size_t>(r)]);
+      batch.indices.push_back(r);
+    }
+  return batch;
+}
+
+// `count` distinct draws from [0, n) (all of them, shuffled, when count >= n).
+std::vector<int64_t> draw_distinct(int64_t n, int64_t count, Rng& rng) {
+  std::vector<int64_t> all(static_cast<size_t>(n));
+  std::iota(all.begin(), all.end(), int64_t{0});
+  if (count >= n) {
+    shuffle_indices(all, rng);
+    return all;
+  }
+  for (int64_t i = 0; i < count; ++i) std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(i + rng.below(static_cast<uint64_t>(n - i)))]);
+  all.resize(static_cast<size_t>(count));
+  return all;
+}
+
+// Up to `count` samples spread evenly over the data sets (each one's share a seeded subset).
+Dataset stratified_subset(const std::vector<const Dataset*>& parts, int64_t count, Rng& rng) {
+  std::vector<Dataset> picked;
+  const int64_t share = std::max<int64_t>(1, count / static_cast<int64_t>(parts.size()));
+  for (const Dataset* d : parts) {
+    if (d->size() == 0) continue;
+    const std::vector<int64_t> rows = draw_distinct(d->size(), share, rng);
+    picked.push_back(make_dataset(gather_rows(d->features, rows), [&] {
+      std::vector<int32_t> y;
+      for (const int64_t r : rows) y.push_back(d->labels[static_cast<size_t>(r)]);
+      return y;
+    }(), d->num_classes, "validation probe"));
+  }
+  std::vector<const Dataset*> ptrs;
+  for (const Dataset& d : picked) ptrs.push_back(&d);
+  return concatenate(ptrs, "validation probe");
+}
+
+// dL/dθ of the mean loss on `data` with every weight open (masks restored after), on the host.
+std::vector<Tensor> validation_gradient(Sequential& model, const Dataset& data) {
+  const std::vector<Parameter*> params = model.parameters();
+  std::vector<UpdateMask> masks;
+  for (Parameter* p : params) masks.push_back(p->mask);
+  model.open_all();
+  model.zero_grad();
+  StepScratch scratch;
+  model.forward(data.features, scratch.tape);
+  scratch.tape.apply_loss(scratch.loss, data.labels);
+  scratch.tape.backward();
+  std::vector<Tensor> grads;
+  for (size_t i = 0; i < params.size(); ++i) {
+    grads.push_back(params[i]->grad.clone());
+    params[i]->mask = masks[i];
+  }
+  model.zero_grad();
+  return grads;
+}
+
+std::vector<Tensor> parameter_values(Sequential& model) {
+  std::vector<Tensor> values;
+  for (Parameter* p : model.parameters()) values.push_back(p->value.clone());
+  return values;
+}
+
+// What a λ candidate must restore: the weights, SI's running sums and the sample bandit.
+struct RoundStart {
+  std::vector<Tensor> values, path_integrals;
+  nlohmann::json samples;
+};
+
+RoundCompute compute_between(const ComputeCounts& before, const ComputeCounts& after) {
+  const ComputeCounts d = after - before;
+  RoundCompute c;
+  c.forward_flops = d.forward_flops;
+  c.input_grad_flops = d.input_grad_flops;
+  c.weight_grad_flops = d.weight_grad_flops;
+  return c;
+}
+
+double mean_validation_accuracy(Sequential& model, const std::vector<const StreamChunk*>& chunks, Context* cuda) {
+  double sum = 0.0;
+  int counted = 0;
+  for (const StreamChunk* c : chunks) {
+    if (c->validation.size() == 0) continue;
+    sum += evaluate(model, c->validation, 1000, cuda).accuracy;
+    ++counted;
+  }
+  return counted ? sum / counted : 0.0;
+}
+
+}  // namespace
+
+std::vector<float> lambda_grid(const std::string& regularizer) {
+  // Middles from the order of magnitude each penalty's Ω takes on Fashion-MNIST (MAS/SNI Ω are
+  // normalised, EWC's Fisher and SI's ω are small); "auto" spans a decade either side.
+  float middle = 1.0f;
+  if (regularizer == "l2" || regularizer == "mas") middle = 0.3f;
+  else if (regularizer == "ewc" || regularizer == "online-ewc") middle = 300.0f;
+  else if (regularizer == "si") middle = 1000.0f;
+  else if (regularizer == "sni") middle = 0.03f;
+  return {middle / 10.0f, middle, middle * 10.0f};
+}
+
+int64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  return 0;
+}
+
+void copy_parameters(Sequential& from, Sequential& to) {
+  const std::vector<Parameter*> a = from.parameters(), b = to.parameters();
+  if (a.size() != b.size()) throw InvalidArgument("[retrain] models differ in their parameters");
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i]->value.shape() != b[i]->value.shape())
+      throw InvalidArgument("[retrain] parameter " + a[i]->name + " differs in shape");
+    b[i]->value.copy_from(a[i]->value);
+  }
+}
+
+RoundCompute train_base(Sequential& model, const StreamChunk& chunk, const RetrainOptions& options) {
+  const auto start = Clock::now();
+  const ComputeCounts before = model.compute_counts();
+  model.open_all();
+  auto optimizer = make_optimizer(options.optimizer);
+  if (options.cuda) model.to(Device::CUDA, *options.cuda);
+  Batcher batches(chunk.train, BatcherOptions{options.batch_size, true, false},
+                  Rng(derive_seed(options.seed, "batches.base")));
+  int64_t samples = 0;
+  for (int e = 1; e <= options.epochs; ++e)
+    samples += train_epoch(model, *optimizer, batches, e, options.epochs, {}, nullptr, nullptr, options.cuda).samples;
+  if (options.cuda) model.to(Device::CPU, *options.cuda);
+  RoundCompute c = compute_between(before, model.compute_counts());
+  c.samples = samples;
+  c.parameters_updated = model.parameter_count();
+  c.train_seconds = c.round_seconds = seconds_since(start);
+  c.peak_rss_bytes = peak_rss_bytes();
+  return c;
+}
+
+void evaluate_round(Sequential& model, const std::vector<StreamChunk>& stream, size_t round, Context* cuda,
+                    RoundRecord& record) {
+  if (cuda) model.to(Device::CUDA, *cuda);
+  record.test_accuracy.clear();
+  for (const StreamChunk& c : stream) record.test_accuracy.push_back(evaluate(model, c.test, 1000, cuda).accuracy);
+  std::vector<const StreamChunk*> seen;
+  for (size_t j = 0; j <= round && j < stream.size(); ++j) seen.push_back(&stream[j]);
+  record.validation_accuracy = mean_validation_accuracy(model, seen, cuda);
+  if (cuda) model.to(Device::CPU, *cuda);
+}
+
+Retrainer::Retrainer(Sequential model, Strategy strategy, RetrainOptions options)
+    : model_(std::move(model)),
+      strategy_(std::move(strategy)),
+      options_(std::move(options)),
+      lambda_(options_.lambda),
+      weight_order_rng_(derive_seed(options_.seed, "weights.order")) {
+  validate_strategy(strategy_);
+  if (options_.epochs < 1 || options_.batch_size < 1)
+    throw InvalidArgument("[retrain] epochs and batch size must be >= 1");
+  if (!(options_.replay_fraction >= 0.0 && options_.replay_fraction < 1.0))
+    throw InvalidArgument("[retrain] replay fraction must be in [0, 1), got " + std::to_string(options_.replay_fraction));
+  if (!(options_.bandit_share > 0.0 && options_.bandit_share <= 1.0))
+    throw InvalidArgument("[retrain] bandit share must be in (0, 1], got " + std::to_string(options_.bandit_share));
+  if (!(options_.weight_budget > 0.0 && options_.weight_budget <= 1.0))
+    throw InvalidArgument("[retrain] weight budget must be in (0, 1], got " + std::to_string(options_.weight_budget));
+  if (options_.weight_granularity != "layer" && options_.weight_granularity != "neuron")
+    throw InvalidArgument("[retrain] weight granularity must be layer or neuron, got '" +
+                          options_.weight_granularity + "'");
+  if (options_.pull_steps < 1 || options_.probe_samples < 1 || options_.rows_per_group < 1)
+    throw InvalidArgument("[retrain] pull steps, probe samples and rows per group must be >= 1");
+  if (strategy_.regularizer != "none") {
+    RegularizerOptions r = options_.regularizer;
+    r.seed = derive_seed(options_.seed, "regularizer");
+    regularizer_ = make_regularizer(strategy_.regularizer, r);
+  } else {
+    lambda_ = 0.0f;
+  }
+  if (strategy_.samples_from_bandit()) {
+    samples_ = std::make_unique<bandits::SampleSelector>(
+        bandits::make_policy(strategy_.sample_policy(), {{"seed", static_cast<double>(derive_seed(options_.seed, "bandit.samples") >> 11)}}),
+        derive_seed(options_.seed, "bandit.samples.draws"));
+  }
+  if (strategy_.weights != "all") {
+    // The output layer stays open every round and counts toward the budget: a class that
+    // arrives in this chunk can only be learned through its own output row.
+    const std::vector<Parameter*> params = model_.parameters();
+    std::vector<Parameter*> head;
+    for (size_t l = model_.size(); l-- > 0 && head.empty();) head = model_.layer(l).parameters();
+    int64_t head_numel = 0;
+    for (Parameter* p : head) head_numel += p->value.numel();
+    std::vector<bandits::ParameterInfo> infos;
+    for (size_t i = 0; i < params.size(); ++i)
+      if (std::find(head.begin(), head.end(), params[i]) == head.end()) {
+        selectable_.push_back(i);
+        infos.push_back({params[i]->name, params[i]->value.shape(), ""});
+      }
+    const double total = static_cast<double>(model_.parameter_count());
+    const double left = options_.weight_budget * total - static_cast<double>(head_numel);
+    if (infos.empty() || left <= 0.0)
+      throw InvalidArgument("[retrain] a weight budget of " + std::to_string(options_.weight_budget) +
+                            " does not cover the output layer (" + std::to_string(head_numel) + " of " +
+                            std::to_string(model_.parameter_count()) + " weights); raise --weight-budget");
+    const std::string policy = strategy_.weights_from_bandit() ? strategy_.weight_policy() : "uniform";
+    bandits::WeightSelectorOptions wo;
+    wo.rows_per_group = options_.weight_granularity == "layer" ? 0 : options_.rows_per_group;
+    wo.seed = derive_seed(options_.seed, "weights.rows");
+    wo.budget_fraction = std::min(1.0, left / (total - static_cast<double>(head_numel)));
+    weights_ = std::make_unique<bandits::WeightSelector>(
+        std::move(infos),
+        bandits::make_policy(policy, {{"seed", static_cast<double>(derive_seed(options_.seed, "bandit.weights") >> 11)}}),
+        wo);
+  }
+}
+
+Retrainer::~Retrainer() = default;
+
+void Retrainer::adopt_base(const StreamChunk& chunk) {
+  if (!seen_.empty()) throw InvalidArgument("[retrain] adopt_base runs once, before the first round");
+  seen_.push_back(&chunk);
+  memory_ = std::make_unique<ReplayMemory>(
+      ReplayMemoryOptions{uses_memory(strategy_) ? options_.memory : 0, options_.memory_grouping,
+                          options_.memory_clusters, derive_seed(options_.seed, "memory")},
+      chunk.train.sample_shape(), chunk.train.num_classes);
+  if (regularizer_) {
+    // The base was trained before this Retrainer existed, so SI saw no trajectory: its first Ω is
+    // 0 (the estimators that read data — EWC, MAS, SNI — are unaffected).
+    regularizer_->begin_task(model_);
+    regularizer_->consolidate(model_, chunk.train);
+  }
+  remember(chunk, 0);
+}
+
+void Retrainer::remember(const StreamChunk& chunk, int64_t index) {
+  if (memory_->capacity() == 0) return;
+  // Cluster grouping embeds samples by the penultimate activations of the model as it is now.
+  memory_->add(chunk.train, index, [this](const Tensor& x) {
+    Tensor h = x.clone();
+    for (size_t i = 0; i + 1 < model_.size(); ++i) h = model_.layer(i).forward(h, false);
+    return h;
+  });
+}
+
+Dataset Retrainer::seen_validation() const {
+  std::vector<const Dataset*> parts;
+  for (const StreamChunk* c : seen_)
+    if (c->validation.size()) parts.push_back(&c->validation);
+  Rng rng(derive_seed(options_.seed, "probe") + static_cast<uint64_t>(rounds_));
+  return stratified_subset(parts, 1000, rng);
+}
+
+std::vector<UpdateMask> Retrainer::choose_weights(nlohmann::json& choices) {
+  const std::vector<Parameter*> params = model_.parameters();
+  if (!weights_) {
+    model_.open_all();
+    choices["weights"] = {{"open", "all"}};
+    return {};
+  }
+  // Ω per row (mean over the row and its bias entry), when the regularizer has one.
+  // Indexed like the selector's parameters (selectable_).
+  std::vector<std::vector<double>> row_omega(selectable_.size());
+  bool have_omega = false;
+  for (size_t i = 0; i < selectable_.size(); ++i) {
+    const Parameter& p = *params[selectable_[i]];
+    if (!p.omega.defined()) continue;
+    have_omega = true;
+    const int64_t rows = p.rows(), len = p.row_length();
+    for (int64_t r = 0; r < rows; ++r) {
+      double s = 0.0;
+      for (int64_t k = 0; k < len; ++k) s += p.omega.data()[r * len + k];
+      row_omega[i].push_back(s / static_cast<double>(std::max<int64_t>(1, len)));
+    }
+  }
+  std::vector<UpdateMask> masks;
+  const auto& groups = weights_->groups();
+  if (strategy_.weights_from_bandit()) {
+    // Inside an oversize group the least important rows open first (they cost the penalty least).
+    if (have_omega)
+      for (size_t i = 0; i < selectable_.size(); ++i)
+        if (!row_omega[i].empty()) {
+          std::vector<double> priority;
+          for (const double o : row_omega[i]) priority.push_back(-o);
+          weights_->set_row_priority(i, std::move(priority));
+        }
+    masks = weights_->select();
+  } else {
+    std::vector<bandits::ArmId> order;
+    for (const auto& g : groups) order.push_back(g.id);
+    std::vector<int64_t> shuffled(order.begin(), order.end());
+    shuffle_indices(shuffled, weight_order_rng_);
+    order.assign(shuffled.begin(), shuffled.end());
+    if (strategy_.weights == "importance" && have_omega) {
+      std::vector<double> mean(groups.size(), 0.0);
+      for (const auto& g : groups) {
+        const std::vector<double>& ro = row_omega[g.parameter];
+        if (ro.empty()) continue;
+        double s = 0.0;
+        for (int64_t r = g.row_begin; r < g.row_end; ++r) s += ro[static_cast<size_t>(r)];
+        mean[static_cast<size_t>(g.id)] = s / static_cast<double>(g.row_end - g.row_begin);
+      }
+      std::stable_sort(order.begin(), order.end(), [&](bandits::ArmId a, bandits::ArmId b) {
+        return mean[static_cast<size_t>(a)] < mean[static_cast<size_t>(b)];
+      });
+    }
+    masks = weights_->select_in_order(order);
+  }
+  model_.open_all();  // the output layer; the selector's parameters get their masks below
+  for (size_t k = 0; k < selectable_.size(); ++k) params[selectable_[k]]->mask = masks[k];
+  int64_t open = 0;
+  for (Parameter* p : params) open += p->mask.count(p->value.numel(), p->rows());
+  choices["weights"] = {{"budget", options_.weight_budget},
+                        {"granularity", options_.weight_granularity},
+                        {"open_fraction", static_cast<double>(open) / static_cast<double>(model_.parameter_count())},
+                        {"groups_opened", weights_->opened().size()},
+                        {"groups", groups.size()}};
+  return masks;
+}
+
+void Retrainer::reward_weights(const std::vector<Tensor>& grad, const std::vector<Tensor>& before) {
+  const std::vector<Parameter*> params = model_.parameters();
+  // The bias "<p>.bias" moves with the rows of "<p>.weight": its share counts toward the same group.
+  std::vector<int> follower(params.size(), -1);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string& n = params[i]->name;
+    if (n.size() > 7 && n.compare(n.size() - 7, 7, ".weight") == 0)
+      for (size_t j = 0; j < params.size(); ++j)
+        if (params[j]->name == n.substr(0, n.size() - 7) + ".bias" && params[j]->rows() == params[i]->rows())
+          follower[i] = static_cast<int>(j);
+  }
+  auto share = [&](size_t i, int64_t row) {
+    const int64_t len = params[i]->row_length();
+    const float* g = grad[i].data() + row * len;
+    const float* a = before[i].data() + row * len;
+    const float* b = params[i]->value.data() + row * len;
+    double s = 0.0;
+    for (int64_t k = 0; k < len; ++k) s -= static_cast<double>(g[k]) * (static_cast<double>(b[k]) - a[k]);
+    return s;
+  };
+  std::map<bandits::ArmId, double> rewards;
+  for (const auto& g : weights_->opened()) {
+    const size_t i = selectable_[g.parameter];
+    double r = 0.0;
+    for (const int64_t row : g.rows) {
+      r += share(i, row);
+      if (follower[i] >= 0) r += share(static_cast<size_t>(follower[i]), row);
+    }
+    rewards[g.id] = r;
+  }
+  weights_->update(rewards);
+}
+
+void Retrainer::train_round(const StreamChunk& chunk, float lambda, nlohmann::json& choices, RoundCompute& compute) {
+  const uint64_t round_seed = static_cast<uint64_t>(rounds_);
+  auto optimizer = make_optimizer(options_.optimizer);
+  optimizer->set_penalty_strength(regularizer_ ? lambda : 0.0f);
+  if (regularizer_) regularizer_->begin_task(model_);
+  Context* cuda = options_.cuda;
+  if (cuda) model_.to(Device::CUDA, *cuda);
+  StepScratch scratch;
+  ComputeCounts step_counts;
+  int64_t samples = 0, step = 0;
+  auto run_step = [&](const Batch& batch) {
+    const ComputeCounts before = model_.compute_counts();
+    const double loss = train_step(model_, *optimizer, batch, cuda, &scratch);
+    step_counts += model_.compute_counts() - before;
+    if (!std::isfinite(loss)) {
+      std::ostringstream msg;
+      msg << "[retrain] loss is " << loss << " at round " << rounds_ << " (" << chunk.name << "), step " << step + 1
+          << ": training diverged (try a smaller --lr or --lambda)";
+      throw Error(msg.str());
+    }
+    samples += batch.size();
+    ++step;
+  };
+
+  if (strategy_.samples == "new" || strategy_.samples == "all") {
+    std::vector<const Dataset*> parts;
+    if (strategy_.samples == "all")
+      for (const StreamChunk* c : seen_) parts.push_back(&c->train);
+    const Dataset everything = parts.empty() ? Dataset() : concatenate(parts, "everything seen");
+    const Dataset& data = parts.empty() ? chunk.train : everything;
+    Batcher batches(data, BatcherOptions{options_.batch_size, true, false},
+                    Rng(derive_seed(options_.seed, "batches") + round_seed));
+    for (int e = 0; e < options_.epochs; ++e) {
+      Batch batch;
+      while (batches.next(batch)) run_step(batch);
+    }
+    choices["samples"] = {{"from", strategy_.samples}, {"pool", data.size()}};
+  } else {
+    const Dataset& memory = memory_->dataset();
+    const int64_t m = memory.size();
+    const int64_t replay_part =
+        m > 0 ? std::max<int64_t>(1, static_cast<int64_t>(std::lround(options_.replay_fraction * options_.batch_size))) : 0;
+    const int64_t new_part = std::max<int64_t>(1, options_.batch_size - replay_part);
+    const int64_t n = chunk.train.size();
+    const int64_t steps = options_.epochs * ((n + options_.batch_size - 1) / options_.batch_size);
+    Batcher fresh(chunk.train, BatcherOptions{new_part, true, false}, Rng(derive_seed(options_.seed, "batches") + round_seed));
+    Rng draws(derive_seed(options_.seed, "replay.draws") + round_seed);
+    auto next_fresh = [&] {
+      Batch b;
+      if (!fresh.next(b)) fresh.next(b);
+      return b.indices;
+    };
+    if (strategy_.samples == "replay") {
+      for (int64_t s = 0; s < steps; ++s) {
+        const std::vector<int64_t> mine = next_fresh();
+        run_step(mixed_batch(chunk.train, mine, memory, m ? draw_distinct(m, replay_part, draws) : std::vector<int64_t>{}));
+      }
+      choices["samples"] = {{"from", "replay"}, {"memory", m}, {"replay_per_step", replay_part}};
+    } else {
+      // Arms: the memory's groups and the new chunk; members are positions in memory, or
+      // kNewDataArm for the chunk. Members change every round, so the groups are set anew (their
+      // statistics restart; the policy's clock and state carry over).
+      const std::vector<bandits::ArmId> live = samples_->policy().arms();  // remove_group edits that list
+      for (const bandits::ArmId id : live) samples_->remove_group(id);
+      for (const int64_t g : memory_->group_ids()) samples_->add_group(g, memory_->group_members(g));
+      std::vector<int64_t> everything(static_cast<size_t>(n));
+      std::iota(everything.begin(), everything.end(), int64_t{0});
+      samples_->add_group(kNewDataArm, everything);
+      std::vector<const Dataset*> parts;
+      for (const StreamChunk* c : seen_)
+        if (c->validation.size()) parts.push_back(&c->validation);
+      Rng probe_rng(derive_seed(options_.seed, "probe") + round_seed);
+      const Dataset probe = stratified_subset(parts, options_.probe_samples, probe_rng);
+      double probe_loss = evaluate(model_, probe, 1000, cuda).loss;
+      std::map<bandits::ArmId, int64_t> pulls;
+      // The pulled arm supplies bandit_share of the replay part; the rest is uniform over the memory,
+      // so every stored group stays in every batch (what keeps a class-incremental model's old
+      // classes alive) and the bandit decides where the emphasis goes.
+      const int64_t pulled_part = std::max<int64_t>(1, std::lround(options_.bandit_share * static_cast<double>(replay_part)));
+      const int64_t uniform_part = replay_part - pulled_part;
+      for (int64_t s = 0; s < steps;) {
+        const bandits::SampleSelector::Minibatch pick = samples_->select(static_cast<size_t>(pulled_part));
+        ++pulls[pick.group];
+        const std::vector<int64_t>& members = samples_->group(pick.group);
+        for (int k = 0; k < options_.pull_steps && s < steps; ++k, ++s) {
+          std::vector<int64_t> chosen;
+          if (k == 0) chosen = pick.indices;
+          else
+            for (const int64_t i : draw_distinct(static_cast<int64_t>(members.size()), pulled_part, draws))
+              chosen.push_back(members[static_cast<size_t>(i)]);
+          std::vector<int64_t> mine = next_fresh();
+          if (pick.group == kNewDataArm) {
+            mine.insert(mine.end(), chosen.begin(), chosen.end());
+            chosen.clear();
+          }
+          // A group smaller than its share of the batch: the rest comes from the new chunk.
+          for (int64_t extra = pulled_part - static_cast<int64_t>(pick.group == kNewDataArm ? pulled_part : chosen.size());
+               extra > 0; --extra)
+            mine.push_back(static_cast<int64_t>(draws.below(static_cast<uint64_t>(n))));
+          for (const int64_t i : draw_distinct(m, uniform_part, draws)) chosen.push_back(i);
+          run_step(mixed_batch(chunk.train, mine, memory, chosen));
+        }
+        const double after = evaluate(model_, probe, 1000, cuda).loss;
+        samples_->update(probe_loss - after);
+        probe_loss = after;
+      }
+      nlohmann::json arm_pulls = nlohmann::json::object();
+      for (const auto& [arm, count] : pulls)
+        arm_pulls[arm == kNewDataArm ? std::string("new") : "memory-" + std::to_string(arm)] = count;
+      choices["samples"] = {{"from", strategy_.samples}, {"memory", m}, {"replay_per_step", replay_part},
+                            {"pulled_per_step", pulled_part},
+                            {"pulls", arm_pulls}, {"probe", probe.size()}};
+    }
+  }
+  if (cuda) model_.to(Device::CPU, *cuda);
+  compute.samples += samples;
+  compute.forward_flops += step_counts.forward_flops;
+  compute.input_grad_flops += step_counts.input_grad_flops;
+  compute.weight_grad_flops += step_counts.weight_grad_flops;
+}
+
+RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamChunk>& stream) {
+  const auto start = Clock::now();
+  if (seen_.empty()) throw InvalidArgument("[retrain] adopt_base must run before the first round");
+  if (chunk.train.size() == 0) throw InvalidArgument("[retrain] chunk '" + chunk.name + "' has no training samples");
+  seen_.push_back(&chunk);
+  ++rounds_;
+  RoundRecord record;
+  record.round = rounds_;
+  record.chunk = chunk.name;
+  const ComputeCounts before = model_.compute_counts();
+
+  choose_weights(record.choices);
+  const std::vector<Parameter*> params = model_.parameters();
+  for (Parameter* p : params) record.compute.parameters_updated += p->mask.count(p->value.numel(), p->rows());
+  std::vector<Tensor> grad, start_values;
+  if (weights_ && strategy_.weights_from_bandit()) {
+    grad = validation_gradient(model_, seen_validation());
+    start_values = parameter_values(model_);
+  }
+
+  const auto train_start = Clock::now();
+  if (regularizer_ && lambda_ < 0.0f) {
+    // λ auto: every candidate trains this round from the same start; the best on validation stays.
+    RoundStart s0{parameter_values(model_), {}, samples_ ? samples_->save_state() : nlohmann::json()};
+    for (Parameter* p : params) s0.path_integrals.push_back(p->path_integral.defined() ? p->path_integral.clone() : Tensor());
+    auto restore = [&](const RoundStart& s) {
+      for (size_t i = 0; i < params.size(); ++i) {
+        params[i]->value.copy_from(s.values[i]);
+        if (s.path_integrals[i].defined()) params[i]->path_integral.copy_from(s.path_integrals[i]);
+      }
+      if (samples_) samples_->load_state(s.samples);
+    };
+    double best_accuracy = -1.0;
+    float best_lambda = 0.0f;
+    RoundStart best;
+    nlohmann::json tried = nlohmann::json::object();
+    for (const float candidate : lambda_grid(strategy_.regularizer)) {
+      restore(s0);
+      nlohmann::json candidate_choices = record.choices;
+      train_round(chunk, candidate, candidate_choices, record.compute);
+      const double accuracy = mean_validation_accuracy(model_, seen_, nullptr);
+      std::ostringstream key;
+      key << candidate;
+      tried[key.str()] = accuracy;
+      if (accuracy > best_accuracy) {
+        best_accuracy = accuracy;
+        best_lambda = candidate;
+        best = RoundStart{parameter_values(model_), {}, samples_ ? samples_->save_state() : nlohmann::json()};
+        for (Parameter* p : params) best.path_integrals.push_back(p->path_integral.defined() ? p->path_integral.clone() : Tensor());
+        if (candidate_choices.contains("samples")) record.choices["samples"] = candidate_choices["samples"];
+      }
+    }
+    restore(best);
+    lambda_ = best_lambda;
+    record.choices["lambda_auto"] = {{"validation_accuracy", tried}, {"chosen", best_lambda}};
+  } else {
+    train_round(chunk, lambda_, record.choices, record.compute);
+  }
+  record.compute.train_seconds = seconds_since(train_start);
+  record.lambda = regularizer_ ? lambda_ : 0.0f;
+  if (!grad.empty()) reward_weights(grad, start_values);
+  model_.open_all();
+
+  if (regularizer_) regularizer_->consolidate(model_, chunk.train);
+  remember(chunk, rounds_);
+  // Everything the layers ran this round that was not a training step.
+  const ComputeCounts all = model_.compute_counts() - before;
+  record.compute.other_flops = all.total() - record.compute.forward_flops - record.compute.input_grad_flops -
+                               record.compute.weight_grad_flops;
+
+  evaluate_round(model_, stream, static_cast<size_t>(rounds_), options_.cuda, record);
+  record.compute.round_seconds = seconds_since(start);
+  record.compute.peak_rss_bytes = peak_rss_bytes();
+  return record;
+}
+
+StreamReport run_stream(const std::vector<StreamChunk>& stream, const std::vector<Strategy>& strategies,
+                        const StreamRunOptions& options, const RoundCallback& on_round) {
+  if (stream.size() < 2) throw InvalidArgument("[stream] a stream needs at least 2 chunks (a base and a round)");
+  if (strategies.empty()) throw InvalidArgument("[stream] no strategy to run");
+  for (const Strategy& s : strategies) validate_strategy(s);
+  StreamReport report;
+  report.scenario = options.scenario;
+  report.data = options.data;
+  report.model = options.model_spec;
+  report.device = options.device;
+  report.seed = options.retrain.seed;
+  for (const StreamChunk& c : stream) report.chunks.push_back(c.name);
+
+  const uint64_t init_seed = derive_seed(options.retrain.seed, "init");
+  Sequential base = build_model(options.model_spec, init_seed);
+  const RoundCompute base_compute = train_base(base, stream[0], options.retrain);
+  for (const Strategy& strategy : strategies) {
+    Sequential model = build_model(options.model_spec, init_seed);
+    copy_parameters(base, model);
+    Retrainer retrainer(std::move(model), strategy, options.retrain);
+    StrategyReport sr;
+    sr.strategy = strategy.name;
+    sr.description = strategy.description();
+    const auto adopt_start = Clock::now();
+    retrainer.adopt_base(stream[0]);
+    RoundRecord first;
+    first.round = 0;
+    first.chunk = stream[0].name;
+    first.compute = base_compute;
+    first.compute.round_seconds += seconds_since(adopt_start);
+    evaluate_round(retrainer.model(), stream, 0, options.retrain.cuda, first);
+    sr.rounds.push_back(first);
+    if (on_round) on_round(strategy.name, first);
+    for (size_t i = 1; i < stream.size(); ++i) {
+      sr.rounds.push_back(retrainer.round(stream[i], stream));
+      if (on_round) on_round(strategy.name, sr.rounds.back());
+    }
+    report.strategies.push_back(std::move(sr));
+  }
+  return report;
+}
+
+}  // namespace nnr

@@ -1,0 +1,145 @@
+#pragma once
+// The retraining loop of Klabjan & Zhu (2020): one Retrainer keeps what a served model carries
+// from round to round (the model, Ω and θ*, the replay memory, the bandits) and runs one round per
+// chunk of new labelled data:
+//   choose the weights to open → train with the importance penalty, the samples chosen step by
+//   step → evaluate → consolidate Ω, θ* on the new chunk → add the chunk to the memory.
+// Every choice reads validation data only (the chunks' validation parts): the sample bandit's
+// rewards, the weight bandit's rewards, λ when it is "auto". Test parts are only evaluated for R.
+//
+// A round's budget is the same for every strategy but `all`: epochs × ceil(N / batch_size) steps
+// of batch_size samples, N the new chunk's training samples, whatever the batches mix (`all`
+// takes that many passes over everything seen). What the steps draw (strategy.h):
+//   new      batches of the new chunk
+//   replay   (1 − replay_fraction) of each batch from the new chunk, the rest uniformly from memory
+//   bandit   the same split; bandit_share of the replay part from the memory group (or the new chunk)
+//            the policy pulled, the rest uniformly from memory;
+//            a pull lasts pull_steps steps and earns the drop of the loss on a validation probe
+//            (probe_samples samples of the seen chunks' validation parts, fixed for the round)
+// Weights: the output layer is always open (a class new in this chunk is learned through its own
+// output row) and counts toward weight_budget; a WeightSelector over the other parameters opens
+// groups (whole layers, or blocks of rows_per_group output neurons / filters with their bias) up to
+// the rest of the budget;
+// the weight bandit is rewarded per group with −g·Δθ over the group's weights, g the gradient of the
+// validation loss before the round and Δθ what the round changed (the group's first-order share of
+// the validation-loss drop). Frozen weights cost no weight-gradient FLOPs (layers count them).
+// λ auto: at the first retraining round, each value of the regularizer's grid trains the round
+// from the same state; the one with the best validation accuracy over the seen chunks is kept for
+// every later round. Its FLOPs are counted in that round.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "apps/trainer/replay_memory.h"
+#include "apps/trainer/strategy.h"
+#include "apps/trainer/stream.h"
+#include "apps/trainer/stream_report.h"
+#include "engine/core/context.h"
+#include "engine/nn/sequential.h"
+#include "engine/optim/optimizer.h"
+#include "regularizers/regularizer.h"
+
+namespace nnr {
+
+namespace bandits {
+class SampleSelector;
+class WeightSelector;
+}  // namespace bandits
+
+struct RetrainOptions {
+  int epochs = 2;                  // passes' worth of the new chunk per round (see above)
+  int64_t batch_size = 64;
+  OptimizerOptions optimizer{"sgd", 0.01f, 0.9f, 0.0f};  // a fresh optimizer (fresh momentum) per round
+  int64_t memory = 1000;           // replay memory capacity (samples)
+  MemoryGrouping memory_grouping = MemoryGrouping::Chunk;
+  int memory_clusters = 8;
+  double replay_fraction = 0.5;    // of each batch, for replay and bandit samples, in [0, 1)
+  double bandit_share = 0.5;       // of the replay part, from the pulled arm (the rest uniform over memory), in (0, 1]
+  int pull_steps = 4;              // steps per sample-bandit pull
+  int64_t probe_samples = 128;     // validation samples whose loss drop rewards a pull
+  double weight_budget = 0.25;     // fraction of all weights a round may open (random/importance/bandit)
+  std::string weight_granularity = "neuron";  // layer | neuron
+  int64_t rows_per_group = 16;     // neuron granularity: output neurons (filters) per group
+  float lambda = -1.0f;            // penalty strength; < 0: "auto", chosen on validation data
+  RegularizerOptions regularizer;  // its seed is derived from `seed`
+  uint64_t seed = 0;               // the one user seed; every component derives its own
+  Context* cuda = nullptr;         // train and evaluate on this CUDA context (the model lives on the
+                                   // host between rounds: consolidation and the memory read it there)
+};
+
+// The λ values "auto" tries for a regularizer (its default in the middle).
+std::vector<float> lambda_grid(const std::string& regularizer);
+
+class Retrainer {
+ public:
+  // `model` is the served model (on the host). Throws nnr::InvalidArgument on a bad strategy or option.
+  Retrainer(Sequential model, Strategy strategy, RetrainOptions options);
+  ~Retrainer();
+  Retrainer(const Retrainer&) = delete;
+  Retrainer& operator=(const Retrainer&) = delete;
+
+  // Round 0: the model was trained on `chunk` already (train_base); consolidate Ω and θ* on it and
+  // fill the memory, so the first retraining round starts from the state a served model would have.
+  void adopt_base(const StreamChunk& chunk);
+  // One retraining round on a new chunk (chunks must outlive the Retrainer: `all` and the
+  // validation probes read every chunk seen). Evaluates the model on every chunk of `stream`
+  // (R row) and on the validation parts of the chunks seen.
+  RoundRecord round(const StreamChunk& chunk, const std::vector<StreamChunk>& stream);
+
+  Sequential& model() { return model_; }
+  const Strategy& strategy() const { return strategy_; }
+  float lambda() const { return lambda_; }
+  // The replay memory (created by adopt_base; empty capacity for strategies that replay nothing).
+  const ReplayMemory& memory() const { return *memory_; }
+
+ private:
+  struct TrainPhase;
+  void train_round(const StreamChunk& chunk, float lambda, nlohmann::json& choices, RoundCompute& compute);
+  std::vector<UpdateMask> choose_weights(nlohmann::json& choices);
+  void reward_weights(const std::vector<Tensor>& validation_grad, const std::vector<Tensor>& before);
+  Dataset seen_validation() const;
+  void remember(const StreamChunk& chunk, int64_t index);
+
+  Sequential model_;
+  Strategy strategy_;
+  RetrainOptions options_;
+  float lambda_;
+  std::unique_ptr<Regularizer> regularizer_;
+  std::unique_ptr<ReplayMemory> memory_;
+  std::unique_ptr<bandits::SampleSelector> samples_;
+  std::unique_ptr<bandits::WeightSelector> weights_;
+  std::vector<size_t> selectable_;  // model parameter index of each selector parameter (all but the output layer's)
+  Rng weight_order_rng_;
+  std::vector<const StreamChunk*> seen_;
+  int rounds_ = 0;
+};
+
+// The base model: `epochs` epochs over chunk 0 with every weight open and no penalty (the same for
+// every strategy of a stream). Returns its compute.
+RoundCompute train_base(Sequential& model, const StreamChunk& chunk, const RetrainOptions& options);
+
+// Evaluation of round `round` for the report: R row over every chunk's test part and the mean
+// validation accuracy over chunks 0..round.
+void evaluate_round(Sequential& model, const std::vector<StreamChunk>& stream, size_t round, Context* cuda,
+                    RoundRecord& record);
+
+// Copies every parameter value of `from` into `to` (same spec), on the host.
+void copy_parameters(Sequential& from, Sequential& to);
+
+// The process's peak resident set so far (VmHWM), 0 where unknown.
+int64_t peak_rss_bytes();
+
+// A whole stream: the base model once, then every strategy from a copy of it, round after round.
+struct StreamRunOptions {
+  std::string model_spec;
+  RetrainOptions retrain;
+  std::string scenario, data, device;
+};
+// Called after each round of each strategy (progress and per-round tables).
+using RoundCallback = std::function<void(const std::string& strategy, const RoundRecord& record)>;
+StreamReport run_stream(const std::vector<StreamChunk>& stream, const std::vector<Strategy>& strategies,
+                        const StreamRunOptions& options, const RoundCallback& on_round = {});
+
+}  // namespace nnr

@@ -1,0 +1,91 @@
+#include "apps/trainer/strategy.h"
+
+#include <algorithm>
+
+#include "bandits/factory.h"
+#include "engine/core/error.h"
+#include "regularizers/regularizer.h"
+
+namespace nnr {
+namespace {
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+std::string after_bandit(const std::string& choice) {
+  return choice.rfind("bandit:", 0) == 0 ? choice.substr(7) : std::string();
+}
+
+void validate_policy(const std::string& what, const std::string& policy) {
+  if (policy.empty()) throw InvalidArgument("[strategy] " + what + " bandit needs a policy, e.g. bandit:exp3s");
+  try {
+    bandits::make_policy(policy);
+  } catch (const bandits::BanditError& e) {
+    throw InvalidArgument("[strategy] " + what + " policy '" + policy + "': " + e.what());
+  }
+}
+
+}  // namespace
+
+std::string Strategy::description() const {
+  return "samples=" + samples + " weights=" + weights + " regularizer=" + regularizer;
+}
+std::string Strategy::sample_policy() const { return after_bandit(samples); }
+std::string Strategy::weight_policy() const { return after_bandit(weights); }
+
+const std::vector<std::string>& strategy_presets() {
+  static const std::vector<std::string> names{"finetune", "full", "replay", "ewc", "si", "mas", "paper"};
+  return names;
+}
+
+Strategy strategy_preset(const std::string& name) {
+  Strategy s;
+  s.name = name;
+  if (name == "finetune") return s;
+  if (name == "full") {
+    s.samples = "all";
+    return s;
+  }
+  if (name == "replay") {
+    s.samples = "replay";
+    return s;
+  }
+  if (name == "ewc" || name == "si" || name == "mas") {
+    s.regularizer = name == "ewc" ? "online-ewc" : name;
+    return s;
+  }
+  if (name == "paper") {
+    // Learning progress is non-stationary by construction (what is worth replaying changes as the
+    // model learns): EXP3.S for the samples. Weight groups are a k-of-n choice: Exp3.M with
+    // per-group rewards. Both wrapped in the normaliser because loss drops have no fixed scale.
+    s.samples = "bandit:norm:exp3s";
+    s.weights = "bandit:norm:exp3m";
+    s.regularizer = "sni";
+    return s;
+  }
+  throw InvalidArgument("[strategy] unknown strategy '" + name + "' (presets: " + joined(strategy_presets()) + ")");
+}
+
+void validate_strategy(const Strategy& s) {
+  static const std::vector<std::string> samples{"new", "all", "replay"};
+  static const std::vector<std::string> weights{"all", "random", "importance"};
+  if (s.samples_from_bandit()) validate_policy("samples", s.sample_policy());
+  else if (std::find(samples.begin(), samples.end(), s.samples) == samples.end())
+    throw InvalidArgument("[strategy] unknown samples choice '" + s.samples + "' (valid: " + joined(samples) +
+                          ", bandit:<policy>)");
+  if (s.weights_from_bandit()) validate_policy("weights", s.weight_policy());
+  else if (std::find(weights.begin(), weights.end(), s.weights) == weights.end())
+    throw InvalidArgument("[strategy] unknown weights choice '" + s.weights + "' (valid: " + joined(weights) +
+                          ", bandit:<policy>)");
+  if (s.regularizer != "none") {
+    const auto& names = regularizer_names();
+    if (std::find(names.begin(), names.end(), s.regularizer) == names.end())
+      throw InvalidArgument("[strategy] unknown regularizer '" + s.regularizer + "' (valid: none, " + joined(names) +
+                            ")");
+  }
+}
+
+}  // namespace nnr

@@ -1,0 +1,45 @@
+#pragma once
+// A retraining strategy: three independent choices, each a flag of `nnr stream`, plus presets.
+//   samples      new               the new chunk only (fine-tuning)
+//                all               everything seen so far, every round (full retraining, warm-started)
+//                replay            each step: a batch of the new chunk + a batch drawn uniformly from the
+//                                  replay memory (Avalanche's ReplayPlugin with batch_size_mem = batch_size)
+//                bandit:<policy>   arms = the memory's groups + the new chunk; each step's batch is
+//                                  (1 − replay_fraction) new samples + replay_fraction from the arm the
+//                                  policy pulled; a pull lasts pull_steps steps and earns the drop of a
+//                                  validation probe's loss (retraining.h)
+//   weights      all               every weight, every round
+//                random            a seeded random set of groups up to the budget, new each round
+//                importance        the groups with the lowest mean importance Ω first, up to the budget
+//                bandit:<policy>   groups ranked by the policy each round, per-group (semi-bandit)
+//                                  rewards: each group's first-order share −g·Δθ of the validation-loss drop
+//   regularizer  none | l2 | ewc | online-ewc | si | mas | sni, with strength λ (lambda < 0: chosen on
+//                validation data, retraining.h)
+// Presets: finetune, full, replay, ewc, si, mas, paper (apps/trainer/README.md says what paper does and why).
+#include <string>
+#include <vector>
+
+namespace nnr {
+
+struct Strategy {
+  std::string name;                  // the preset, or "custom"
+  std::string samples = "new";
+  std::string weights = "all";
+  std::string regularizer = "none";
+  // "samples=replay weights=importance regularizer=sni"
+  std::string description() const;
+  bool samples_from_bandit() const { return samples.rfind("bandit:", 0) == 0; }
+  bool weights_from_bandit() const { return weights.rfind("bandit:", 0) == 0; }
+  std::string sample_policy() const;  // the <policy> of bandit:<policy>, or ""
+  std::string weight_policy() const;
+};
+
+// A preset by name; throws nnr::InvalidArgument listing the presets otherwise.
+Strategy strategy_preset(const std::string& name);
+const std::vector<std::string>& strategy_presets();
+
+// Checks each choice (policy names through the bandit factory, regularizer names); throws
+// nnr::InvalidArgument naming the bad one and listing the valid values.
+void validate_strategy(const Strategy& strategy);
+
+}  // namespace nnr

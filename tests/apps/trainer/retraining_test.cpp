@@ -1,0 +1,178 @@
+#include <cmath>
+#include <set>
+
+#include <catch2/catch.hpp>
+
+#include "apps/trainer/retraining.h"
+#include "apps/trainer/stream.h"
+#include "engine/core/error.h"
+#include "engine/core/rng.h"
+#include "engine/nn/model_spec.h"
+
+using namespace nnr;
+
+namespace {
+
+// Ten separable classes in 16 features: class c lights features c and (c + 3) % 16, plus noise.
+Dataset synthetic(int64_t n, uint64_t seed) {
+  Rng rng(seed);
+  Tensor x = Tensor::empty({n, 16});
+  std::vector<int32_t> y(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t c = static_cast<int32_t>(i % 10);
+    y[static_cast<size_t>(i)] = c;
+    for (int64_t k = 0; k < 16; ++k) x.data()[i * 16 + k] = static_cast<float>(0.3 * rng.normal());
+    x.data()[i * 16 + c] += 2.0f;
+    x.data()[i * 16 + (c + 3) % 16] += 1.0f;
+  }
+  return make_dataset(std::move(x), std::move(y), 10, "synthetic");
+}
+
+std::vector<StreamChunk> small_split_stream(int chunks = 3) {
+  StreamOptions o;
+  o.scenario = "split";
+  o.chunks = chunks;
+  o.seed = 5;
+  return make_stream(synthetic(900, 1), synthetic(300, 2), o);
+}
+
+StreamRunOptions small_run() {
+  StreamRunOptions run;
+  run.model_spec = "mlp:16-24-24-10";
+  run.scenario = "split";
+  run.data = "synthetic";
+  run.device = "cpu";
+  run.retrain.epochs = 2;
+  run.retrain.batch_size = 16;
+  run.retrain.memory = 60;
+  run.retrain.rows_per_group = 4;
+  run.retrain.probe_samples = 20;
+  run.retrain.lambda = 0.1f;
+  run.retrain.seed = 3;
+  return run;
+}
+
+// The report without what depends on the machine (seconds, memory).
+nlohmann::json without_timing(nlohmann::json j) {
+  for (auto& s : j["strategies"]) {
+    s.erase("train_seconds");
+    for (auto& r : s["rounds"]) {
+      r["compute"].erase("train_seconds");
+      r["compute"].erase("round_seconds");
+      r["compute"].erase("peak_rss_bytes");
+    }
+  }
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("every preset runs a stream end to end and reports every round") {
+  const std::vector<StreamChunk> stream = small_split_stream();
+  std::vector<Strategy> strategies;
+  for (const std::string& name : strategy_presets()) strategies.push_back(strategy_preset(name));
+  const StreamReport report = run_stream(stream, strategies, small_run());
+  REQUIRE(report.strategies.size() == strategies.size());
+  for (const StrategyReport& s : report.strategies) {
+    INFO(s.strategy);
+    REQUIRE(s.rounds.size() == stream.size());
+    const AccuracyMatrix r = s.accuracy();
+    for (const auto& row : r) REQUIRE(row.size() == stream.size());
+    // The base model learned chunk 0 (a separable problem).
+    CHECK(r[0][0] > 0.9);
+    for (size_t i = 1; i < s.rounds.size(); ++i) {
+      CHECK(s.rounds[i].compute.train_flops() > 0);
+      CHECK(s.rounds[i].compute.samples > 0);
+      // The newest chunk is learned in its round, whatever the strategy.
+      CHECK(r[i][i] > 0.7);
+    }
+    CHECK(s.train_flops() > 0);
+  }
+}
+
+TEST_CASE("the paper strategy opens at most its weight budget and saves weight-gradient FLOPs") {
+  const std::vector<StreamChunk> stream = small_split_stream();
+  const StreamReport report =
+      run_stream(stream, {strategy_preset("finetune"), strategy_preset("paper")}, small_run());
+  const StrategyReport& finetune = report.strategies[0];
+  const StrategyReport& paper = report.strategies[1];
+  Sequential model = build_model("mlp:16-24-24-10", 0);
+  const int64_t total = model.parameter_count();
+  for (size_t i = 1; i < stream.size(); ++i) {
+    const RoundCompute& p = paper.rounds[i].compute;
+    const RoundCompute& f = finetune.rounds[i].compute;
+    CHECK(p.parameters_updated <= static_cast<int64_t>(0.25 * static_cast<double>(total)));
+    CHECK(f.parameters_updated == total);
+    // As many steps per round (a step's batch is always full when it mixes sources, so up to one
+    // batch more per epoch); the closed weights' gradients are never computed.
+    const RetrainOptions& o = small_run().retrain;
+    CHECK(std::abs(p.samples - f.samples) <= o.epochs * o.batch_size);
+    CHECK(p.weight_grad_flops < f.weight_grad_flops / 2);
+    CHECK(p.other_flops > 0);  // probes, reward gradients, importance estimation
+    CHECK(f.other_flops == 0);
+    CHECK(paper.rounds[i].choices["samples"]["pulls"].size() >= 1);
+    CHECK(paper.rounds[i].choices["weights"]["groups_opened"].get<int64_t>() >= 1);
+  }
+}
+
+TEST_CASE("full retraining trains on every chunk seen so far") {
+  const std::vector<StreamChunk> stream = small_split_stream();
+  const StreamRunOptions run = small_run();
+  const StreamReport report = run_stream(stream, {strategy_preset("full")}, run);
+  int64_t seen = stream[0].train.size();
+  for (size_t i = 1; i < stream.size(); ++i) {
+    seen += stream[i].train.size();
+    CHECK(report.strategies[0].rounds[i].compute.samples == run.retrain.epochs * seen);
+  }
+}
+
+TEST_CASE("the same seed gives the same report; another seed another one") {
+  const std::vector<StreamChunk> stream = small_split_stream();
+  StreamRunOptions run = small_run();
+  const std::vector<Strategy> strategies{strategy_preset("replay"), strategy_preset("paper")};
+  const nlohmann::json a = without_timing(to_json(run_stream(stream, strategies, run)));
+  const nlohmann::json b = without_timing(to_json(run_stream(stream, strategies, run)));
+  CHECK(a == b);
+  run.retrain.seed = 4;
+  const nlohmann::json c = without_timing(to_json(run_stream(stream, strategies, run)));
+  CHECK(a != c);
+}
+
+TEST_CASE("lambda auto tries the regularizer's grid on validation data and keeps the best") {
+  const std::vector<StreamChunk> stream = small_split_stream();
+  StreamRunOptions run = small_run();
+  run.retrain.lambda = -1.0f;
+  const StreamReport report = run_stream(stream, {strategy_preset("mas")}, run);
+  const RoundRecord& first = report.strategies[0].rounds[1];
+  const std::vector<float> grid = lambda_grid("mas");
+  REQUIRE(first.choices.contains("lambda_auto"));
+  CHECK(first.choices["lambda_auto"]["validation_accuracy"].size() == grid.size());
+  const float chosen = first.choices["lambda_auto"]["chosen"].get<float>();
+  CHECK(std::find(grid.begin(), grid.end(), chosen) != grid.end());
+  CHECK(first.lambda == Approx(chosen));
+  // Later rounds keep it and search no more.
+  CHECK(report.strategies[0].rounds[2].lambda == Approx(chosen));
+  CHECK_FALSE(report.strategies[0].rounds[2].choices.contains("lambda_auto"));
+  // The search's training is counted: three candidates' samples in round 1.
+  CHECK(first.compute.samples == 3 * report.strategies[0].rounds[2].compute.samples * stream[1].train.size() /
+                                     stream[2].train.size());
+}
+
+TEST_CASE("strategies and options are checked before anything trains") {
+  Strategy s = strategy_preset("paper");
+  s.samples = "bandit:no-such-policy";
+  CHECK_THROWS_WITH(validate_strategy(s), Catch::Contains("no-such-policy"));
+  s = strategy_preset("finetune");
+  s.weights = "most";
+  CHECK_THROWS_WITH(validate_strategy(s), Catch::Contains("unknown weights choice 'most'"));
+  s = strategy_preset("finetune");
+  s.regularizer = "dropout";
+  CHECK_THROWS_AS(validate_strategy(s), InvalidArgument);
+  CHECK_THROWS_WITH(strategy_preset("best"), Catch::Contains("presets: finetune"));
+  RetrainOptions bad;
+  bad.weight_budget = 0.0;
+  CHECK_THROWS_WITH(Retrainer(build_model("mlp:16-8-10", 0), strategy_preset("paper"), bad),
+                    Catch::Contains("weight budget"));
+  const std::vector<StreamChunk> one = small_split_stream(1);
+  CHECK_THROWS_WITH(run_stream(one, {strategy_preset("finetune")}, small_run()), Catch::Contains("at least 2 chunks"));
+}
