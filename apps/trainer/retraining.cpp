@@ -157,14 +157,19 @@ double mean_validation_accuracy(Sequential& model, const std::vector<const Strea
 
 }  // namespace
 
+float default_lambda(const std::string& regularizer) {
+  // The order of magnitude each penalty's Ω takes on Fashion-MNIST (MAS and SNI Ω are normalised,
+  // EWC's Fisher and SI's ω are small). On split Fashion-MNIST, --lambda auto's validation pilots
+  // put SNI's 0.003, 0.03 and 0.3 within a point of each other.
+  if (regularizer == "l2" || regularizer == "mas") return 0.3f;
+  if (regularizer == "ewc" || regularizer == "online-ewc") return 300.0f;
+  if (regularizer == "si") return 1000.0f;
+  if (regularizer == "sni") return 0.03f;
+  return 1.0f;
+}
+
 std::vector<float> lambda_grid(const std::string& regularizer) {
-  // Middles from the order of magnitude each penalty's Ω takes on Fashion-MNIST (MAS/SNI Ω are
-  // normalised, EWC's Fisher and SI's ω are small); "auto" spans a decade either side.
-  float middle = 1.0f;
-  if (regularizer == "l2" || regularizer == "mas") middle = 0.3f;
-  else if (regularizer == "ewc" || regularizer == "online-ewc") middle = 300.0f;
-  else if (regularizer == "si") middle = 1000.0f;
-  else if (regularizer == "sni") middle = 0.03f;
+  const float middle = default_lambda(regularizer);
   return {middle / 10.0f, middle, middle * 10.0f};
 }
 
@@ -241,6 +246,9 @@ Retrainer::Retrainer(Sequential model, Strategy strategy, RetrainOptions options
     RegularizerOptions r = options_.regularizer;
     r.seed = derive_seed(options_.seed, "regularizer");
     regularizer_ = make_regularizer(strategy_.regularizer, r);
+    if (lambda_ == RetrainOptions::kDefaultLambda) lambda_ = default_lambda(strategy_.regularizer);
+    else if (lambda_ < 0.0f && lambda_ != RetrainOptions::kAutoLambda)
+      throw InvalidArgument("[retrain] lambda must be >= 0 (or auto), got " + std::to_string(lambda_));
   } else {
     lambda_ = 0.0f;
   }
@@ -314,7 +322,7 @@ Dataset Retrainer::seen_validation() const {
   for (const StreamChunk* c : seen_)
     if (c->validation.size()) parts.push_back(&c->validation);
   Rng rng(derive_seed(options_.seed, "probe") + static_cast<uint64_t>(rounds_));
-  return stratified_subset(parts, 1000, rng);
+  return stratified_subset(parts, options_.reward_gradient_samples, rng);
 }
 
 std::vector<UpdateMask> Retrainer::choose_weights(nlohmann::json& choices) {
@@ -417,7 +425,17 @@ void Retrainer::reward_weights(const std::vector<Tensor>& grad, const std::vecto
   weights_->update(rewards);
 }
 
-void Retrainer::train_round(const StreamChunk& chunk, float lambda, nlohmann::json& choices, RoundCompute& compute) {
+int64_t Retrainer::round_steps(const StreamChunk& chunk) const {
+  int64_t n = chunk.train.size();
+  if (strategy_.samples == "all") {
+    n = 0;
+    for (const StreamChunk* c : seen_) n += c->train.size();
+  }
+  return options_.epochs * ((n + options_.batch_size - 1) / options_.batch_size);
+}
+
+void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_steps, nlohmann::json& choices,
+                            RoundCompute& compute) {
   const uint64_t round_seed = static_cast<uint64_t>(rounds_);
   auto optimizer = make_optimizer(options_.optimizer);
   optimizer->set_penalty_strength(regularizer_ ? lambda : 0.0f);
@@ -449,9 +467,9 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, nlohmann::js
     const Dataset& data = parts.empty() ? chunk.train : everything;
     Batcher batches(data, BatcherOptions{options_.batch_size, true, false},
                     Rng(derive_seed(options_.seed, "batches") + round_seed));
-    for (int e = 0; e < options_.epochs; ++e) {
+    for (int e = 0; e < options_.epochs && step != max_steps; ++e) {
       Batch batch;
-      while (batches.next(batch)) run_step(batch);
+      while (step != max_steps && batches.next(batch)) run_step(batch);
     }
     choices["samples"] = {{"from", strategy_.samples}, {"pool", data.size()}};
   } else {
@@ -461,7 +479,8 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, nlohmann::js
         m > 0 ? std::max<int64_t>(1, static_cast<int64_t>(std::lround(options_.replay_fraction * options_.batch_size))) : 0;
     const int64_t new_part = std::max<int64_t>(1, options_.batch_size - replay_part);
     const int64_t n = chunk.train.size();
-    const int64_t steps = options_.epochs * ((n + options_.batch_size - 1) / options_.batch_size);
+    int64_t steps = options_.epochs * ((n + options_.batch_size - 1) / options_.batch_size);
+    if (max_steps >= 0) steps = std::min(steps, max_steps);
     Batcher fresh(chunk.train, BatcherOptions{new_part, true, false}, Rng(derive_seed(options_.seed, "batches") + round_seed));
     Rng draws(derive_seed(options_.seed, "replay.draws") + round_seed);
     auto next_fresh = [&] {
@@ -559,7 +578,7 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
   }
 
   const auto train_start = Clock::now();
-  if (regularizer_ && lambda_ < 0.0f) {
+  if (regularizer_ && lambda_ == RetrainOptions::kAutoLambda) {
     // λ auto: every candidate trains this round from the same start; the best on validation stays.
     RoundStart s0{parameter_values(model_), {}, samples_ ? samples_->save_state() : nlohmann::json()};
     for (Parameter* p : params) s0.path_integrals.push_back(p->path_integral.defined() ? p->path_integral.clone() : Tensor());
@@ -570,14 +589,17 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
       }
       if (samples_) samples_->load_state(s.samples);
     };
+    // Each candidate trains a pilot (the first pilot_fraction of the round's steps) from the same
+    // start; the round then trains in full, once, with the best.
+    const int64_t pilot_steps = std::max<int64_t>(
+        1, static_cast<int64_t>(std::ceil(options_.lambda_pilot_fraction * static_cast<double>(round_steps(chunk)))));
     double best_accuracy = -1.0;
     float best_lambda = 0.0f;
-    RoundStart best;
     nlohmann::json tried = nlohmann::json::object();
     for (const float candidate : lambda_grid(strategy_.regularizer)) {
       restore(s0);
-      nlohmann::json candidate_choices = record.choices;
-      train_round(chunk, candidate, candidate_choices, record.compute);
+      nlohmann::json ignored;
+      train_round(chunk, candidate, pilot_steps, ignored, record.compute);
       const double accuracy = mean_validation_accuracy(model_, seen_, nullptr);
       std::ostringstream key;
       key << candidate;
@@ -585,16 +607,14 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
       if (accuracy > best_accuracy) {
         best_accuracy = accuracy;
         best_lambda = candidate;
-        best = RoundStart{parameter_values(model_), {}, samples_ ? samples_->save_state() : nlohmann::json()};
-        for (Parameter* p : params) best.path_integrals.push_back(p->path_integral.defined() ? p->path_integral.clone() : Tensor());
-        if (candidate_choices.contains("samples")) record.choices["samples"] = candidate_choices["samples"];
       }
     }
-    restore(best);
+    restore(s0);
     lambda_ = best_lambda;
-    record.choices["lambda_auto"] = {{"validation_accuracy", tried}, {"chosen", best_lambda}};
+    train_round(chunk, lambda_, -1, record.choices, record.compute);
+    record.choices["lambda_auto"] = {{"pilot_steps", pilot_steps}, {"validation_accuracy", tried}, {"chosen", best_lambda}};
   } else {
-    train_round(chunk, lambda_, record.choices, record.compute);
+    train_round(chunk, lambda_, -1, record.choices, record.compute);
   }
   record.compute.train_seconds = seconds_since(train_start);
   record.lambda = regularizer_ ? lambda_ : 0.0f;

@@ -23,9 +23,10 @@
 // the weight bandit is rewarded per group with −g·Δθ over the group's weights, g the gradient of the
 // validation loss before the round and Δθ what the round changed (the group's first-order share of
 // the validation-loss drop). Frozen weights cost no weight-gradient FLOPs (layers count them).
-// λ auto: at the first retraining round, each value of the regularizer's grid trains the round
-// from the same state; the one with the best validation accuracy over the seen chunks is kept for
-// every later round. Its FLOPs are counted in that round.
+// λ auto: at the first retraining round, each value of the regularizer's grid trains a pilot (the
+// first lambda_pilot_fraction of the round's steps) from the same state; the one with the best
+// validation accuracy over the seen chunks trains the round and is kept for every later round.
+// The pilots' FLOPs are counted in that round.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -51,25 +52,34 @@ class WeightSelector;
 struct RetrainOptions {
   int epochs = 2;                  // passes' worth of the new chunk per round (see above)
   int64_t batch_size = 64;
-  OptimizerOptions optimizer{"sgd", 0.01f, 0.9f, 0.0f};  // a fresh optimizer (fresh momentum) per round
+  OptimizerOptions optimizer{"sgd", 0.03f, 0.9f, 0.0f};  // a fresh optimizer (fresh momentum) per round
   int64_t memory = 1000;           // replay memory capacity (samples)
   MemoryGrouping memory_grouping = MemoryGrouping::Chunk;
   int memory_clusters = 8;
   double replay_fraction = 0.5;    // of each batch, for replay and bandit samples, in [0, 1)
-  double bandit_share = 0.5;       // of the replay part, from the pulled arm (the rest uniform over memory), in (0, 1]
-  int pull_steps = 4;              // steps per sample-bandit pull
+  double bandit_share = 0.25;      // of the replay part, from the pulled arm (the rest uniform over memory), in (0, 1]
+  int pull_steps = 8;              // steps per sample-bandit pull
   int64_t probe_samples = 128;     // validation samples whose loss drop rewards a pull
+  int64_t reward_gradient_samples = 256;  // validation samples of g in the weight rewards −g·Δθ
   double weight_budget = 0.25;     // fraction of all weights a round may open (random/importance/bandit)
   std::string weight_granularity = "neuron";  // layer | neuron
   int64_t rows_per_group = 16;     // neuron granularity: output neurons (filters) per group
-  float lambda = -1.0f;            // penalty strength; < 0: "auto", chosen on validation data
-  RegularizerOptions regularizer;  // its seed is derived from `seed`
+  static constexpr float kDefaultLambda = -2.0f;  // the regularizer's default_lambda()
+  static constexpr float kAutoLambda = -1.0f;     // chosen on validation data (below)
+  float lambda = kDefaultLambda;   // penalty strength >= 0, or one of the two above
+  double lambda_pilot_fraction = 0.25;  // auto: each candidate trains this share of the first round
+  RegularizerOptions regularizer = [] {
+    RegularizerOptions r;
+    r.samples = 512;  // per consolidation; a round's importance is an estimate, not a census
+    return r;
+  }();                             // its seed is derived from `seed`
   uint64_t seed = 0;               // the one user seed; every component derives its own
   Context* cuda = nullptr;         // train and evaluate on this CUDA context (the model lives on the
                                    // host between rounds: consolidation and the memory read it there)
 };
 
-// The λ values "auto" tries for a regularizer (its default in the middle).
+// A regularizer's default λ, and the values "auto" tries (a decade either side of the default).
+float default_lambda(const std::string& regularizer);
 std::vector<float> lambda_grid(const std::string& regularizer);
 
 class Retrainer {
@@ -96,7 +106,10 @@ class Retrainer {
 
  private:
   struct TrainPhase;
-  void train_round(const StreamChunk& chunk, float lambda, nlohmann::json& choices, RoundCompute& compute);
+  // max_steps < 0: the whole round.
+  void train_round(const StreamChunk& chunk, float lambda, int64_t max_steps, nlohmann::json& choices,
+                   RoundCompute& compute);
+  int64_t round_steps(const StreamChunk& chunk) const;
   std::vector<UpdateMask> choose_weights(nlohmann::json& choices);
   void reward_weights(const std::vector<Tensor>& validation_grad, const std::vector<Tensor>& before);
   Dataset seen_validation() const;

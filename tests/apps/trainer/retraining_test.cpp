@@ -141,7 +141,7 @@ TEST_CASE("the same seed gives the same report; another seed another one") {
 TEST_CASE("lambda auto tries the regularizer's grid on validation data and keeps the best") {
   const std::vector<StreamChunk> stream = small_split_stream();
   StreamRunOptions run = small_run();
-  run.retrain.lambda = -1.0f;
+  run.retrain.lambda = RetrainOptions::kAutoLambda;
   const StreamReport report = run_stream(stream, {strategy_preset("mas")}, run);
   const RoundRecord& first = report.strategies[0].rounds[1];
   const std::vector<float> grid = lambda_grid("mas");
@@ -153,9 +153,12 @@ TEST_CASE("lambda auto tries the regularizer's grid on validation data and keeps
   // Later rounds keep it and search no more.
   CHECK(report.strategies[0].rounds[2].lambda == Approx(chosen));
   CHECK_FALSE(report.strategies[0].rounds[2].choices.contains("lambda_auto"));
-  // The search's training is counted: three candidates' samples in round 1.
-  CHECK(first.compute.samples == 3 * report.strategies[0].rounds[2].compute.samples * stream[1].train.size() /
-                                     stream[2].train.size());
+  // The pilots' training is counted: three pilots of a quarter of the round's steps, then the round.
+  const int64_t n = stream[1].train.size(), batch = run.retrain.batch_size;
+  const int64_t steps = run.retrain.epochs * ((n + batch - 1) / batch);
+  const int64_t pilot = first.choices["lambda_auto"]["pilot_steps"].get<int64_t>();
+  CHECK(pilot == (steps + 3) / 4);
+  CHECK(first.compute.samples == run.retrain.epochs * n + 3 * pilot * batch);
 }
 
 TEST_CASE("strategies and options are checked before anything trains") {
@@ -175,4 +178,19 @@ TEST_CASE("strategies and options are checked before anything trains") {
                     Catch::Contains("weight budget"));
   const std::vector<StreamChunk> one = small_split_stream(1);
   CHECK_THROWS_WITH(run_stream(one, {strategy_preset("finetune")}, small_run()), Catch::Contains("at least 2 chunks"));
+}
+
+TEST_CASE("without --lambda a regularizer trains with its own default strength") {
+  const std::vector<StreamChunk> stream = small_split_stream();
+  StreamRunOptions run = small_run();
+  run.retrain.lambda = RetrainOptions::kDefaultLambda;
+  const StreamReport report = run_stream(stream, {strategy_preset("mas"), strategy_preset("finetune")}, run);
+  for (size_t i = 1; i < stream.size(); ++i) {
+    CHECK(report.strategies[0].rounds[i].lambda == Approx(default_lambda("mas")));
+    CHECK(report.strategies[1].rounds[i].lambda == 0.0);
+  }
+  RetrainOptions negative;
+  negative.lambda = -3.0f;
+  CHECK_THROWS_WITH(Retrainer(build_model("mlp:16-8-10", 0), strategy_preset("mas"), negative),
+                    Catch::Contains("lambda must be >= 0"));
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The retraining loop on Fashion-MNIST as a user runs it (`nnr stream`, its defaults: MLP
+# 784-400-400-10, 2 epochs per round, memory 1000, SGD 0.03, batch 64, λ auto), over seeds:
+#   split    5 chunks: finetune, full, replay, paper, and the ablations of paper
+#            (without bandit samples, without bandit weights, EWC instead of SNI)
+#   permuted 5 chunks: finetune, full, replay, paper
+#   drift    20 chunks: finetune, full, replay, paper
+# Every choice inside a run reads validation data only; test accuracy is only reported.
+# Writes bench/results/stream-fashion-mnist.json (medians over seeds, each seed's numbers, the
+# targets) and seed 1's report folders (report.json, rounds.csv, report.svg) under
+# bench/results/stream/<scenario>/. Environment: NNR (binary), SEEDS, SCENARIOS, OUT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+nnr=${NNR:-build/apps/nnr/nnr}
+seeds=${SEEDS:-1 2 3}
+scenarios=${SCENARIOS:-split permuted drift}
+out=${OUT:-bench/results}
+runs=$(mktemp -d)
+trap 'rm -rf "$runs"' EXIT
+[ -x "$nnr" ] || { echo "stream bench: $nnr not found; build first (bash scripts/build.sh)" >&2; exit 1; }
+
+run() {  # scenario seed label args...
+  local scenario=$1 seed=$2 label=$3
+  shift 3
+  local chunks=5
+  [ "$scenario" = drift ] && chunks=20
+  local report=()
+  [ "$seed" = 1 ] && report=(--report "$out/stream/$scenario/$label")
+  echo "stream bench: $scenario seed $seed $label" >&2
+  local start=$SECONDS
+  "$nnr" stream --data fashion-mnist --scenario "$scenario" --chunks "$chunks" --seed "$seed" -q --json \
+    "${report[@]}" "$@" > "$runs/$scenario.$seed.$label.json"
+  echo "stream bench:   $((SECONDS - start)) s" >&2
+}
+
+for seed in $seeds; do
+  for scenario in $scenarios; do
+    run "$scenario" "$seed" compare --compare finetune,full,replay,paper
+    if [ "$scenario" = split ]; then
+      run split "$seed" paper-without-bandit-samples --strategy paper --samples replay
+      run split "$seed" paper-without-bandit-weights --strategy paper --weights all
+      run split "$seed" paper-with-ewc --strategy paper --regularizer online-ewc
+    fi
+  done
+done
+
+/usr/bin/python3 bench/stream_summary.py "$runs" "$out/stream-fashion-mnist.json" \
+  "bash bench/stream_fashion_mnist.sh (SEEDS='$seeds' SCENARIOS='$scenarios')"
