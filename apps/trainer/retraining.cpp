@@ -181,6 +181,12 @@ int64_t peak_rss_bytes() {
   return 0;
 }
 
+void reset_peak_rss() {
+  // Linux: writing 5 to clear_refs resets VmHWM to the current RSS (harmless where unsupported).
+  std::ofstream clear("/proc/self/clear_refs");
+  if (clear) clear << "5";
+}
+
 void copy_parameters(Sequential& from, Sequential& to) {
   const std::vector<Parameter*> a = from.parameters(), b = to.parameters();
   if (a.size() != b.size()) throw InvalidArgument("[retrain] models differ in their parameters");
@@ -193,6 +199,7 @@ void copy_parameters(Sequential& from, Sequential& to) {
 
 RoundCompute train_base(Sequential& model, const StreamChunk& chunk, const RetrainOptions& options) {
   const auto start = Clock::now();
+  reset_peak_rss();
   const ComputeCounts before = model.compute_counts();
   model.open_all();
   auto optimizer = make_optimizer(options.optimizer);
@@ -559,6 +566,7 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
 
 RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamChunk>& stream) {
   const auto start = Clock::now();
+  reset_peak_rss();
   if (seen_.empty()) throw InvalidArgument("[retrain] adopt_base must run before the first round");
   if (chunk.train.size() == 0) throw InvalidArgument("[retrain] chunk '" + chunk.name + "' has no training samples");
   seen_.push_back(&chunk);

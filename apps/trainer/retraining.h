@@ -141,8 +141,10 @@ void evaluate_round(Sequential& model, const std::vector<StreamChunk>& stream, s
 // Copies every parameter value of `from` into `to` (same spec), on the host.
 void copy_parameters(Sequential& from, Sequential& to);
 
-// The process's peak resident set so far (VmHWM), 0 where unknown.
+// The process's peak resident set (VmHWM) since the last reset_peak_rss, 0 where unknown. A round
+// resets it when it starts, so each round reports its own peak.
 int64_t peak_rss_bytes();
+void reset_peak_rss();
 
 // A whole stream: the base model once, then every strategy from a copy of it, round after round.
 struct StreamRunOptions {

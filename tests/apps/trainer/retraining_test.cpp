@@ -194,3 +194,15 @@ TEST_CASE("without --lambda a regularizer trains with its own default strength")
   CHECK_THROWS_WITH(Retrainer(build_model("mlp:16-8-10", 0), strategy_preset("mas"), negative),
                     Catch::Contains("lambda must be >= 0"));
 }
+
+TEST_CASE("peak memory is measured per round: a reset forgets an earlier, larger peak") {
+  {
+    std::vector<char> big(64 << 20, 1);  // touch 64 MiB, then free it
+    REQUIRE(big[12345] == 1);
+  }
+  const int64_t before = peak_rss_bytes();
+  reset_peak_rss();
+  const int64_t after = peak_rss_bytes();
+  if (before == 0) SUCCEED("no /proc/self/status here");
+  else CHECK(after < before);
+}
