@@ -106,7 +106,7 @@ TEST_CASE("a new arm starts optimistic: index policies try it next", "[bandits]"
   CHECK(probs.back() == Approx(*std::max_element(probs.begin(), probs.end())));
 }
 
-TEST_CASE("same seed gives the same choices; another seed differs", "[bandits]") {
+TEST_CASE("same seed gives the same choices, another seed differs", "[bandits]") {
   for (const auto& name : kAllPolicies) {
     INFO(name);
     auto a = with_arms(name, 6, 11), b = with_arms(name, 6, 11), c = with_arms(name, 6, 12);
@@ -154,7 +154,7 @@ TEST_CASE("reward normaliser maps running quantiles to [0, 1]", "[bandits]") {
   CHECK(norm.inner().stats(0).reward_sum <= 10.0);
 }
 
-TEST_CASE("sliding window forgets; discounting fades old rewards", "[bandits]") {
+TEST_CASE("sliding window forgets, discounting fades old rewards", "[bandits]") {
   auto sw = make_policy("sliding-window-ucb", {{"window", 4}});
   sw->add_arm(0);
   sw->add_arm(1);

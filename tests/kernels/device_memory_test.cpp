@@ -312,7 +312,7 @@ TEST_CASE("a request takes the smallest free block that fits and splits it when 
   REQUIRE(allocator.stats().bytes_in_use == 0);
 }
 
-TEST_CASE("freed neighbours in a segment merge back; blocks of touching segments never merge", "[memory][host]") {
+TEST_CASE("freed neighbours in a segment merge back, blocks of touching segments never merge", "[memory][host]") {
   TestSegmentSource source;
   CachingAllocator allocator(CachingAllocator::kDefaultMaxCachedBytes, &source);
   void* a = allocator.allocate(100 * 1024);

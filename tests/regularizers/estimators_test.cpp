@@ -108,7 +108,7 @@ TEST_CASE("L2 keeps Ω = 1 and moves the anchor to θ every round", "[regularize
   }
 }
 
-TEST_CASE("consolidation: Ω ← γΩ + Ω_new; the weighted-mean anchor sums one penalty per round",
+TEST_CASE("consolidation: Ω ← γΩ + Ω_new, the weighted-mean anchor sums one penalty per round",
           "[regularizers][consolidation]") {
   Parameter p;
   p.name = "w";

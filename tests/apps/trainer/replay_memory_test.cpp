@@ -338,7 +338,7 @@ TEST_CASE("cluster grouping recovers well-separated blobs as groups", "[memory]"
   CHECK(memory.size() == 30);
 }
 
-TEST_CASE("same seed, same memory; another seed, another memory", "[memory]") {
+TEST_CASE("same seed, same memory, another seed, another memory", "[memory]") {
   auto run = [](MemoryGrouping grouping, uint64_t seed) {
     ReplayMemory memory(options(8, grouping, seed, 3), {3}, 2);
     for (int c = 0; c < 3; ++c) {

@@ -126,7 +126,7 @@ TEST_CASE("full retraining trains on every chunk seen so far") {
   }
 }
 
-TEST_CASE("the same seed gives the same report; another seed another one") {
+TEST_CASE("the same seed gives the same report, another seed another one") {
   const std::vector<StreamChunk> stream = small_split_stream();
   StreamRunOptions run = small_run();
   const std::vector<Strategy> strategies{strategy_preset("replay"), strategy_preset("paper")};

@@ -7,7 +7,7 @@
 
 using nnr::test::TempDir;
 
-TEST_CASE("csv with a header reads labels and features; header is detected", "[csv]") {
+TEST_CASE("csv with a header reads labels and features, header is detected", "[csv]") {
   TempDir dir;
   nnr::test::write_text(dir.file("d.csv"), "label,\"a\",b\r\n1,0.5,2\r\n\r\n0, -1e-3 ,4\r\n");
   nnr::CsvTable t = nnr::read_csv(dir.file("d.csv"));

@@ -34,7 +34,7 @@ TEST_CASE("npy float32 features round-trip bit-exactly through save_npy", "[npy]
   REQUIRE((nnr::test::read_bytes(dir.file("x.npy")).size() - t.bytes()) % 64 == 0);
 }
 
-TEST_CASE("npy uint8 features are scaled to [0, 1]; rank-1 features become [N, 1]", "[npy]") {
+TEST_CASE("npy uint8 features are scaled to [0, 1], rank-1 features become [N, 1]", "[npy]") {
   TempDir dir;
   nnr::save_npy_raw(dir.file("u8.npy"), "|u1", {2, 2}, {0, 51, 255, 1});
   nnr::Tensor t = nnr::load_npy(dir.file("u8.npy"));

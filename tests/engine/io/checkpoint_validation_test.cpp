@@ -44,7 +44,7 @@ TEST_CASE("a file without nnr metadata loads, in offset order, with any key orde
   REQUIRE(ck.metadata.at("format") == "pt");
 }
 
-TEST_CASE("F64, F16 and BF16 tensors are converted to float32; scalars and empty tensors load", "[checkpoint]") {
+TEST_CASE("F64, F16 and BF16 tensors are converted to float32, scalars and empty tensors load", "[checkpoint]") {
   Fixture f;
   std::vector<uint8_t> data = as_bytes<double>({0.5, -2.0});
   const std::vector<uint8_t> f16 = as_bytes<uint16_t>({0x3C00, 0xC000, 0x0001});  // 1, -2, 2^-24

@@ -35,7 +35,7 @@ TEST_CASE("cnn spec builds the documented layers", "[spec]") {
   REQUIRE(model_input_shape("cnn:3x9x7-c4k5s2-10") == Shape{3, 9, 7});
 }
 
-TEST_CASE("same seed, same weights; another seed, other weights", "[spec]") {
+TEST_CASE("same seed, same weights, another seed, other weights", "[spec]") {
   Sequential a = build_model("mlp:5-4-3", 7), b = build_model("mlp:5-4-3", 7), c = build_model("mlp:5-4-3", 8);
   REQUIRE(a.find_parameter("0.weight")->value.to_vector() == b.find_parameter("0.weight")->value.to_vector());
   REQUIRE(a.find_parameter("0.weight")->value.to_vector() != c.find_parameter("0.weight")->value.to_vector());
