@@ -21,6 +21,8 @@ class Ewc final : public Regularizer {
   Ewc(EwcOptions options, float gamma, AnchorRule anchor_rule, std::string name = "ewc");
   std::string name() const override { return name_; }
   std::vector<Tensor> estimate(Sequential& model, const Dataset& data) override;
+  uint64_t estimates_made() const override { return rounds_; }
+  void set_estimates_made(uint64_t count) override { rounds_ = count; }
 
  private:
   EwcOptions options_;

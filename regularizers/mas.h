@@ -16,6 +16,8 @@ class Mas final : public Regularizer {
   Mas(MasOptions options, float gamma);
   std::string name() const override { return "mas"; }
   std::vector<Tensor> estimate(Sequential& model, const Dataset& data) override;
+  uint64_t estimates_made() const override { return rounds_; }
+  void set_estimates_made(uint64_t count) override { rounds_ = count; }
 
  private:
   MasOptions options_;

@@ -42,6 +42,11 @@ class Regularizer {
   // Ω ← γ·Ω + estimate(model, data) and θ* as the anchor rule says (θ* ← θ on the first round).
   void consolidate(Sequential& model, const Dataset& data);
 
+  // Estimates made so far: each one's random subset (and sampled labels) varies with it. Saved with
+  // a served model so that a restored run draws what an uninterrupted one would. Default: none kept.
+  virtual uint64_t estimates_made() const { return 0; }
+  virtual void set_estimates_made(uint64_t /*count*/) {}
+
   float gamma() const { return gamma_; }
   AnchorRule anchor_rule() const { return anchor_rule_; }
 

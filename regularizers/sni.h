@@ -30,6 +30,12 @@ class Sni final : public Regularizer {
   std::string name() const override { return "sni"; }
   void begin_task(Sequential& model) override;
   std::vector<Tensor> estimate(Sequential& model, const Dataset& data) override;
+  uint64_t estimates_made() const override { return rounds_; }
+  // The wrapped synapse regularizer made one estimate per SNI estimate (when it is used at all).
+  void set_estimates_made(uint64_t count) override {
+    rounds_ = count;
+    if (synapse_) synapse_->set_estimates_made(count);
+  }
 
  private:
   std::unique_ptr<Regularizer> synapse_;

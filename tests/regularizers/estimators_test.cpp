@@ -223,3 +223,33 @@ TEST_CASE("the factory builds every listed regularizer and names the valid ones 
   bad_gamma.gamma = std::nanf("");
   REQUIRE_THROWS_AS(make_regularizer("mas", bad_gamma), InvalidArgument);
 }
+
+TEST_CASE("a regularizer restored with its estimate count draws the subsets the original would", "[regularizers]") {
+  Sequential model = build_model("mlp:3-4-3-2", 4);
+  const Dataset data = test::random_dataset(200, {3}, 2, 6);
+  RegularizerOptions o;
+  o.samples = 16;  // a random subset per estimate: the count decides which
+  for (const std::string name : {"ewc", "online-ewc", "mas", "sni"}) {
+    INFO(name);
+    o.sampled_fisher = name == "online-ewc";
+    auto original = make_regularizer(name, o);
+    original->estimate(model, data);
+    original->estimate(model, data);
+    REQUIRE(original->estimates_made() == 2);
+    const std::vector<Tensor> third = original->estimate(model, data);
+
+    auto restored = make_regularizer(name, o);
+    restored->set_estimates_made(2);
+    const std::vector<Tensor> again = restored->estimate(model, data);
+    auto fresh = make_regularizer(name, o);
+    const std::vector<Tensor> first = fresh->estimate(model, data);
+    bool differs_from_first = false;
+    for (size_t i = 0; i < third.size(); ++i) {
+      for (int64_t k = 0; k < third[i].numel(); ++k) {
+        REQUIRE(again[i].data()[k] == third[i].data()[k]);
+        differs_from_first |= first[i].data()[k] != third[i].data()[k];
+      }
+    }
+    CHECK(differs_from_first);
+  }
+}
