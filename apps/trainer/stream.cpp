@@ -451,46 +451,50 @@ std::vector<StreamChunk> make_stream(const Dataset& train, const Dataset& test, 
   return chunks;
 }
 
-std::vector<StreamChunk> make_file_stream(const StreamOptions& options) {
+StreamChunk make_file_chunk(const std::string& spec, int index, const StreamOptions& options) {
   check_common_options(options);
   if (!(options.holdout > 0.0 && options.holdout < 1.0))
     fail("holdout must be in (0, 1), got " + format_number(options.holdout));
-  if (options.chunk_specs.empty()) fail("files: no chunk specs given (\"TRAIN[@TEST]\", one per chunk)");
+  const size_t at = spec.find('@');
+  if (spec.empty() || at == 0 ||
+      (at != std::string::npos && (at + 1 == spec.size() || spec.find('@', at + 1) != std::string::npos)))
+    fail("chunk spec '" + spec + "': expected TRAIN or TRAIN@TEST");
+  const Dataset train = load_dataset(spec.substr(0, at));
+  const Dataset test = at == std::string::npos ? Dataset{} : load_dataset(spec.substr(at + 1));
+  if (test.features.defined() && test.sample_shape() != train.sample_shape())
+    fail("chunk spec '" + spec + "': test samples are " + shape_to_string(test.sample_shape()) +
+         " but training samples are " + shape_to_string(train.sample_shape()));
+  ChunkPlan plan{spec, all_rows(train.size()), {}, {}};
+  if (test.features.defined()) {
+    plan.test_rows = all_rows(test.size());
+  } else {
+    // The last `holdout` of the file, in file order, is the test part.
+    const int64_t n = train.size();
+    const int64_t held =
+        n < 2 ? 0 : std::clamp<int64_t>(std::llround(options.holdout * static_cast<double>(n)), 1, n - 1);
+    plan.test_rows.assign(plan.train_rows.end() - held, plan.train_rows.end());
+    plan.train_rows.resize(static_cast<size_t>(n - held));
+  }
+  const Dataset& test_source = test.features.defined() ? test : train;
+  const int32_t chunk_classes = std::max(train.num_classes, test_source.num_classes);
+  // Each chunk's generators depend on its index only, so a chunk that arrives alone (nnr retrain)
+  // is split exactly as it would be inside a whole stream.
+  StreamRngs rngs(derive_seed(options.seed, "chunk." + std::to_string(index)));
+  return finish_chunk(std::move(plan), train, test_source, chunk_classes, options, 0.0, rngs);
+}
 
-  StreamRngs rngs(options.seed);
+std::vector<StreamChunk> make_file_stream(const StreamOptions& options) {
+  if (options.chunk_specs.empty()) fail("files: no chunk specs given (\"TRAIN[@TEST]\", one per chunk)");
   std::vector<StreamChunk> chunks;
-  Shape sample_shape;
   int32_t num_classes = 0;
   // One spec loaded at a time: only its chunk's copies stay.
   for (const std::string& spec : options.chunk_specs) {
-    const size_t at = spec.find('@');
-    if (at == 0 || (at != std::string::npos && (at + 1 == spec.size() || spec.find('@', at + 1) != std::string::npos)))
-      fail("chunk spec '" + spec + "': expected TRAIN or TRAIN@TEST");
-    const Dataset train = load_dataset(spec.substr(0, at));
-    const Dataset test = at == std::string::npos ? Dataset{} : load_dataset(spec.substr(at + 1));
-    if (chunks.empty()) sample_shape = train.sample_shape();
-    if (train.sample_shape() != sample_shape)
-      fail("chunk spec '" + spec + "': samples are " + shape_to_string(train.sample_shape()) +
-           " but the first chunk's are " + shape_to_string(sample_shape));
-    if (test.features.defined() && test.sample_shape() != sample_shape)
-      fail("chunk spec '" + spec + "': test samples are " + shape_to_string(test.sample_shape()) +
-           " but training samples are " + shape_to_string(sample_shape));
-
-    ChunkPlan plan{spec, all_rows(train.size()), {}, {}};
-    if (test.features.defined()) {
-      plan.test_rows = all_rows(test.size());
-    } else {
-      // The last `holdout` of the file, in file order, is the test part.
-      const int64_t n = train.size();
-      const int64_t held =
-          n < 2 ? 0 : std::clamp<int64_t>(std::llround(options.holdout * static_cast<double>(n)), 1, n - 1);
-      plan.test_rows.assign(plan.train_rows.end() - held, plan.train_rows.end());
-      plan.train_rows.resize(static_cast<size_t>(n - held));
-    }
-    const Dataset& test_source = test.features.defined() ? test : train;
-    const int32_t chunk_classes = std::max(train.num_classes, test_source.num_classes);
-    chunks.push_back(finish_chunk(std::move(plan), train, test_source, chunk_classes, options, 0.0, rngs));
-    num_classes = std::max(num_classes, chunk_classes);
+    chunks.push_back(make_file_chunk(spec, static_cast<int>(chunks.size()), options));
+    const Shape& first = chunks.front().train.sample_shape();
+    if (chunks.back().train.sample_shape() != first)
+      fail("chunk spec '" + spec + "': samples are " + shape_to_string(chunks.back().train.sample_shape()) +
+           " but the first chunk's are " + shape_to_string(first));
+    num_classes = std::max(num_classes, chunks.back().train.num_classes);
   }
   // Every label is below its own chunk's count, so raising the count keeps the data sets valid.
   for (StreamChunk& chunk : chunks)

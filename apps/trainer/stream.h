@@ -60,6 +60,11 @@ std::vector<StreamChunk> make_stream(const Dataset& train, const Dataset& test, 
 // shape, and num_classes is the largest of them for every chunk.
 std::vector<StreamChunk> make_file_stream(const StreamOptions& options);
 
+// One chunk of a `files` stream: the spec "TRAIN[@TEST]" arriving as chunk `index` (0-based). Its
+// validation split depends only on options.seed and the index, so a chunk given to `nnr retrain`
+// alone is cut exactly as the same chunk of a whole `files` stream. num_classes is the chunk's own.
+StreamChunk make_file_chunk(const std::string& spec, int index, const StreamOptions& options);
+
 const std::vector<std::string>& stream_scenarios();
 
 }  // namespace nnr
