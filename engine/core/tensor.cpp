@@ -22,9 +22,21 @@ std::string shape_to_string(const Shape& shape) {
   return out.str();
 }
 
-int64_t shape_numel(const Shape& shape) {
+bool try_shape_numel(const Shape& shape, int64_t& numel) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n)) return false;
+  numel = n;
+  return true;
+}
+
+int64_t shape_numel(const Shape& shape) {
+  for (int64_t d : shape)
+    if (d < 0) throw InvalidArgument("[tensor] negative dimension in shape " + shape_to_string(shape));
+  int64_t n = 0;
+  if (!try_shape_numel(shape, n))
+    throw InvalidArgument("[tensor] shape " + shape_to_string(shape) +
+                          " is implausibly large: its element count overflows int64");
   return n;
 }
 
@@ -46,6 +58,10 @@ Tensor::Tensor(Shape shape, Placement placement, bool zero_fill)
   if (device_ == Device::CUDA && !context_)
     throw Error("[tensor] a cuda tensor needs a Context (Tensor(shape, Placement::cuda(ctx)))");
   numel_ = shape_numel(shape_);
+  // bytes() and the rounded-up host allocation below must not wrap around size_t.
+  if (static_cast<uint64_t>(numel_) > (SIZE_MAX - 63) / sizeof(float))
+    throw InvalidArgument("[tensor] shape " + shape_to_string(shape_) + " is implausibly large: " +
+                          std::to_string(numel_) + " float32 elements overflow the byte count");
   defined_ = true;
   if (numel_ > 0 && device_ == Device::CUDA) {
     float* p = context_->allocate_floats(bytes());
@@ -128,7 +144,8 @@ int64_t Tensor::dim(int i) const {
 }
 
 void Tensor::reshape(Shape shape) {
-  if (shape.size() > static_cast<size_t>(kMaxRank) || shape_numel(shape) != numel_)
+  int64_t n = 0;
+  if (shape.size() > static_cast<size_t>(kMaxRank) || !try_shape_numel(shape, n) || n != numel_)
     throw InvalidArgument("[reshape] cannot view " + shape_to_string(shape_) + " as " + shape_to_string(shape));
   shape_ = std::move(shape);
 }

@@ -31,7 +31,12 @@ struct Placement {
 
 using Shape = std::vector<int64_t>;
 std::string shape_to_string(const Shape& shape);
+// Number of elements of `shape` (1 for rank 0). An nnr::InvalidArgument naming the shape when a
+// dimension is negative or the product overflows int64.
 int64_t shape_numel(const Shape& shape);
+// The same without throwing: false (numel untouched) when a dimension is negative or the product
+// overflows int64, for readers that report a bad shape in their own words.
+bool try_shape_numel(const Shape& shape, int64_t& numel);
 
 // A tensor's deleter: frees host memory, or returns device memory to its Context's caching
 // allocator. (Outside Tensor: a nested class's member initialisers are not usable inside it.)

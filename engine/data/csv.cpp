@@ -98,7 +98,7 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
       if (!parse_number(cells[c], v))
         throw Error(at + col + ": expected a number, got " +
                     (cells[c].empty() ? "an empty cell" : "'" + cells[c] + "'"));
-      if (has_label && static_cast<int>(c) == options.label_column) {
+      if (has_label && c == static_cast<size_t>(options.label_column)) {
         if (!(v >= 0 && v < static_cast<double>(label_limit)) || v != std::floor(v))
           throw Error(at + col + ": label out of range: expected an integer in 0.." + std::to_string(label_limit - 1) +
                       ", got '" + cells[c] + "'");

@@ -10,6 +10,8 @@ namespace nnr {
 namespace {
 
 constexpr uint8_t kUnsignedByte = 0x08;
+// The most values an IDX file may claim (1 TiB of bytes).
+constexpr uint64_t kMaxValues = uint64_t(1) << 40;
 
 std::string type_name(uint8_t type) {
   switch (type) {
@@ -65,9 +67,10 @@ IdxArray read_idx(const std::string& path) {
   for (int i = 0; i < rank; ++i) {
     const uint32_t d = read_be32(bytes.data() + 4 + 4 * i);
     out.dims.push_back(d);
-    count *= d;  // at most (2^32)^4 would overflow, but then the size check below fails first
-    if (count > (uint64_t(1) << 40))
+    // Check before multiplying, so the product can never wrap around (to 0, say) and slip past.
+    if (d != 0 && count > kMaxValues / d)
       throw Error(where + "wrong dimensions: " + shape_to_string(out.dims) + "... is implausibly large");
+    count *= d;
   }
   const uint64_t got = bytes.size() - header;
   if (got < count)
@@ -109,8 +112,9 @@ std::vector<int32_t> load_idx_labels(const std::string& path, int32_t num_classe
 }
 
 void save_idx(const std::string& path, const Shape& dims, const std::vector<uint8_t>& values) {
-  if (dims.empty() || dims.size() > static_cast<size_t>(Tensor::kMaxRank) ||
-      shape_numel(dims) != static_cast<int64_t>(values.size()))
+  int64_t numel = 0;
+  if (dims.empty() || dims.size() > static_cast<size_t>(Tensor::kMaxRank) || !try_shape_numel(dims, numel) ||
+      numel != static_cast<int64_t>(values.size()))
     throw InvalidArgument("[idx] " + path + ": cannot save " + std::to_string(values.size()) + " values as shape " +
                           shape_to_string(dims));
   std::vector<uint8_t> bytes = {0, 0, kUnsignedByte, static_cast<uint8_t>(dims.size())};

@@ -106,7 +106,14 @@ NpyArray read_npy(const std::string& path) {
   if (out.shape.size() > static_cast<size_t>(Tensor::kMaxRank))
     throw Error(where + "wrong dimensions: rank " + std::to_string(out.shape.size()) + " shape " +
                 shape_to_string(out.shape) + ", expected rank at most " + std::to_string(Tensor::kMaxRank));
-  const uint64_t want = static_cast<uint64_t>(shape_numel(out.shape)) * itemsize(out.descr);
+  // Each dimension is at most 2^40, but their product (and the byte count) can still overflow:
+  // refuse such a shape here, before anything is sized from it.
+  int64_t numel = 0;
+  uint64_t want = 0;
+  if (!try_shape_numel(out.shape, numel) ||
+      __builtin_mul_overflow(static_cast<uint64_t>(numel), static_cast<uint64_t>(itemsize(out.descr)), &want))
+    throw Error(where + "wrong dimensions: implausibly large shape " + shape_to_string(out.shape) + " of " +
+                out.descr + ": its size overflows 64 bits");
   const uint64_t got = bytes.size() - header_start - header_len;
   if (got < want)
     throw Error(where + "truncated: expected " + std::to_string(want) + " bytes of " + out.descr + " data for shape " +

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -101,6 +102,8 @@ TensorEntry parse_entry(const std::string& name, const json& v, const std::strin
   for (const json& d : v["shape"]) {
     if (!d.is_number_unsigned())
       throw Error(at + "shape " + v["shape"].dump() + " has a non-integer or negative entry");
+    if (d.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+      throw Error(at + "shape " + v["shape"].dump() + " has an entry beyond int64");
     e.shape.push_back(d.get<int64_t>());
   }
   if (e.shape.size() > static_cast<size_t>(Tensor::kMaxRank))
@@ -113,16 +116,18 @@ TensorEntry parse_entry(const std::string& name, const json& v, const std::strin
   e.end = off[1].get<uint64_t>();
   if (e.end < e.begin)
     throw Error(at + "data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "] end before begin");
-  // Dimensions are each at most 2^63; the product is checked against the byte length in
-  // floating point first, so an absurd shape cannot overflow into a match.
-  double numel_d = 1;
-  for (int64_t d : e.shape) numel_d *= static_cast<double>(d);
-  const uint64_t want = static_cast<uint64_t>(shape_numel(e.shape)) * dtype_size(e.dtype);
-  if (numel_d * static_cast<double>(dtype_size(e.dtype)) != static_cast<double>(e.end - e.begin) ||
-      want != e.end - e.begin)
-    throw Error(at + "shape " + shape_to_string(e.shape) + " of " + e.dtype + " needs " +
-                (numel_d < 1e18 ? std::to_string(want) : std::string("too many")) + " bytes, data_offsets give " +
-                std::to_string(e.end - e.begin));
+  // Dimensions are each at most 2^63 - 1; the element and byte counts are overflow-checked, so an
+  // absurd shape is refused here and can never wrap around into a match with data_offsets.
+  int64_t numel = 0;
+  uint64_t want = 0;
+  if (!try_shape_numel(e.shape, numel) ||
+      __builtin_mul_overflow(static_cast<uint64_t>(numel), static_cast<uint64_t>(dtype_size(e.dtype)), &want))
+    throw Error(at + "shape " + shape_to_string(e.shape) + " of " + e.dtype +
+                " is implausibly large: its size overflows 64 bits, data_offsets give " +
+                std::to_string(e.end - e.begin) + " bytes");
+  if (want != e.end - e.begin)
+    throw Error(at + "shape " + shape_to_string(e.shape) + " of " + e.dtype + " needs " + std::to_string(want) +
+                " bytes, data_offsets give " + std::to_string(e.end - e.begin));
   return e;
 }
 

@@ -53,10 +53,17 @@ int64_t UpdateMask::count(int64_t numel, int64_t rows_total) const {
 
 void UpdateMask::validate(int64_t numel, int64_t rows_total, const std::string& what) const {
   if (kind == Kind::Rows) {
-    for (int64_t r : rows)
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int64_t r = rows[i];
       if (r < 0 || r >= rows_total)
         throw InvalidArgument("[update mask] " + what + ": row " + std::to_string(r) + " outside [0, " +
                               std::to_string(rows_total) + ")");
+      // selects_element binary-searches the list, and count() counts its entries.
+      if (i > 0 && r <= rows[i - 1])
+        throw InvalidArgument("[update mask] " + what + ": row list not strictly increasing: row " +
+                              std::to_string(r) + " at position " + std::to_string(i) + " follows row " +
+                              std::to_string(rows[i - 1]) + " (build it with UpdateMask::of_rows)");
+    }
   } else if (kind == Kind::Elements) {
     const size_t words = static_cast<size_t>((numel + 31) / 32);
     if (bits.size() != words)

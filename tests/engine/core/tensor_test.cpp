@@ -62,3 +62,36 @@ TEST_CASE("He and Xavier initialisations have the stated spread and repeat with 
     REQUIRE(std::abs(x[i]) <= bound);
   }
 }
+
+TEST_CASE("shape_numel refuses negative dims and int64 overflow, naming the shape", "[tensor]") {
+  REQUIRE(nnr::shape_numel({}) == 1);
+  REQUIRE(nnr::shape_numel({0, int64_t(1) << 62}) == 0);
+  REQUIRE(nnr::shape_numel({int64_t(1) << 31, int64_t(1) << 31}) == int64_t(1) << 62);
+  REQUIRE(nnr::shape_numel({3037000499, 3037000499}) == 3037000499LL * 3037000499LL);  // just below 2^63
+  REQUIRE_THROWS_AS(nnr::shape_numel({1000000000000, 1000000000000}), nnr::Error);
+  REQUIRE_THROWS_WITH(nnr::shape_numel({1000000000000, 1000000000000}),
+                      Catch::Contains("shape [1000000000000, 1000000000000] is implausibly large"));
+  REQUIRE_THROWS_WITH(nnr::shape_numel({int64_t(1) << 32, int64_t(1) << 31}), Catch::Contains("overflows int64"));
+  REQUIRE_THROWS_AS(nnr::shape_numel({2, -3}), nnr::Error);
+  REQUIRE_THROWS_WITH(nnr::shape_numel({2, -3}), Catch::Contains("negative dimension in shape [2, -3]"));
+  REQUIRE_THROWS_WITH(nnr::shape_numel({0, -1}), Catch::Contains("negative dimension"));  // not hidden by the 0
+  int64_t n = -7;
+  REQUIRE_FALSE(nnr::try_shape_numel({int64_t(1) << 40, int64_t(1) << 40}, n));
+  REQUIRE_FALSE(nnr::try_shape_numel({4, -1}, n));
+  REQUIRE(n == -7);
+  REQUIRE(nnr::try_shape_numel({2, 3, 4}, n));
+  REQUIRE(n == 24);
+}
+
+TEST_CASE("tensor refuses shapes whose element or byte count overflows, before allocating", "[tensor]") {
+  // 2^63 elements: the element count overflows int64.
+  REQUIRE_THROWS_AS(Tensor::empty({int64_t(1) << 61, 4}), nnr::InvalidArgument);
+  // 2^62 elements: the count fits, but 4 bytes each would wrap the byte count around to 0.
+  REQUIRE_THROWS_WITH(Tensor::empty({int64_t(1) << 31, int64_t(1) << 31}),
+                      Catch::Contains("[2147483648, 2147483648] is implausibly large"));
+  // A reshape to an overflowing or negative shape is a bad reshape, not a crash.
+  Tensor t({2, 2});
+  REQUIRE_THROWS_WITH(t.reshape({int64_t(1) << 32, int64_t(1) << 32}), Catch::Contains("cannot view [2, 2] as"));
+  REQUIRE_THROWS_WITH(t.reshape({-2, -2}), Catch::Contains("cannot view [2, 2] as [-2, -2]"));
+  REQUIRE(t.shape() == nnr::Shape{2, 2});
+}

@@ -111,3 +111,30 @@ TEST_CASE("idx reader names the file and the fault for bad input", "[idx]") {
     REQUIRE_THROWS_WITH(nnr::load_idx_images(dir.file("y.idx")), Catch::Contains("is this a labels file?"));
   }
 }
+
+TEST_CASE("idx dimensions whose product would wrap around are refused before allocating", "[idx]") {
+  TempDir dir;
+  const auto header = [](std::vector<uint32_t> dims) {
+    std::vector<uint8_t> bytes = {0, 0, 8, static_cast<uint8_t>(dims.size())};
+    for (uint32_t d : dims)
+      for (int s = 24; s >= 0; s -= 8) bytes.push_back(static_cast<uint8_t>(d >> s));
+    return bytes;
+  };
+  // 2^20 * 2^20 * 2^24 = 2^64, which wraps to 0 and would match the 0 bytes of values.
+  nnr::test::write_bytes(dir.file("wrap.idx"), header({1u << 20, 1u << 20, 1u << 24}));
+  REQUIRE_THROWS_WITH(nnr::read_idx(dir.file("wrap.idx")),
+                      Catch::Contains("[idx] " + dir.file("wrap.idx") + ": wrong dimensions: ") &&
+                          Catch::Contains("is implausibly large"));
+  REQUIRE_THROWS_WITH(nnr::load_idx_images(dir.file("wrap.idx")), Catch::Contains("implausibly large"));
+  nnr::test::write_bytes(dir.file("max.idx"), header({0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}));
+  REQUIRE_THROWS_WITH(nnr::read_idx(dir.file("max.idx")), Catch::Contains("implausibly large"));
+  // Exactly at the 2^40 limit is allowed (and, with no values, truncated); a zero dimension is fine.
+  nnr::test::write_bytes(dir.file("limit.idx"), header({1u << 20, 1u << 20}));
+  REQUIRE_THROWS_WITH(nnr::read_idx(dir.file("limit.idx")),
+                      Catch::Contains("truncated: expected 1099511627776 bytes of values"));
+  nnr::test::write_bytes(dir.file("zero.idx"), header({0, 1u << 30, 1u << 30}));
+  REQUIRE(nnr::read_idx(dir.file("zero.idx")).values.empty());
+  // Saving refuses negative dimensions even when their product matches, naming the file.
+  REQUIRE_THROWS_WITH(nnr::save_idx(dir.file("neg.idx"), {-1, -3}, {1, 2, 3}),
+                      Catch::Contains("[idx] " + dir.file("neg.idx") + ": cannot save 3 values as shape [-1, -3]"));
+}

@@ -112,3 +112,22 @@ TEST_CASE("npy reader names the file and the fault for bad input", "[npy]") {
                         Catch::Contains("nan.npy: non-finite feature value") && Catch::Contains("flat index 1"));
   }
 }
+
+TEST_CASE("npy headers whose element or byte count overflows are refused before allocating", "[npy]") {
+  TempDir dir;
+  // Header only: the product 2^64 wraps to 0 in int64 and would match the 0 data bytes.
+  nnr::save_npy_raw(dir.file("huge.npy"), "<f4", {int64_t(1) << 32, int64_t(1) << 32}, {});
+  REQUIRE_THROWS_WITH(nnr::read_npy(dir.file("huge.npy")),
+                      Catch::Contains("[npy] " + dir.file("huge.npy") + ": wrong dimensions: implausibly large") &&
+                          Catch::Contains("[4294967296, 4294967296]"));
+  REQUIRE_THROWS_WITH(nnr::load_npy(dir.file("huge.npy")), Catch::Contains("implausibly large"));
+  // 2^62 elements fit in int64, but 4 bytes each wrap the byte count around to 0.
+  nnr::save_npy_raw(dir.file("bytes.npy"), "<f4", {int64_t(1) << 31, int64_t(1) << 31}, {});
+  REQUIRE_THROWS_WITH(nnr::load_npy(dir.file("bytes.npy")),
+                      Catch::Contains("bytes.npy: wrong dimensions: implausibly large shape [2147483648, 2147483648]"));
+  nnr::save_npy_raw(dir.file("labels.npy"), "<i8", {int64_t(1) << 31, int64_t(1) << 30}, {});  // 2^61 x 8 bytes
+  REQUIRE_THROWS_WITH(nnr::load_npy_labels(dir.file("labels.npy"), 10), Catch::Contains("implausibly large"));
+  // A large but representable shape with no data is simply truncated.
+  nnr::save_npy_raw(dir.file("big.npy"), "|u1", {int64_t(1) << 20, int64_t(1) << 20}, {});
+  REQUIRE_THROWS_WITH(nnr::load_npy(dir.file("big.npy")), Catch::Contains("truncated: expected 1099511627776 bytes"));
+}

@@ -121,3 +121,14 @@ TEST_CASE("nnr metadata is checked: version, CRC presence, stray CRC entries", "
   f.fails(R"({"__metadata__":{"nnr.format_version":"1"},)" + w + "}", kSixFloats,
           "nnr checkpoint without nnr.header_crc32");
 }
+
+TEST_CASE("a shape whose element or byte count overflows is refused before allocating", "[checkpoint]") {
+  Fixture f;
+  f.fails(R"({"w":{"dtype":"F32","shape":[1000000000000,1000000000000],"data_offsets":[0,0]}})", {},
+          "tensor 'w': shape [1000000000000, 1000000000000] of F32 is implausibly large");
+  // 2^62 elements fit in int64, but 4 bytes each wrap around to 0 bytes, which would match.
+  f.fails(R"({"w":{"dtype":"F32","shape":[2147483648,2147483648],"data_offsets":[0,0]}})", {},
+          "tensor 'w': shape [2147483648, 2147483648] of F32 is implausibly large");
+  f.fails(R"({"w":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,0]}})", {},
+          "tensor 'w': shape [18446744073709551615] has an entry beyond int64");
+}

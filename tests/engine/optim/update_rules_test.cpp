@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/core/tensor.h"
 #include "engine/optim/update_rules.h"
@@ -152,4 +153,21 @@ TEST_CASE("SI path integral accumulates −g·Δθ on updated entries only", "[o
   REQUIRE(path[0] == Approx(0.1f * 0.25f));
   REQUIRE(path[1] == 0.0f);
   REQUIRE(path[2] == Approx(0.1f * 4.0f));
+}
+
+TEST_CASE("UpdateMask::validate refuses row lists out of range, repeated or out of order", "[optim][mask]") {
+  UpdateMask::of_rows({3, 0, 3, 1}).validate(8, 4, "w");  // of_rows sorts and de-duplicates
+  UpdateMask::none().validate(8, 4, "w");
+  UpdateMask m = UpdateMask::of_rows({0, 2});
+  m.validate(8, 4, "w");
+  m.rows = {0, 2, 2};
+  REQUIRE_THROWS_AS(m.validate(8, 4, "w"), InvalidArgument);
+  REQUIRE_THROWS_WITH(m.validate(8, 4, "0.weight"),
+                      Catch::Contains("0.weight: row list not strictly increasing: row 2 at position 2 follows row 2"));
+  m.rows = {3, 1};
+  REQUIRE_THROWS_WITH(m.validate(8, 4, "0.weight"), Catch::Contains("0.weight: row list not strictly increasing"));
+  m.rows = {1, 4};
+  REQUIRE_THROWS_WITH(m.validate(8, 4, "0.weight"), Catch::Contains("0.weight: row 4 outside [0, 4)"));
+  m.rows = {-1};
+  REQUIRE_THROWS_WITH(m.validate(8, 4, "0.weight"), Catch::Contains("row -1 outside [0, 4)"));
 }
