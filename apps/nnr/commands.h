@@ -14,5 +14,7 @@ Command add_train(CLI::App& app);
 Command add_eval(CLI::App& app);
 Command add_predict(CLI::App& app);
 Command add_stream(CLI::App& app);
+// Sets exit_code to 3 when the regression gate refuses the round.
+Command add_retrain(CLI::App& app, int& exit_code);
 
 }  // namespace nnr::cli

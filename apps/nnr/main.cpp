@@ -1,5 +1,6 @@
 // nnr: retrain served neural networks on the data that keeps arriving.
-// Exit codes: 0 success, 1 runtime error (bad file, diverged training), 2 usage error.
+// Exit codes: 0 success, 1 runtime error (bad file, diverged training), 2 usage error, 3 a retraining
+// round refused by the regression gate (nothing written).
 #include <cstdio>
 #include <exception>
 
@@ -17,6 +18,8 @@ int main(int argc, char** argv) {
   const nnr::cli::Command eval = nnr::cli::add_eval(app);
   const nnr::cli::Command predict = nnr::cli::add_predict(app);
   const nnr::cli::Command stream = nnr::cli::add_stream(app);
+  int exit_code = 0;
+  const nnr::cli::Command retrain = nnr::cli::add_retrain(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -34,7 +37,8 @@ int main(int argc, char** argv) {
     else if (app.got_subcommand("eval")) eval();
     else if (app.got_subcommand("predict")) predict();
     else if (app.got_subcommand("stream")) stream();
-    return 0;
+    else if (app.got_subcommand("retrain")) retrain();
+    return exit_code;
   } catch (const nnr::InvalidArgument& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;

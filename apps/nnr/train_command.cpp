@@ -7,7 +7,10 @@
 #include "apps/nnr/commands.h"
 #include "apps/nnr/device.h"
 #include "apps/nnr/progress.h"
+#include "apps/trainer/continual_tasks.h"
 #include "apps/trainer/model_file.h"
+#include "apps/trainer/serving.h"
+#include "regularizers/importance_state.h"
 #include "apps/trainer/train_loop.h"
 #include "engine/core/context.h"
 #include "engine/core/error.h"
@@ -18,7 +21,7 @@ namespace nnr::cli {
 namespace {
 
 struct TrainFlags {
-  std::string data, model = "mlp:784-256-256-10", output, init, eval_data;
+  std::string data, model = "mlp:784-256-256-10", output, init, eval_data, model_dir, strategy = "paper";
   int epochs = 5;
   int64_t batch_size = 128;
   std::string optimizer = "adam", schedule = "cosine", device = "cpu";
@@ -36,8 +39,42 @@ void check_output_writable(const std::string& path) {
     throw InvalidArgument("[train] cannot write -o " + path + ": directory '" + dir + "' does not exist or is not writable");
 }
 
+// --model-dir: version 1 of a served model directory, trained as `nnr stream` trains its base model
+// (the data's last --validation share held out for the retraining state, the stream's seeds).
+void run_train_model_dir(const TrainFlags& f, bool model_given) {
+  if (!f.output.empty() || !f.init.empty() || f.cuda_graph)
+    throw InvalidArgument("[train] --model-dir writes DIR/1 itself: it takes no -o, --init or --cuda-graph "
+                          "(adopt a trained model with nnr retrain --init)");
+  (void)model_given;
+  const std::unique_ptr<Context> cuda = open_device(f.device, "train");
+  ServingSetup setup;
+  setup.model_spec = f.model;
+  setup.strategy = strategy_preset(f.strategy);
+  setup.retrain.epochs = f.epochs;
+  setup.retrain.batch_size = f.batch_size;
+  const float lr = f.lr > 0.0f ? f.lr : (f.optimizer == "adam" ? 0.002f : 0.05f);
+  setup.retrain.optimizer = OptimizerOptions{f.optimizer, lr, f.momentum, f.weight_decay};
+  setup.retrain.base_lr_schedule = f.schedule;
+  setup.retrain.seed = f.seed;
+  setup.chunks.scenario = "files";
+  setup.chunks.seed = derive_seed(f.seed, "stream");
+  std::fprintf(stderr, "nnr train: %s on %s into %s (version 1 with its retraining state), seed %llu\n",
+               f.model.c_str(), f.data.c_str(), f.model_dir.c_str(), static_cast<unsigned long long>(f.seed));
+  const ServingRound r = start_model_dir(f.model_dir, f.data, setup, cuda.get());
+  if (f.json) {
+    std::printf("%s\n", to_json(r).dump(2).c_str());
+    return;
+  }
+  std::printf("trained %s for %d epochs in %.1f s; validation accuracy %.2f %%, test %.2f %%\n", f.model.c_str(),
+              f.epochs, r.record.compute.train_seconds, 100.0 * r.new_validation_accuracy,
+              100.0 * r.record.test_accuracy.front());
+  std::printf("%s: version %lld written\n", f.model_dir.c_str(), static_cast<long long>(r.version));
+}
+
 void run_train(const TrainFlags& f, bool model_given) {
   set_num_threads(f.threads);
+  if (!f.model_dir.empty()) return run_train_model_dir(f, model_given);
+  if (f.output.empty()) throw InvalidArgument("[train] -o/--output is required (or --model-dir DIR)");
   if (f.cuda_graph && f.device != "cuda")
     throw InvalidArgument("[train] --cuda-graph needs --device cuda (it records the GPU training step as a CUDA graph)");
   check_output_writable(f.output);
@@ -48,8 +85,12 @@ void run_train(const TrainFlags& f, bool model_given) {
   if (!f.eval_data.empty()) held_out = load_dataset(f.eval_data);
 
   Sequential model;
+  bool has_importance = false;
   if (!f.init.empty()) {
-    model = std::move(load_model(f.init, model_given ? f.model : "").model);
+    LoadedModel loaded = load_model(f.init, model_given ? f.model : "");
+    model = std::move(loaded.model);
+    // A served model's Ω and θ* travel with it: they are kept in the output unchanged.
+    has_importance = restore_importance(model, loaded.file) > 0;
   } else {
     model = build_model(f.model, f.seed);
   }
@@ -91,7 +132,8 @@ void run_train(const TrainFlags& f, bool model_given) {
   Evaluation held_out_result;
   if (held_out.size()) held_out_result = evaluate(model, held_out, 1000, cuda.get());
   if (cuda) model.to(Device::CPU, *cuda);  // saving reads the weights on the host
-  save_model(f.output, model, {}, {{"nnr.seed", std::to_string(f.seed)}, {"nnr.trained_on", f.data}});
+  save_model(f.output, model, has_importance ? importance_extras(model) : std::vector<ExtraTensor>{},
+             {{"nnr.seed", std::to_string(f.seed)}, {"nnr.trained_on", f.data}});
 
   nlohmann::json report = {{"command", "train"},   {"model", model.spec()}, {"data", f.data},
                            {"samples", train.size()}, {"seed", f.seed},      {"epochs", epochs},
@@ -121,7 +163,12 @@ Command add_train(CLI::App& app) {
               model_spec_help());
   cmd->add_option("--data", f->data, "Training data spec")->required();
   CLI::Option* model = cmd->add_option("--model", f->model, "Model spec (see below)")->capture_default_str();
-  cmd->add_option("-o,--output", f->output, "Where to write the trained model (.safetensors)")->required();
+  cmd->add_option("-o,--output", f->output, "Where to write the trained model (.safetensors)");
+  cmd->add_option("--model-dir", f->model_dir,
+                  "Instead of -o: start a versioned model directory for nnr retrain (writes DIR/1 with the "
+                  "retraining state; 10 % of the data is held out as its validation part)");
+  cmd->add_option("--strategy", f->strategy, "With --model-dir: the retraining strategy its rounds use")
+      ->capture_default_str();
   cmd->add_option("--init", f->init, "Start from these weights (safetensors, e.g. a served model)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--eval-data", f->eval_data, "Evaluate on this data spec after training");

@@ -144,15 +144,49 @@ RoundCompute compute_between(const ComputeCounts& before, const ComputeCounts& a
   return c;
 }
 
-double mean_validation_accuracy(Sequential& model, const std::vector<const StreamChunk*>& chunks, Context* cuda) {
+// Mean over the data sets (each chunk's validation part counts once, whatever its size).
+double mean_accuracy(Sequential& model, const std::vector<const Dataset*>& parts, Context* cuda) {
   double sum = 0.0;
   int counted = 0;
-  for (const StreamChunk* c : chunks) {
-    if (c->validation.size() == 0) continue;
-    sum += evaluate(model, c->validation, 1000, cuda).accuracy;
+  for (const Dataset* d : parts) {
+    if (d->size() == 0) continue;
+    sum += evaluate(model, *d, 1000, cuda).accuracy;
     ++counted;
   }
   return counted ? sum / counted : 0.0;
+}
+
+Tensor labels_as_tensor(const std::vector<int32_t>& labels) {
+  Tensor t = Tensor::empty({static_cast<int64_t>(labels.size())});
+  for (size_t i = 0; i < labels.size(); ++i) t.data()[i] = static_cast<float>(labels[i]);  // exact below 2^24
+  return t;
+}
+
+std::vector<int32_t> labels_from_tensor(const Tensor& t, const std::string& what) {
+  std::vector<int32_t> labels(static_cast<size_t>(t.numel()));
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const float v = t.data()[i];
+    if (!(v >= 0.0f && v < 16777216.0f) || v != std::floor(v)) throw Error("[retrain] " + what + " holds a label that is no class index");
+    labels[i] = static_cast<int32_t>(v);
+  }
+  return labels;
+}
+
+Dataset copy_of(const Dataset& d) { return make_dataset(d.features.clone(), d.labels, d.num_classes, "copy"); }
+
+nlohmann::json rng_to_json(const Rng& rng) {
+  const Rng::State st = rng.state();
+  return {{"words", st.words}, {"spare_normal", st.spare_normal}, {"has_spare_normal", st.has_spare_normal}};
+}
+
+Rng rng_from_json(const nlohmann::json& j) {
+  Rng::State st;
+  st.words = j.at("words").get<std::array<uint64_t, 4>>();
+  st.spare_normal = j.at("spare_normal").get<double>();
+  st.has_spare_normal = j.at("has_spare_normal").get<bool>();
+  Rng rng;
+  rng.set_state(st);
+  return rng;
 }
 
 }  // namespace
@@ -206,9 +240,11 @@ RoundCompute train_base(Sequential& model, const StreamChunk& chunk, const Retra
   if (options.cuda) model.to(Device::CUDA, *options.cuda);
   Batcher batches(chunk.train, BatcherOptions{options.batch_size, true, false},
                   Rng(derive_seed(options.seed, "batches.base")));
-  int64_t samples = 0;
+  const LearningRateSchedule schedule{options.base_lr_schedule, options.optimizer.lr,
+                                      batches.batches_per_epoch() * options.epochs};
+  int64_t samples = 0, step = 0;
   for (int e = 1; e <= options.epochs; ++e)
-    samples += train_epoch(model, *optimizer, batches, e, options.epochs, {}, nullptr, nullptr, options.cuda).samples;
+    samples += train_epoch(model, *optimizer, batches, e, options.epochs, {}, &schedule, &step, options.cuda).samples;
   if (options.cuda) model.to(Device::CPU, *options.cuda);
   RoundCompute c = compute_between(before, model.compute_counts());
   c.samples = samples;
@@ -223,9 +259,9 @@ void evaluate_round(Sequential& model, const std::vector<StreamChunk>& stream, s
   if (cuda) model.to(Device::CUDA, *cuda);
   record.test_accuracy.clear();
   for (const StreamChunk& c : stream) record.test_accuracy.push_back(evaluate(model, c.test, 1000, cuda).accuracy);
-  std::vector<const StreamChunk*> seen;
-  for (size_t j = 0; j <= round && j < stream.size(); ++j) seen.push_back(&stream[j]);
-  record.validation_accuracy = mean_validation_accuracy(model, seen, cuda);
+  std::vector<const Dataset*> seen;
+  for (size_t j = 0; j <= round && j < stream.size(); ++j) seen.push_back(&stream[j].validation);
+  record.validation_accuracy = mean_accuracy(model, seen, cuda);
   if (cuda) model.to(Device::CPU, *cuda);
 }
 
@@ -300,11 +336,8 @@ Retrainer::~Retrainer() = default;
 
 void Retrainer::adopt_base(const StreamChunk& chunk) {
   if (!seen_.empty()) throw InvalidArgument("[retrain] adopt_base runs once, before the first round");
-  seen_.push_back(&chunk);
-  memory_ = std::make_unique<ReplayMemory>(
-      ReplayMemoryOptions{uses_memory(strategy_) ? options_.memory : 0, options_.memory_grouping,
-                          options_.memory_clusters, derive_seed(options_.seed, "memory")},
-      chunk.train.sample_shape(), chunk.train.num_classes);
+  seen_.push_back(SeenChunk{chunk.name, copy_of(chunk.validation), &chunk.train});
+  make_memory(chunk.train.sample_shape());
   if (regularizer_) {
     // The base was trained before this Retrainer existed, so SI saw no trajectory: its first Ω is
     // 0 (the estimators that read data — EWC, MAS, SNI — are unaffected).
@@ -312,6 +345,33 @@ void Retrainer::adopt_base(const StreamChunk& chunk) {
     regularizer_->consolidate(model_, chunk.train);
   }
   remember(chunk, 0);
+}
+
+void Retrainer::make_memory(const Shape& sample_shape) {
+  // The model's class count, not the chunk's: a chunk may not hold every class yet.
+  Shape input{1};
+  input.insert(input.end(), sample_shape.begin(), sample_shape.end());
+  const int32_t classes = static_cast<int32_t>(model_.output_shape(input).back());
+  memory_ = std::make_unique<ReplayMemory>(
+      ReplayMemoryOptions{uses_memory(strategy_) ? options_.memory : 0, options_.memory_grouping,
+                          options_.memory_clusters, derive_seed(options_.seed, "memory")},
+      sample_shape, classes);
+}
+
+std::vector<const Dataset*> Retrainer::seen_validation_parts() const {
+  std::vector<const Dataset*> parts;
+  for (const SeenChunk& c : seen_) parts.push_back(&c.validation);
+  return parts;
+}
+
+double Retrainer::validation_accuracy(const Dataset* extra) {
+  std::vector<const Dataset*> parts = seen_validation_parts();
+  if (extra) parts.push_back(extra);
+  Context* cuda = options_.cuda;
+  if (cuda) model_.to(Device::CUDA, *cuda);
+  const double accuracy = mean_accuracy(model_, parts, cuda);
+  if (cuda) model_.to(Device::CPU, *cuda);
+  return accuracy;
 }
 
 void Retrainer::remember(const StreamChunk& chunk, int64_t index) {
@@ -326,8 +386,8 @@ void Retrainer::remember(const StreamChunk& chunk, int64_t index) {
 
 Dataset Retrainer::seen_validation() const {
   std::vector<const Dataset*> parts;
-  for (const StreamChunk* c : seen_)
-    if (c->validation.size()) parts.push_back(&c->validation);
+  for (const SeenChunk& c : seen_)
+    if (c.validation.size()) parts.push_back(&c.validation);
   Rng rng(derive_seed(options_.seed, "probe") + static_cast<uint64_t>(rounds_));
   return stratified_subset(parts, options_.reward_gradient_samples, rng);
 }
@@ -436,7 +496,7 @@ int64_t Retrainer::round_steps(const StreamChunk& chunk) const {
   int64_t n = chunk.train.size();
   if (strategy_.samples == "all") {
     n = 0;
-    for (const StreamChunk* c : seen_) n += c->train.size();
+    for (const SeenChunk& c : seen_) n += c.train ? c.train->size() : 0;
   }
   return options_.epochs * ((n + options_.batch_size - 1) / options_.batch_size);
 }
@@ -469,7 +529,13 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
   if (strategy_.samples == "new" || strategy_.samples == "all") {
     std::vector<const Dataset*> parts;
     if (strategy_.samples == "all")
-      for (const StreamChunk* c : seen_) parts.push_back(&c->train);
+      for (const SeenChunk& c : seen_) {
+        // A restored Retrainer (a served model directory) keeps only the memory of past chunks.
+        if (!c.train)
+          throw InvalidArgument("[retrain] samples=all retrains on every past chunk, but chunk '" + c.name +
+                                "' is no longer at hand (a restored model keeps only its replay memory)");
+        parts.push_back(c.train);
+      }
     const Dataset everything = parts.empty() ? Dataset() : concatenate(parts, "everything seen");
     const Dataset& data = parts.empty() ? chunk.train : everything;
     Batcher batches(data, BatcherOptions{options_.batch_size, true, false},
@@ -512,8 +578,8 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
       std::iota(everything.begin(), everything.end(), int64_t{0});
       samples_->add_group(kNewDataArm, everything);
       std::vector<const Dataset*> parts;
-      for (const StreamChunk* c : seen_)
-        if (c->validation.size()) parts.push_back(&c->validation);
+      for (const SeenChunk& c : seen_)
+        if (c.validation.size()) parts.push_back(&c.validation);
       Rng probe_rng(derive_seed(options_.seed, "probe") + round_seed);
       const Dataset probe = stratified_subset(parts, options_.probe_samples, probe_rng);
       double probe_loss = evaluate(model_, probe, 1000, cuda).loss;
@@ -565,11 +631,17 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
 }
 
 RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamChunk>& stream) {
+  return round(chunk, &stream);
+}
+
+RoundRecord Retrainer::round(const StreamChunk& chunk) { return round(chunk, nullptr); }
+
+RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamChunk>* stream) {
   const auto start = Clock::now();
   reset_peak_rss();
   if (seen_.empty()) throw InvalidArgument("[retrain] adopt_base must run before the first round");
   if (chunk.train.size() == 0) throw InvalidArgument("[retrain] chunk '" + chunk.name + "' has no training samples");
-  seen_.push_back(&chunk);
+  seen_.push_back(SeenChunk{chunk.name, copy_of(chunk.validation), &chunk.train});
   ++rounds_;
   RoundRecord record;
   record.round = rounds_;
@@ -608,7 +680,7 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
       restore(s0);
       nlohmann::json ignored;
       train_round(chunk, candidate, pilot_steps, ignored, record.compute);
-      const double accuracy = mean_validation_accuracy(model_, seen_, nullptr);
+      const double accuracy = mean_accuracy(model_, seen_validation_parts(), nullptr);
       std::ostringstream key;
       key << candidate;
       tried[key.str()] = accuracy;
@@ -636,10 +708,98 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
   record.compute.other_flops = all.total() - record.compute.forward_flops - record.compute.input_grad_flops -
                                record.compute.weight_grad_flops;
 
-  evaluate_round(model_, stream, static_cast<size_t>(rounds_), options_.cuda, record);
+  if (stream) {
+    evaluate_round(model_, *stream, static_cast<size_t>(rounds_), options_.cuda, record);
+  } else {
+    // No stream to report on (a served model's round): the chunk's own test part, and validation.
+    Context* cuda = options_.cuda;
+    if (cuda) model_.to(Device::CUDA, *cuda);
+    record.test_accuracy = {evaluate(model_, chunk.test, 1000, cuda).accuracy};
+    record.validation_accuracy = mean_accuracy(model_, seen_validation_parts(), cuda);
+    if (cuda) model_.to(Device::CPU, *cuda);
+  }
   record.compute.round_seconds = seconds_since(start);
   record.compute.peak_rss_bytes = peak_rss_bytes();
   return record;
+}
+
+Retrainer::SavedState Retrainer::save_state() const {
+  if (!memory_) throw InvalidArgument("[retrain] nothing to save before adopt_base");
+  SavedState out;
+  nlohmann::json seen = nlohmann::json::array();
+  for (size_t i = 0; i < seen_.size(); ++i) {
+    seen.push_back({{"name", seen_[i].name}, {"validation_samples", seen_[i].validation.size()}});
+    const std::string prefix = "nnr.validation." + std::to_string(i);
+    out.tensors.emplace_back(prefix + ".features", seen_[i].validation.features.clone());
+    out.tensors.emplace_back(prefix + ".labels", labels_as_tensor(seen_[i].validation.labels));
+  }
+  const Dataset& stored = memory_->dataset();
+  if (stored.size() > 0) {
+    out.tensors.emplace_back("nnr.memory.features", stored.features.clone());
+    out.tensors.emplace_back("nnr.memory.labels", labels_as_tensor(stored.labels));
+  }
+  out.meta = {{"format", "nnr.retrainer"},
+              {"strategy", strategy_.description()},
+              {"rounds", rounds_},
+              {"lambda", lambda_},
+              {"regularizer_estimates", regularizer_ ? regularizer_->estimates_made() : 0},
+              {"sample_bandit", samples_ ? samples_->save_state() : nlohmann::json()},
+              {"weight_bandit", weights_ ? weights_->save_state() : nlohmann::json()},
+              {"weight_order_rng", rng_to_json(weight_order_rng_)},
+              {"memory", memory_->save_state()},
+              {"sample_shape", memory_->dataset().size() ? stored.sample_shape() : seen_.front().validation.sample_shape()},
+              {"seen", seen}};
+  return out;
+}
+
+void Retrainer::load_state(const nlohmann::json& meta, const std::map<std::string, Tensor>& tensors) {
+  if (!seen_.empty()) throw InvalidArgument("[retrain] load_state needs a fresh Retrainer");
+  auto tensor = [&](const std::string& name) -> const Tensor& {
+    const auto it = tensors.find(name);
+    if (it == tensors.end()) throw Error("[retrain] the state has no tensor " + name);
+    return it->second;
+  };
+  try {
+    if (meta.at("format").get<std::string>() != "nnr.retrainer") throw Error("[retrain] not a retrainer state");
+    if (meta.at("strategy").get<std::string>() != strategy_.description())
+      throw Error("[retrain] the state was saved by strategy " + meta.at("strategy").get<std::string>() + ", not " +
+                  strategy_.description());
+    std::vector<SeenChunk> seen;
+    const nlohmann::json& listed = meta.at("seen");
+    if (!listed.is_array() || listed.empty()) throw Error("[retrain] the state lists no chunk");
+    const Shape sample_shape = meta.at("sample_shape").get<Shape>();
+    make_memory(sample_shape);
+    for (size_t i = 0; i < listed.size(); ++i) {
+      const std::string prefix = "nnr.validation." + std::to_string(i);
+      const Tensor& features = tensor(prefix + ".features");
+      std::vector<int32_t> labels = labels_from_tensor(tensor(prefix + ".labels"), prefix + ".labels");
+      if (features.rank() < 1 || features.dim(0) != static_cast<int64_t>(labels.size()) ||
+          static_cast<int64_t>(labels.size()) != listed[i].at("validation_samples").get<int64_t>())
+        throw Error("[retrain] " + prefix + " does not match the state's sample count");
+      Shape shape(features.shape().begin() + 1, features.shape().end());
+      if (shape != sample_shape) throw Error("[retrain] " + prefix + ".features has samples of another shape");
+      seen.push_back(SeenChunk{listed[i].at("name").get<std::string>(),
+                               make_dataset(features.clone(), std::move(labels), 0, prefix), nullptr});
+    }
+    Dataset stored;
+    if (tensors.count("nnr.memory.features")) {
+      const Tensor& features = tensor("nnr.memory.features");
+      std::vector<int32_t> labels = labels_from_tensor(tensor("nnr.memory.labels"), "nnr.memory.labels");
+      stored = make_dataset(features.clone(), std::move(labels), 0, "replay memory");
+    }
+    memory_->load_state(meta.at("memory"), std::move(stored));
+    if (samples_) samples_->load_state(meta.at("sample_bandit"));
+    if (weights_) weights_->load_state(meta.at("weight_bandit"));
+    weight_order_rng_ = rng_from_json(meta.at("weight_order_rng"));
+    if (regularizer_) regularizer_->set_estimates_made(meta.at("regularizer_estimates").get<uint64_t>());
+    lambda_ = meta.at("lambda").get<float>();
+    rounds_ = meta.at("rounds").get<int>();
+    seen_ = std::move(seen);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("[retrain] malformed retrainer state: ") + e.what());
+  } catch (const bandits::BanditError& e) {
+    throw Error(std::string("[retrain] bandit state: ") + e.what());
+  }
 }
 
 StreamReport run_stream(const std::vector<StreamChunk>& stream, const std::vector<Strategy>& strategies,

@@ -29,6 +29,7 @@
 // The pilots' FLOPs are counted in that round.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,7 +69,8 @@ struct RetrainOptions {
   static constexpr float kDefaultLambda = -2.0f;  // the regularizer's default_lambda()
   static constexpr float kAutoLambda = -1.0f;     // chosen on validation data (below)
   float lambda = kDefaultLambda;   // penalty strength >= 0, or one of the two above
-  double lambda_pilot_fraction = 0.25;  // auto: each candidate trains this share of the first round
+  double lambda_pilot_fraction = 0.25;
+  std::string base_lr_schedule = "constant";  // train_base: constant | cosine (train_loop.h)  // auto: each candidate trains this share of the first round
   RegularizerOptions regularizer = [] {
     RegularizerOptions r;
     r.samples = 512;  // per consolidation; a round's importance is an estimate, not a census
@@ -98,11 +100,34 @@ class Retrainer {
   // validation probes read every chunk seen). Evaluates the model on every chunk of `stream`
   // (R row) and on the validation parts of the chunks seen.
   RoundRecord round(const StreamChunk& chunk, const std::vector<StreamChunk>& stream);
+  // The same for a chunk that arrives alone (a served model): the record's test_accuracy holds the
+  // chunk's own test part only. The chunk need not outlive the call (samples=all excepted).
+  RoundRecord round(const StreamChunk& chunk);
+
+  // Mean accuracy over the validation parts of the chunks seen so far, plus `extra` when given
+  // (the regression gate compares the served and the retrained model on old and new chunks).
+  double validation_accuracy(const Dataset* extra);
+  int rounds() const { return rounds_; }
+  // Train and evaluate on this CUDA context from now on (null: the CPU).
+  void set_device(Context* cuda) { options_.cuda = cuda; }
+
+  // What a served model carries to its next round besides its weights, Ω and θ* (which live in
+  // the parameters): the round counter, λ, the bandits', memory's and regularizer's state and the
+  // generators', as JSON, and as tensors the replay memory and the seen chunks' validation parts.
+  // load_state restores it into a fresh Retrainer built with the same strategy and options over
+  // the same weights, Ω and θ*: its next round is the one the saved Retrainer would have run.
+  // Throws nnr::Error naming what does not match.
+  struct SavedState {
+    nlohmann::json meta;
+    std::vector<std::pair<std::string, Tensor>> tensors;
+  };
+  SavedState save_state() const;
+  void load_state(const nlohmann::json& meta, const std::map<std::string, Tensor>& tensors);
 
   Sequential& model() { return model_; }
   const Strategy& strategy() const { return strategy_; }
   float lambda() const { return lambda_; }
-  // The replay memory (created by adopt_base; empty capacity for strategies that replay nothing).
+  // The replay memory (created by adopt_base or load_state; empty capacity for strategies that replay nothing).
   const ReplayMemory& memory() const { return *memory_; }
 
  private:
@@ -113,7 +138,10 @@ class Retrainer {
   int64_t round_steps(const StreamChunk& chunk) const;
   std::vector<UpdateMask> choose_weights(nlohmann::json& choices);
   void reward_weights(const std::vector<Tensor>& validation_grad, const std::vector<Tensor>& before);
+  RoundRecord round(const StreamChunk& chunk, const std::vector<StreamChunk>* stream);
   Dataset seen_validation() const;
+  std::vector<const Dataset*> seen_validation_parts() const;
+  void make_memory(const Shape& sample_shape);
   void remember(const StreamChunk& chunk, int64_t index);
 
   Sequential model_;
@@ -126,7 +154,14 @@ class Retrainer {
   std::unique_ptr<bandits::WeightSelector> weights_;
   std::vector<size_t> selectable_;  // model parameter index of each selector parameter (all but the output layer's)
   Rng weight_order_rng_;
-  std::vector<const StreamChunk*> seen_;
+  // Every chunk seen: its validation part (owned: rewards, λ and the gate read it every round) and,
+  // in a stream, its training data (samples=all); a restored Retrainer has no training data.
+  struct SeenChunk {
+    std::string name;
+    Dataset validation;
+    const Dataset* train = nullptr;
+  };
+  std::vector<SeenChunk> seen_;
   int rounds_ = 0;
 };
 

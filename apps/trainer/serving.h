@@ -1,0 +1,63 @@
+#pragma once
+// A served model on disk, retrained one round at a time: a versioned model directory
+// (model_dir.h) whose every version holds
+//   model.safetensors   the plain PyTorch-named weights (loads in PyTorch with strict=True)
+//   state.safetensors   what the next round needs: Ω and θ* (nnr.omega.*, nnr.anchor.*), the replay
+//                       memory and the seen chunks' validation parts as tensors, and in its metadata
+//                       ("nnr.state", JSON) the strategy, the round options, the bandits', memory's
+//                       and regularizer's state, the generators' states and the round counter.
+// A round restores the newest version into a Retrainer, trains it on the new chunk, and writes
+// version n+1 only if the regression gate passes: on the validation parts of the old chunks and
+// the new one, the candidate may be worse than version n by at most max_regression points.
+// Two rounds through a directory give the weights and report of a two-round `files` stream with
+// the same seed and options.
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/trainer/retraining.h"
+#include "apps/trainer/stream.h"
+
+namespace nnr {
+
+inline constexpr const char* kModelFile = "model.safetensors";
+inline constexpr const char* kStateFile = "state.safetensors";
+
+struct ServingSetup {
+  std::string model_spec;
+  Strategy strategy = strategy_preset("paper");
+  RetrainOptions retrain;      // every round uses these (stored in the state; cuda is not)
+  StreamOptions chunks;        // how an arriving data spec becomes a chunk: validation_fraction,
+                               // holdout (test part of a file without @TEST), seed
+};
+
+struct ServingRound {
+  int64_t version = 0;            // the version written; 0 when the gate refused the round
+  int64_t base_version = 0;       // the version the round started from (0: none)
+  bool refused = false;
+  std::string reason;             // why the gate refused
+  double old_validation_accuracy = 0.0;  // version n on the validation parts of old + new chunks
+  double new_validation_accuracy = 0.0;  // the candidate on the same data
+  RoundRecord record;             // the round (test_accuracy: the chunk's own test part)
+};
+
+// Version 1 from scratch: builds `setup.model_spec`, trains it on `data_spec` (chunk 0) as a
+// stream's base model is trained, estimates importance, fills the memory, writes DIR/1.
+// Throws nnr::Error if DIR already has a version.
+ServingRound start_model_dir(const std::string& dir, const std::string& data_spec, const ServingSetup& setup,
+                             Context* cuda = nullptr);
+
+// Version 1 from a model trained elsewhere (e.g. PyTorch): loads `init_file` (with `model_spec` when
+// the file has no nnr metadata), estimates importance and fills the memory from `memory_data_spec`.
+ServingRound adopt_model_dir(const std::string& dir, const std::string& init_file, const std::string& memory_data_spec,
+                             ServingSetup setup);
+
+// One round on DIR's newest version with the chunk `data_spec`; writes version n+1 unless the gate
+// refuses (then DIR is left exactly as it was).
+ServingRound retrain_model_dir(const std::string& dir, const std::string& data_spec, double max_regression,
+                               Context* cuda = nullptr);
+
+nlohmann::json to_json(const ServingRound& round);
+
+}  // namespace nnr
