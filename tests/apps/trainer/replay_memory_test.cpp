@@ -195,12 +195,33 @@ TEST_CASE("bad chunks and options are refused with [memory] messages", "[memory]
 // arrival's count is Binomial(R, p): every count must lie within 5 sigma of R p, and the mean squared
 // z-score over all arrivals (1 in expectation) within [0.5, 1.6], which catches a bias too small for
 // any single 5-sigma bound (e.g. 10% too often for the last chunk gives a mean near 4).
+namespace {
+
+constexpr int kRepetitions = 4000;
+struct Expectation {
+  int64_t first_id, count;
+  double p;
+};
+
+void check_keep_frequencies(std::map<int64_t, int>& kept, const std::vector<Expectation>& expected) {
+  double sum_z2 = 0.0;
+  int64_t arrivals = 0;
+  for (const auto& e : expected)
+    for (int64_t id = e.first_id; id < e.first_id + e.count; ++id) {
+      const double mean = kRepetitions * e.p, sd = std::sqrt(kRepetitions * e.p * (1 - e.p));
+      const double z = (kept[id] - mean) / sd;
+      INFO("sample " << id << " kept " << kept[id] << " times, expected " << mean);
+      CHECK(std::abs(z) < 5.0);
+      sum_z2 += z * z;
+      ++arrivals;
+    }
+  CHECK(sum_z2 / static_cast<double>(arrivals) > 0.5);
+  CHECK(sum_z2 / static_cast<double>(arrivals) < 1.6);
+}
+
+}  // namespace
+
 TEST_CASE("reservoir: every arrival of a group is kept with probability quota / n", "[memory]") {
-  constexpr int kRepetitions = 4000;
-  struct Expectation {
-    int64_t first_id, count;
-    double p;
-  };
   SECTION("chunk grouping") {
     // capacity 12: chunk 0 (30 samples) quota 12, then 6, then 4; chunk 1 (20) 6 then 4; chunk 2 (10) 4.
     const std::vector<Expectation> expected{{0, 30, 4.0 / 30}, {100, 20, 4.0 / 20}, {200, 10, 4.0 / 10}};
@@ -213,19 +234,7 @@ TEST_CASE("reservoir: every arrival of a group is kept with probability quota / 
       REQUIRE(memory.size() == 12);
       for (int64_t i = 0; i < memory.size(); ++i) ++kept[id_at(memory, i)];
     }
-    double sum_z2 = 0.0;
-    int64_t arrivals = 0;
-    for (const auto& e : expected)
-      for (int64_t id = e.first_id; id < e.first_id + e.count; ++id) {
-        const double mean = kRepetitions * e.p, sd = std::sqrt(kRepetitions * e.p * (1 - e.p));
-        const double z = (kept[id] - mean) / sd;
-        INFO("sample " << id << " kept " << kept[id] << " times, expected " << mean);
-        CHECK(std::abs(z) < 5.0);
-        sum_z2 += z * z;
-        ++arrivals;
-      }
-    CHECK(sum_z2 / static_cast<double>(arrivals) > 0.5);
-    CHECK(sum_z2 / static_cast<double>(arrivals) < 1.6);
+    check_keep_frequencies(kept, expected);
   }
   SECTION("class grouping, a class offered across chunks") {
     // capacity 6. Chunk 0: 25 of class 0, 5 of class 1 (quotas 3, 3). Chunk 1: 15 of class 0 and 10 of
@@ -239,19 +248,7 @@ TEST_CASE("reservoir: every arrival of a group is kept with probability quota / 
       REQUIRE(memory.size() == 6);
       for (int64_t i = 0; i < memory.size(); ++i) ++kept[id_at(memory, i)];
     }
-    double sum_z2 = 0.0;
-    int64_t arrivals = 0;
-    for (const auto& e : expected)
-      for (int64_t id = e.first_id; id < e.first_id + e.count; ++id) {
-        const double mean = kRepetitions * e.p, sd = std::sqrt(kRepetitions * e.p * (1 - e.p));
-        const double z = (kept[id] - mean) / sd;
-        INFO("sample " << id << " kept " << kept[id] << " times, expected " << mean);
-        CHECK(std::abs(z) < 5.0);
-        sum_z2 += z * z;
-        ++arrivals;
-      }
-    CHECK(sum_z2 / static_cast<double>(arrivals) > 0.5);
-    CHECK(sum_z2 / static_cast<double>(arrivals) < 1.6);
+    check_keep_frequencies(kept, expected);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <functional>
+#include <vector>
 
 #include "engine/core/rng.h"
 #include "engine/core/tensor.h"
@@ -18,7 +19,21 @@ namespace nnr::test {
 constexpr float kStep = 1e-2f;
 constexpr float kTolerance = 2e-2f;
 
-inline Tensor random_tensor(const Shape& shape, Rng& rng, float scale = 1.0f) {
+inline Tensor random_tensor(const Shape& shape, Rng& rng, float scale = 1.0f);
+
+// Random inputs with random labels in [0, classes).
+struct LabelledBatch {
+  Tensor x;
+  std::vector<int32_t> y;
+};
+inline LabelledBatch random_batch(const Shape& shape, int32_t classes, uint64_t seed) {
+  Rng rng(seed);
+  LabelledBatch b{random_tensor(shape, rng), {}};
+  for (int64_t i = 0; i < shape[0]; ++i) b.y.push_back(static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes))));
+  return b;
+}
+
+inline Tensor random_tensor(const Shape& shape, Rng& rng, float scale) {
   Tensor t(shape);
   for (int64_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(rng.normal()) * scale;
   return t;

@@ -10,17 +10,8 @@ using nnr::test::random_tensor;
 
 namespace {
 
-struct Batch {
-  Tensor x;
-  std::vector<int32_t> y;
-};
-
-Batch random_batch(const Shape& shape, int32_t classes, uint64_t seed) {
-  Rng rng(seed);
-  Batch b{random_tensor(shape, rng), {}};
-  for (int64_t i = 0; i < shape[0]; ++i) b.y.push_back(static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes))));
-  return b;
-}
+using Batch = nnr::test::LabelledBatch;
+using nnr::test::random_batch;
 
 double loss_of(Sequential& model, const Batch& b) {
   SoftmaxCrossEntropy loss;
