@@ -148,8 +148,10 @@ void require_no_version(const std::string& dir) {
 }
 
 // Version 1 of a directory from a model that already knows chunk 0.
-ServingRound first_version(Sequential model, const StreamChunk& chunk, const ServingSetup& setup,
-                           VersionWriter& writer, const RoundCompute& base) {
+// The directory is created only once version 1 is ready to be written (bad input leaves none behind);
+// if another writer wrote a version 1 meanwhile, the commit refuses to replace it.
+ServingRound first_version(const std::string& dir, Sequential model, const StreamChunk& chunk,
+                           const ServingSetup& setup, const RoundCompute& base) {
   Retrainer retrainer(std::move(model), setup.strategy, setup.retrain);
   retrainer.adopt_base(chunk);
   ServingRound out;
@@ -158,6 +160,7 @@ ServingRound first_version(Sequential model, const StreamChunk& chunk, const Ser
   out.record.compute = base;
   out.record.test_accuracy = {evaluate(retrainer.model(), chunk.test).accuracy};
   out.new_validation_accuracy = out.record.validation_accuracy = retrainer.validation_accuracy(nullptr);
+  VersionWriter writer(dir);
   write_version_files(writer.temp_path(), retrainer, setup);
   out.version = writer.commit().number;
   return out;
@@ -169,27 +172,25 @@ ServingRound start_model_dir(const std::string& dir, const std::string& data_spe
                              Context* cuda) {
   require_no_version(dir);
   validate_strategy(setup.strategy);
-  VersionWriter writer(dir);
   const StreamChunk chunk = make_file_chunk(data_spec, 0, setup.chunks);
   Sequential model = build_model(setup.model_spec, derive_seed(setup.retrain.seed, "init"));
   check_model_accepts(model, chunk.train.sample_shape(), chunk.train.num_classes, data_spec);
   RetrainOptions base_options = setup.retrain;
   base_options.cuda = cuda;
   const RoundCompute base = train_base(model, chunk, base_options);
-  return first_version(std::move(model), chunk, setup, writer, base);
+  return first_version(dir, std::move(model), chunk, setup, base);
 }
 
 ServingRound adopt_model_dir(const std::string& dir, const std::string& init_file, const std::string& memory_data_spec,
                              ServingSetup setup) {
   require_no_version(dir);
   validate_strategy(setup.strategy);
-  VersionWriter writer(dir);
   LoadedModel loaded = load_model(init_file, setup.model_spec);
   setup.model_spec = loaded.model.spec();
   const StreamChunk chunk = make_file_chunk(memory_data_spec, 0, setup.chunks);
   check_model_accepts(loaded.model, chunk.train.sample_shape(), chunk.train.num_classes, memory_data_spec);
   // Ω and θ* the file brings are replaced by the estimate on the memory data.
-  return first_version(std::move(loaded.model), chunk, setup, writer, RoundCompute{});
+  return first_version(dir, std::move(loaded.model), chunk, setup, RoundCompute{});
 }
 
 ServingRound retrain_model_dir(const std::string& dir, const std::string& data_spec, double max_regression,

@@ -182,3 +182,13 @@ TEST_CASE("starting a directory that has a version, or retraining an empty one, 
   CHECK_THROWS_WITH(retrain_model_dir(full_dir, data.c1, 1.0), Catch::Contains("no longer at hand"));
   CHECK(list_versions(full_dir) == std::vector<int64_t>{1});
 }
+
+TEST_CASE("starting a directory from data that cannot be read leaves no directory behind") {
+  Chunks data;
+  const std::string dir = data.dir.file("never");
+  CHECK_THROWS_WITH(start_model_dir(dir, data.dir.file("missing.csv"), small_setup()), Catch::Contains("missing.csv"));
+  CHECK_FALSE(std::filesystem::exists(dir));
+  CHECK_THROWS_WITH(adopt_model_dir(dir, data.dir.file("missing.safetensors"), data.c0, small_setup()),
+                    Catch::Contains("missing.safetensors"));
+  CHECK_FALSE(std::filesystem::exists(dir));
+}
