@@ -15,8 +15,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/trainer/continual_tasks.h"
+#include "apps/trainer/model_file.h"
 #include "engine/core/context.h"
 #include "engine/core/rng.h"
+#include "engine/io/checkpoint.h"
+#include "engine/nn/model_spec.h"
 
 namespace {
 
@@ -267,4 +271,35 @@ TEST_CASE("runtime failures exit 1 and never damage the existing model file", "[
     REQUIRE(r.err.find("holds model 'mlp:6-4-3'") != std::string::npos);
   }
   REQUIRE(read_file(model) == before);
+}
+
+TEST_CASE("train --init keeps the importance state (Ω, θ*) a served model's file carries", "[cli]") {
+  TempDir dir;
+  write_blobs_csv(dir / "train.csv", 120, 1);
+  // A model file with Ω and θ* beside its weights, as a served model's carries them.
+  {
+    nnr::Sequential model = nnr::build_model("mlp:6-8-3", 3);
+    for (nnr::Parameter* p : model.parameters()) {
+      p->omega = nnr::Tensor::from_vector(p->value.shape(), std::vector<float>(static_cast<size_t>(p->value.numel()), 0.5f));
+      p->anchor = p->value.clone();
+    }
+    nnr::save_model(dir / "served.safetensors", model, nnr::importance_extras(model));
+  }
+  Run train = run_nnr("train --data " + (dir / "train.csv") + " --init " + (dir / "served.safetensors") +
+                          " --epochs 1 -q -o " + (dir / "next.safetensors"),
+                      dir);
+  INFO(train.err);
+  REQUIRE(train.code == 0);
+  const nnr::Checkpoint next = nnr::load_checkpoint(dir / "next.safetensors");
+  for (const std::string name : {"0.weight", "0.bias", "2.weight", "2.bias"}) {
+    INFO(name);
+    const nnr::Tensor* omega = next.find(std::string("nnr.omega.") + name);
+    REQUIRE(omega != nullptr);
+    REQUIRE(omega->to_vector() == std::vector<float>(static_cast<size_t>(omega->numel()), 0.5f));
+    REQUIRE(next.find(std::string("nnr.anchor.") + name) != nullptr);
+  }
+  // A file without them gets none.
+  Run plain = run_nnr("train --data " + (dir / "train.csv") + " --model mlp:6-8-3 --epochs 1 -q -o " + (dir / "p.safetensors"), dir);
+  REQUIRE(plain.code == 0);
+  REQUIRE(nnr::load_checkpoint(dir / "p.safetensors").find("nnr.omega.0.weight") == nullptr);
 }
