@@ -16,5 +16,9 @@ Command add_predict(CLI::App& app);
 Command add_stream(CLI::App& app);
 // Sets exit_code to 3 when the regression gate refuses the round.
 Command add_retrain(CLI::App& app, int& exit_code);
+#ifdef NNR_HAVE_SERVE
+// Runs until SIGINT/SIGTERM (then exits 0).
+Command add_serve(CLI::App& app);
+#endif
 
 }  // namespace nnr::cli

@@ -1,6 +1,7 @@
 // nnr: retrain served neural networks on the data that keeps arriving.
 // Exit codes: 0 success, 1 runtime error (bad file, diverged training), 2 usage error, 3 a retraining
 // round refused by the regression gate (nothing written).
+#include <csignal>
 #include <cstdio>
 #include <exception>
 
@@ -10,6 +11,7 @@
 
 int main(int argc, char** argv) {
   nnr::cli::use_passive_openmp_wait(argv);
+  std::signal(SIGXFSZ, SIG_IGN);  // a write past RLIMIT_FSIZE fails with EFBIG and is reported, not a silent kill
   CLI::App app{"nnr: retrain a served neural network on new data without forgetting the old.\n"
                "Run 'nnr <command> --help' for a command's flags."};
   app.require_subcommand(1);
@@ -20,6 +22,9 @@ int main(int argc, char** argv) {
   const nnr::cli::Command stream = nnr::cli::add_stream(app);
   int exit_code = 0;
   const nnr::cli::Command retrain = nnr::cli::add_retrain(app, exit_code);
+#ifdef NNR_HAVE_SERVE
+  const nnr::cli::Command serve = nnr::cli::add_serve(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -38,6 +43,9 @@ int main(int argc, char** argv) {
     else if (app.got_subcommand("predict")) predict();
     else if (app.got_subcommand("stream")) stream();
     else if (app.got_subcommand("retrain")) retrain();
+#ifdef NNR_HAVE_SERVE
+    else if (app.got_subcommand("serve")) serve();
+#endif
     return exit_code;
   } catch (const nnr::InvalidArgument& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -1,0 +1,92 @@
+#pragma once
+// nnr serve's library side: an HTTP/1.1 JSON server (cpp-httplib) that answers predictions from
+// the newest version of a versioned model directory (apps/trainer/model_dir.h) while the model is
+// retrained in the background on the labelled feedback it receives.
+//
+//   POST /v1/predict   {"inputs": [[f, ...], ...]} or {"input": [f, ...]}, each input a flat list of
+//                      the model's sample_numel numbers
+//                      -> {"version": n, "labels": [...], "probabilities": [[...], ...]}
+//   POST /v1/feedback  {"inputs": [[...], ...], "labels": [...]} (or "input" / "label")
+//                      -> {"accepted": k, "pending": p}; written durably (fsynced) to
+//                      DIR/feedback/fb-<time>-<seq>.csv (label in column 0, nnr's CSV spec) before
+//                      the answer, so a restart loses none
+//   GET  /v1/health    {"status": "ok", "version": n}
+//   GET  /v1/model     served version, spec, input shape, classes, validation accuracy (when this
+//                      server wrote the version), rounds run / refused / failed, pending feedback
+//   GET  /metrics      Prometheus text: requests and errors by route, a latency histogram per
+//                      route, served version, rounds run / refused / failed, pending feedback
+// Bad requests (malformed JSON, wrong shape, non-numeric or non-finite values, bad labels, too
+// many inputs, a body over the limit, an unknown route) get a 4xx and {"error": "..."}; a full
+// feedback queue gets 503.
+//
+// Versions: every request holds a std::shared_ptr to the version it started with; a new version
+// is loaded off the request path and swapped in under a mutex. A served version's Sequential is
+// guarded by its own mutex: Sequential::forward is not thread-safe (every Layer::forward adds to
+// its non-atomic FLOP counters, Layer::counts_), so concurrent predictions on one version take
+// turns; a copy per request thread would cost a model's memory per thread for small models'
+// microseconds.
+//
+// Background threads: a poller picks up versions written by another process (`nnr retrain`) with
+// newest_version(DIR) every poll interval; with retrain_every = N, once N feedback samples are
+// pending a retraining thread concatenates the pending files into one chunk
+// (DIR/feedback/rounds/chunk-*.csv), runs retrain_model_dir(DIR, chunk, max_regression) (which
+// restores its own copy from disk), and swaps in the version it writes. The round's feedback files
+// are then deleted; a round refused by the gate moves them to DIR/feedback/refused/ (logged and
+// counted); a round that fails (e.g. another process holds DIR/.lock) keeps them pending and is
+// retried after the poll interval. A crash between a written version and the deletion retrains
+// those samples once more (at-least-once).
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace nnr::serve {
+
+struct ServerOptions {
+  std::string model_dir;             // DIR, holding at least one version
+  std::string host = "127.0.0.1";    // address to bind
+  int64_t retrain_every = 0;         // retrain once this many feedback samples are pending; 0: never
+  double max_regression = 1.0;       // the regression gate of every round (points)
+  int64_t max_pending = 100000;      // feedback samples held at most (then 503)
+  int64_t max_inputs = 4096;         // inputs per request at most
+  size_t max_body_bytes = 16u << 20; // request bodies over this get 413
+  double poll_seconds = 1.0;         // how often DIR is checked for versions written elsewhere
+  int http_threads = 8;              // request worker threads
+  std::function<void(const std::string&)> log;  // one line per event; default: stderr
+};
+
+class Server {
+ public:
+  // Loads DIR's newest version and the pending feedback files; throws nnr::Error when DIR holds
+  // no version (nnr::InvalidArgument for bad options).
+  explicit Server(ServerOptions options);
+  ~Server();  // stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds host:port (0: a free ephemeral port), starts the request, poll and retraining threads,
+  // and returns the bound port once the server accepts connections. Throws nnr::Error when the
+  // port cannot be bound. A Server starts at most once.
+  int start(int port);
+  // Stops accepting, lets in-flight requests (and a running retraining round) finish, joins every
+  // thread. Idempotent; safe to call from any thread except a request handler.
+  void stop();
+
+  int port() const;
+  int64_t served_version() const;
+  int64_t pending_feedback() const;
+  // What GET /v1/model answers.
+  nlohmann::json model_info() const;
+  // What GET /metrics answers.
+  std::string metrics_text() const;
+
+  struct State;  // defined in server.cpp
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace nnr::serve

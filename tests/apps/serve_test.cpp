@@ -1,0 +1,322 @@
+// nnr serve's library side in-process on 127.0.0.1 (an ephemeral port), spoken to with
+// cpp-httplib's client: predictions, bad requests, feedback files, background retraining, versions
+// written by another writer, metrics, and a restart.
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "apps/serve/server.h"
+#include "apps/trainer/model_dir.h"
+#include "apps/trainer/model_file.h"
+#include "apps/trainer/serving.h"
+#include "apps/trainer/train_loop.h"
+#include "engine/core/rng.h"
+#include "tests/engine/data/temp_dir.h"
+
+using namespace nnr;
+using nnr::serve::Server;
+using nnr::serve::ServerOptions;
+using nnr::test::TempDir;
+using json = nlohmann::json;
+
+namespace {
+
+// Separable classes in 16 features (class c lights features c and c + 3), as in serving_test.cpp.
+std::vector<std::vector<double>> samples(const std::vector<int>& classes, int n, uint64_t seed, std::vector<int>* labels) {
+  Rng rng(seed);
+  std::vector<std::vector<double>> xs;
+  for (int i = 0; i < n; ++i) {
+    const int c = classes[static_cast<size_t>(i) % classes.size()];
+    std::vector<double> x(16);
+    for (double& v : x) v = 0.3 * rng.normal();
+    x[static_cast<size_t>(c)] += 2.0;
+    x[static_cast<size_t>((c + 3) % 16)] += 1.0;
+    xs.push_back(x);
+    if (labels) labels->push_back(c);
+  }
+  return xs;
+}
+
+void write_chunk(const std::string& path, const std::vector<int>& classes, int n, uint64_t seed) {
+  std::vector<int> labels;
+  const auto xs = samples(classes, n, seed, &labels);
+  std::ofstream out(path);
+  for (size_t i = 0; i < xs.size(); ++i) {
+    out << labels[i];
+    for (double v : xs[i]) out << ',' << v;
+    out << '\n';
+  }
+}
+
+ServingSetup small_setup() {
+  ServingSetup s;
+  s.model_spec = "mlp:16-64-64-10";
+  s.strategy = strategy_preset("paper");
+  s.retrain.batch_size = 16;
+  s.retrain.seed = 1;
+  s.chunks.scenario = "files";
+  s.chunks.seed = derive_seed(1, "stream");
+  return s;
+}
+
+// A model directory with version 1 trained on classes 0-3.
+struct ServedDir {
+  TempDir tmp;
+  std::string dir = tmp.file("served");
+  ServedDir() {
+    const std::string c0 = tmp.file("c0.csv");
+    write_chunk(c0, {0, 1, 2, 3}, 400, 1);
+    start_model_dir(dir, c0, small_setup());
+  }
+};
+
+ServerOptions options_for(const std::string& dir) {
+  ServerOptions o;
+  o.model_dir = dir;
+  o.max_body_bytes = 16 * 1024;
+  o.max_inputs = 32;
+  o.poll_seconds = 0.1;
+  o.http_threads = 4;
+  o.log = [](const std::string&) {};
+  return o;
+}
+
+struct Answer {
+  int status = 0;
+  json body;
+  std::string text;
+};
+
+Answer call(int port, const std::string& method, const std::string& path, const std::string& body = "") {
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_connection_timeout(5, 0);
+  cli.set_read_timeout(30, 0);
+  cli.set_write_timeout(5, 0);
+  httplib::Result r = method == "GET" ? cli.Get(path.c_str()) : cli.Post(path.c_str(), body, "application/json");
+  REQUIRE(r);  // the server answered
+  Answer a{r->status, json(), r->body};
+  a.body = json::parse(r->body, nullptr, false);
+  return a;
+}
+
+json inputs_json(const std::vector<std::vector<double>>& xs) {
+  json all = json::array();
+  for (const auto& x : xs) all.push_back(x);
+  return all;
+}
+
+// Polls until `done` or `seconds` pass; returns whether it became true.
+bool eventually(double seconds, const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
+
+std::vector<std::string> feedback_files(const std::string& dir) {
+  std::vector<std::string> names;
+  if (!std::filesystem::exists(dir + "/feedback")) return names;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/feedback"))
+    if (e.is_regular_file()) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("predictions, one and a batch, match predict_probabilities, and bad requests get 4xx JSON") {
+  ServedDir d;
+  Server server(options_for(d.dir));
+  const int port = server.start(0);
+  REQUIRE(port > 0);
+
+  std::vector<int> labels;
+  const auto xs = samples({0, 1, 2, 3}, 8, 77, &labels);
+  LoadedModel v1 = load_model(d.dir + "/1/" + kModelFile);
+  Tensor x = Tensor::empty({8, 16});
+  for (size_t i = 0; i < xs.size(); ++i)
+    for (size_t j = 0; j < 16; ++j) x.data()[i * 16 + j] = static_cast<float>(xs[i][j]);
+  const Tensor probs = predict_probabilities(v1.model, x);
+
+  const Answer batch = call(port, "POST", "/v1/predict", json{{"inputs", inputs_json(xs)}}.dump());
+  REQUIRE(batch.status == 200);
+  CHECK(batch.body["version"] == 1);
+  REQUIRE(batch.body["labels"].size() == 8);
+  REQUIRE(batch.body["probabilities"].size() == 8);
+  for (size_t i = 0; i < 8; ++i) {
+    const float* row = probs.data() + i * 10;
+    CHECK(batch.body["labels"][i].get<int64_t>() == std::max_element(row, row + 10) - row);
+    REQUIRE(batch.body["probabilities"][i].size() == 10);
+    for (size_t k = 0; k < 10; ++k) CHECK(batch.body["probabilities"][i][k].get<double>() == Approx(row[k]).margin(1e-6));
+  }
+  const Answer one = call(port, "POST", "/v1/predict", json{{"input", xs[3]}}.dump());
+  REQUIRE(one.status == 200);
+  CHECK(one.body["labels"] == json::array({batch.body["labels"][3]}));
+
+  const auto bad = [&](const std::string& method, const std::string& path, const std::string& body, int status,
+                       const std::string& says) {
+    INFO(method << " " << path << " " << body.substr(0, 80));
+    const Answer a = call(port, method, path, body);
+    CHECK(a.status == status);
+    REQUIRE(a.body.is_object());
+    REQUIRE(a.body.contains("error"));
+    CHECK_THAT(a.body["error"].get<std::string>(), Catch::Contains(says));
+  };
+  bad("POST", "/v1/predict", "{\"inputs\": [[1, 2", 400, "malformed JSON");
+  bad("POST", "/v1/predict", "[1, 2]", 400, "JSON object");
+  bad("POST", "/v1/predict", "{\"x\": 1}", 400, "\"inputs\"");
+  bad("POST", "/v1/predict", json{{"inputs", json::array({json::array({1, 2, 3})})}}.dump(), 400, "16 numbers");
+  bad("POST", "/v1/predict", json{{"inputs", json::array()}}.dump(), 400, "empty");
+  json non_numeric = xs[0];
+  non_numeric[5] = "five";
+  bad("POST", "/v1/predict", json{{"input", non_numeric}}.dump(), 400, "value 5 is not a number");
+  bad("POST", "/v1/predict", "{\"input\": [1e999, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}", 400, "");
+  bad("POST", "/v1/predict", json{{"inputs", inputs_json(samples({0}, 33, 5, nullptr))}}.dump(), 413,
+      "too many inputs");
+  bad("POST", "/v1/predict", "{\"input\": [" + std::string(20000, ' ') + "]}", 413, "over the limit");
+  bad("GET", "/v1/nowhere", "", 404, "no route GET /v1/nowhere");
+  bad("POST", "/v1/feedback", json{{"inputs", inputs_json(xs)}, {"labels", json::array({1, 2})}}.dump(), 400,
+      "8 inputs but 2 labels");
+  bad("POST", "/v1/feedback", json{{"input", xs[0]}, {"labels", json::array({10})}}.dump(), 400, "not a class");
+  bad("POST", "/v1/feedback", json{{"input", xs[0]}, {"labels", json::array({"a"})}}.dump(), 400, "not an integer");
+  CHECK(feedback_files(d.dir).size() == 0);
+
+  // Still serving.
+  const Answer health = call(port, "GET", "/v1/health");
+  CHECK(health.status == 200);
+  CHECK(health.body["status"] == "ok");
+  CHECK(health.body["version"] == 1);
+  const Answer model = call(port, "GET", "/v1/model");
+  CHECK(model.body["model_spec"] == "mlp:16-64-64-10");
+  CHECK(model.body["sample_numel"] == 16);
+  CHECK(model.body["classes"] == 10);
+  CHECK(model.body["pending_feedback"] == 0);
+
+  const Answer metrics = call(port, "GET", "/metrics");
+  CHECK(metrics.status == 200);
+  const std::string& m = metrics.text;
+  CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"/v1/predict\",code=\"200\"} 2"));
+  CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"/v1/predict\",code=\"400\"} 7"));
+  CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"/v1/predict\",code=\"413\"} 1"));
+  CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"other\",code=\"404\"} 1"));
+  CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"other\",code=\"413\"} 1"));
+  CHECK_THAT(m, Catch::Contains("nnr_http_errors_total{route=\"/v1/feedback\"} 3"));
+  CHECK_THAT(m, Catch::Contains("nnr_http_request_duration_seconds_count{route=\"/v1/predict\"} 10"));
+  CHECK_THAT(m, Catch::Contains("nnr_http_request_duration_seconds_bucket{route=\"/v1/predict\",le=\"+Inf\"} 10"));
+  CHECK_THAT(m, Catch::Contains("\nnnr_served_version 1\n"));
+  CHECK_THAT(m, Catch::Contains("\nnnr_retrain_rounds_total 0\n"));
+  CHECK_THAT(m, Catch::Contains("\nnnr_retrain_rounds_refused_total 0\n"));
+  CHECK_THAT(m, Catch::Contains("\nnnr_predicted_samples_total 9\n"));
+  server.stop();
+  server.stop();  // idempotent
+}
+
+TEST_CASE("feedback is written durably, a round runs once N samples are pending, a restart resumes") {
+  ServedDir d;
+  ServerOptions o = options_for(d.dir);
+  o.retrain_every = 90;
+  o.max_regression = 100.0;  // this test is about the swap, not the gate
+  int64_t version_after_round = 0;
+  {
+    Server server(o);
+    const int port = server.start(0);
+    std::vector<int> labels;
+    const auto xs = samples({4, 5, 6}, 90, 2, &labels);
+    // Three requests of 30: the first two leave the round waiting.
+    for (int r = 0; r < 3; ++r) {
+      const std::vector<std::vector<double>> part(xs.begin() + 30 * r, xs.begin() + 30 * (r + 1));
+      const std::vector<int> part_labels(labels.begin() + 30 * r, labels.begin() + 30 * (r + 1));
+      const Answer a = call(port, "POST", "/v1/feedback", json{{"inputs", inputs_json(part)}, {"labels", part_labels}}.dump());
+      REQUIRE(a.status == 200);
+      CHECK(a.body["accepted"] == 30);
+      if (r < 2) {
+        CHECK(a.body["pending"] == 30 * (r + 1));
+        const auto files = feedback_files(d.dir);
+        REQUIRE(files.size() == static_cast<size_t>(r + 1));
+        // nnr's CSV: label first, then the 16 features.
+        std::ifstream in(d.dir + "/feedback/" + files.back());
+        std::string line;
+        std::getline(in, line);
+        CHECK(line.rfind(std::to_string(part_labels[0]) + ",", 0) == 0);
+        CHECK(std::count(line.begin(), line.end(), ',') == 16);
+      }
+    }
+    // Predictions keep being answered while the round runs.
+    int answered = 0;
+    const bool swapped = eventually(60, [&] {
+      if (call(port, "POST", "/v1/predict", json{{"input", xs[0]}}.dump()).status == 200) ++answered;
+      return call(port, "GET", "/v1/model").body["version"] == 2;
+    });
+    REQUIRE(swapped);
+    CHECK(answered > 0);
+    // The poller may swap version 2 in before the round's own bookkeeping is done.
+    CHECK(eventually(10, [&] { return call(port, "GET", "/v1/model").body["rounds_run"] == 1; }));
+    const Answer model = call(port, "GET", "/v1/model");
+    CHECK(model.body["rounds_run"] == 1);
+    CHECK(model.body["rounds_refused"] == 0);
+    CHECK(model.body["validation_accuracy"].is_number());
+    CHECK(eventually(10, [&] { return call(port, "GET", "/v1/model").body["pending_feedback"] == 0; }));
+    CHECK(eventually(10, [&] { return feedback_files(d.dir).empty(); }));
+    CHECK(call(port, "POST", "/v1/predict", json{{"input", xs[0]}}.dump()).body["version"] == 2);
+    CHECK_THAT(call(port, "GET", "/metrics").text, Catch::Contains("\nnnr_retrain_rounds_total 1\n"));
+    CHECK_THAT(call(port, "GET", "/metrics").text, Catch::Contains("\nnnr_served_version 2\n"));
+
+    // 20 more stay pending across the restart.
+    const auto more = samples({7, 8}, 20, 3, &labels);
+    const Answer a = call(port, "POST", "/v1/feedback",
+                          json{{"inputs", inputs_json(more)}, {"labels", std::vector<int>(labels.end() - 20, labels.end())}}.dump());
+    REQUIRE(a.status == 200);
+    CHECK(a.body["pending"] == 20);
+    version_after_round = server.served_version();
+    server.stop();
+  }
+  REQUIRE(version_after_round == 2);
+  CHECK(feedback_files(d.dir).size() == 1);
+  Server again(o);
+  const int port = again.start(0);
+  CHECK(again.served_version() == 2);
+  CHECK(again.pending_feedback() == 20);
+  const Answer model = call(port, "GET", "/v1/model");
+  CHECK(model.body["version"] == 2);
+  CHECK(model.body["pending_feedback"] == 20);
+}
+
+TEST_CASE("a version written by another writer is picked up while serving") {
+  ServedDir d;
+  const std::string c1 = d.tmp.file("c1.csv");
+  write_chunk(c1, {4, 5, 6}, 300, 2);
+  Server server(options_for(d.dir));
+  const int port = server.start(0);
+  CHECK(call(port, "GET", "/v1/model").body["version"] == 1);
+  const ServingRound round = retrain_model_dir(d.dir, c1, 100.0);  // as `nnr retrain` would
+  REQUIRE(round.version == 2);
+  CHECK(eventually(30, [&] { return call(port, "GET", "/v1/model").body["version"] == 2; }));
+  std::vector<int> labels;
+  const auto xs = samples({5}, 1, 9, &labels);
+  const Answer a = call(port, "POST", "/v1/predict", json{{"input", xs[0]}}.dump());
+  CHECK(a.body["version"] == 2);
+  CHECK(a.body["labels"][0] == 5);
+}
+
+TEST_CASE("a directory without a version, a port in use, and bad options are refused") {
+  TempDir tmp;
+  CHECK_THROWS_WITH(Server(options_for(tmp.file("empty"))), Catch::Contains("holds no model version"));
+  ServedDir d;
+  ServerOptions o = options_for(d.dir);
+  o.retrain_every = -1;
+  CHECK_THROWS_WITH(Server(o), Catch::Contains("retrain_every"));
+  Server first(options_for(d.dir));
+  const int port = first.start(0);
+  Server second(options_for(d.dir));
+  CHECK_THROWS_WITH(second.start(port), Catch::Contains("cannot listen"));
+  CHECK(call(port, "GET", "/v1/health").status == 200);
+}
