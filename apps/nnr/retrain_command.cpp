@@ -13,7 +13,8 @@ namespace nnr::cli {
 namespace {
 
 struct RetrainFlags {
-  std::string model_dir, data, init, model_spec, memory_data, strategy = "paper", device = "cpu";
+  std::string model_dir, data, init, model_spec, memory_data, strategy = "paper", device = "cpu",
+      on_nonfinite = "fail";
   double max_regression = 1.0;
   uint64_t seed = 1;
   int threads = 0;
@@ -32,6 +33,9 @@ void print_round(const ServingRound& r, const std::string& dir) {
               100.0 * r.new_validation_accuracy,
               r.record.test_accuracy.empty() ? 0.0 : 100.0 * r.record.test_accuracy.front(),
               static_cast<double>(r.record.compute.train_flops()) * 1e-9, r.record.compute.round_seconds);
+  if (r.retried)
+    std::printf("retried at lr %g after the first attempt diverged: %s\n", static_cast<double>(r.retry_lr),
+                r.retry_reason.c_str());
   if (r.refused)
     std::printf("refused: %s; %s keeps version %lld\n", r.reason.c_str(), dir.c_str(),
                 static_cast<long long>(r.base_version));
@@ -58,7 +62,8 @@ int run_retrain(const RetrainFlags& f, bool strategy_given) {
     if (strategy_given || !f.memory_data.empty() || !f.model_spec.empty())
       throw InvalidArgument("[retrain] --strategy, --model-spec and --memory-data apply only with --init: a "
                             "directory keeps the strategy and options it was started with");
-    result = retrain_model_dir(f.model_dir, f.data, f.max_regression, cuda.get());
+    result = retrain_model_dir(f.model_dir, f.data, f.max_regression, cuda.get(),
+                               parse_nonfinite_policy(f.on_nonfinite));
   }
   if (f.json) std::printf("%s\n", to_json(result).dump(2).c_str());
   else print_round(result, f.model_dir);
@@ -80,12 +85,19 @@ Command add_retrain(CLI::App& app, int& exit_code) {
       "  nnr retrain --model-dir DIR --init MODEL.safetensors [--model-spec S] --memory-data FIRST\n"
       "Data specs: FILE.csv, FEATURES:LABELS, fashion-mnist[:train|:test]; TRAIN@TEST gives the chunk's test part\n"
       "(else the last 20 % of TRAIN is).\n"
+      "If training diverges (a non-finite loss or weight) the round stops with exit status 1 and writes\n"
+      "nothing; with --on-nonfinite retry it runs once more from version n at half the learning rate (the\n"
+      "directory's stored options are unchanged; --json reports \"retried\" and the lr).\n"
       "Exit status: 0 written, 1 runtime error, 2 usage error, 3 refused by the gate.");
   cmd->add_option("--model-dir", f->model_dir, "The versioned model directory")->required();
   cmd->add_option("--data", f->data, "The new chunk's data spec (TRAIN or TRAIN@TEST)");
   cmd->add_option("--max-regression", f->max_regression,
                   "Refuse the round if validation accuracy drops more than this many points")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--on-nonfinite", f->on_nonfinite,
+                  "When training diverges: fail (exit 1, nothing written) or retry once at half the learning rate")
+      ->check(CLI::IsMember({"fail", "retry"}))
       ->capture_default_str();
   cmd->add_option("--init", f->init, "Adopt this model (safetensors, e.g. from PyTorch) as version 1")
       ->check(CLI::ExistingFile);

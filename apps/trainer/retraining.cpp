@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -103,6 +104,23 @@ Dataset stratified_subset(const std::vector<const Dataset*>& parts, int64_t coun
   return concatenate(ptrs, "validation probe");
 }
 
+// Index of the first non-finite float in [p, p + n), or -1. The common case (all finite) is one
+// branch-free pass over the bit patterns that the compiler vectorizes: |x|'s bits plus the lowest
+// exponent bit carry into bit 31 exactly when the exponent is all ones (Inf and NaN), and the
+// carries are ORed together. Only a failing span is scanned again for the index.
+int64_t first_nonfinite(const float* p, int64_t n) {
+  uint32_t carry = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    carry |= (bits & 0x7fffffffu) + 0x00800000u;
+  }
+  if (!(carry & 0x80000000u)) return -1;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) return i;
+  return -1;
+}
+
 // dL/dθ of the mean loss on `data` with every weight open (masks restored after), on the host.
 std::vector<Tensor> validation_gradient(Sequential& model, const Dataset& data) {
   const std::vector<Parameter*> params = model.parameters();
@@ -190,6 +208,54 @@ Rng rng_from_json(const nlohmann::json& j) {
 }
 
 }  // namespace
+
+namespace {
+
+struct NonFiniteEntry {
+  const Parameter* parameter = nullptr;
+  int64_t index = -1;
+};
+
+// The first non-finite (open, with open_only) entry of the model's parameters, if any.
+NonFiniteEntry find_nonfinite(Sequential& model, bool open_only) {
+  for (const Parameter* p : model.parameters()) {
+    if (p->value.device() != Device::CPU)
+      throw Error("[retrain] the non-finite check reads parameter " + p->name + " on the host, but it is not there");
+    const float* data = p->value.data();
+    const UpdateMask& mask = p->mask;
+    if (!open_only || mask.kind != UpdateMask::Kind::Rows) {
+      // Every entry (element masks too: a whole-parameter scan is as cheap as decoding the bits).
+      const int64_t i = first_nonfinite(data, p->value.numel());
+      if (i >= 0) return {p, i};
+      continue;
+    }
+    const int64_t len = p->row_length();
+    for (size_t k = 0; k < mask.rows.size();) {
+      // A run of consecutive rows is one contiguous span.
+      size_t end = k + 1;
+      while (end < mask.rows.size() && mask.rows[end] == mask.rows[end - 1] + 1) ++end;
+      const int64_t first = mask.rows[k] * len;
+      const int64_t i = first_nonfinite(data + first, (mask.rows[end - 1] + 1) * len - first);
+      if (i >= 0) return {p, first + i};
+      k = end;
+    }
+  }
+  return {};
+}
+
+[[noreturn]] void throw_nonfinite(const NonFiniteEntry& bad, const std::string& where) {
+  std::ostringstream msg;
+  msg << where << ": parameter " << bad.parameter->name << " entry " << bad.index << " is "
+      << bad.parameter->value.data()[bad.index] << ": training diverged (try a smaller --lr or --lambda)";
+  throw NonFiniteError(msg.str());
+}
+
+}  // namespace
+
+void check_finite_parameters(Sequential& model, bool open_only, const std::string& where) {
+  const NonFiniteEntry bad = find_nonfinite(model, open_only);
+  if (bad.parameter) throw_nonfinite(bad, where);
+}
 
 float default_lambda(const std::string& regularizer) {
   // The order of magnitude each penalty's Ω takes on Fashion-MNIST (MAS and SNI Ω are normalised,
@@ -512,6 +578,9 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
   StepScratch scratch;
   ComputeCounts step_counts;
   int64_t samples = 0, step = 0;
+  auto where = [&] {
+    return "[retrain] round " + std::to_string(rounds_) + " (" + chunk.name + "), step " + std::to_string(step);
+  };
   auto run_step = [&](const Batch& batch) {
     const ComputeCounts before = model_.compute_counts();
     const double loss = train_step(model_, *optimizer, batch, cuda, &scratch);
@@ -520,10 +589,17 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
       std::ostringstream msg;
       msg << "[retrain] loss is " << loss << " at round " << rounds_ << " (" << chunk.name << "), step " << step + 1
           << ": training diverged (try a smaller --lr or --lambda)";
-      throw Error(msg.str());
+      throw NonFiniteError(msg.str());
     }
     samples += batch.size();
     ++step;
+    // A finite loss does not prove finite weights (a NaN row behind a ReLU reads as 0): the
+    // entries this step updated must be finite before the next step, a probe or the bandits read
+    // them. On a CUDA context they are checked once the round is back on the host (below).
+    if (!cuda) {
+      const NonFiniteEntry bad = find_nonfinite(model_, true);
+      if (bad.parameter) throw_nonfinite(bad, where());
+    }
   };
 
   if (strategy_.samples == "new" || strategy_.samples == "all") {
@@ -623,7 +699,11 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
                             {"pulls", arm_pulls}, {"probe", probe.size()}};
     }
   }
-  if (cuda) model_.to(Device::CPU, *cuda);
+  if (cuda) {
+    model_.to(Device::CPU, *cuda);
+    const NonFiniteEntry bad = find_nonfinite(model_, true);
+    if (bad.parameter) throw_nonfinite(bad, where() + " (the round's last; checked on the host after it)");
+  }
   compute.samples += samples;
   compute.forward_flops += step_counts.forward_flops;
   compute.input_grad_flops += step_counts.input_grad_flops;

@@ -39,6 +39,7 @@
 #include "apps/trainer/stream.h"
 #include "apps/trainer/stream_report.h"
 #include "engine/core/context.h"
+#include "engine/core/error.h"
 #include "engine/nn/sequential.h"
 #include "engine/optim/optimizer.h"
 #include "regularizers/regularizer.h"
@@ -81,6 +82,21 @@ struct RetrainOptions {
                                    // host between rounds: consolidation and the memory read it there)
 };
 
+// A retraining round stopped because training diverged: a step's loss, or an entry of a weight the
+// step updated, is not finite (NaN or ±Inf; a non-finite gradient of an open entry shows up in the
+// entry it updates). The message names the round, the chunk, the step and (for a weight) the
+// parameter and entry.
+class NonFiniteError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The non-finite guard (on the host): throws NonFiniteError("<where>: parameter <name> entry <i> is
+// <value> ...") at the first non-finite entry of `model`'s parameters, only the entries the
+// parameters' masks open when `open_only` (all of them otherwise). Vectorized integer scan of the
+// float bit patterns, no branch per entry: it reads each checked entry once.
+void check_finite_parameters(Sequential& model, bool open_only, const std::string& where);
+
 // A regularizer's default λ, and the values "auto" tries (a decade either side of the default).
 float default_lambda(const std::string& regularizer);
 std::vector<float> lambda_grid(const std::string& regularizer);
@@ -99,6 +115,12 @@ class Retrainer {
   // One retraining round on a new chunk (chunks must outlive the Retrainer: `all` and the
   // validation probes read every chunk seen). Evaluates the model on every chunk of `stream`
   // (R row) and on the validation parts of the chunks seen.
+  // Non-finite guard: after every training step the step's loss and (on the CPU) the entries the
+  // step updated are checked; on a CUDA context the weights are checked once, when the round's
+  // training is done and they are back on the host, before anything else reads them. A NaN/Inf
+  // throws NonFiniteError naming the round, step and parameter. After that (or any other
+  // exception from a round) the Retrainer is UNUSABLE: its weights, bandits, memory and round
+  // counter hold a half-run round; discard it (a served directory restores version n from disk).
   RoundRecord round(const StreamChunk& chunk, const std::vector<StreamChunk>& stream);
   // The same for a chunk that arrives alone (a served model): the record's test_accuracy holds the
   // chunk's own test part only. The chunk need not outlive the call (samples=all excepted).

@@ -1,8 +1,10 @@
 #include "apps/trainer/serving.h"
 
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <optional>
+#include <sstream>
 
 #include "apps/trainer/model_dir.h"
 #include "apps/trainer/model_file.h"
@@ -109,7 +111,8 @@ struct Restored {
   std::unique_ptr<Retrainer> retrainer;
 };
 
-Restored restore(const ModelVersion& version) {
+// lr_scale scales the learning rate the Retrainer trains with; r.setup keeps the stored options.
+Restored restore(const ModelVersion& version, float lr_scale = 1.0f) {
   const std::string state_path = version.path + "/" + kStateFile;
   LoadedModel loaded = load_model(version.path + "/" + kModelFile);
   const Checkpoint state = load_checkpoint(state_path);
@@ -126,7 +129,9 @@ Restored restore(const ModelVersion& version) {
       throw Error("[retrain] " + state_path + " belongs to a " + r.setup.model_spec + " model, but " + version.path +
                   "/" + kModelFile + " is " + loaded.model.spec());
     restore_importance(loaded.model, state);
-    r.retrainer = std::make_unique<Retrainer>(std::move(loaded.model), r.setup.strategy, r.setup.retrain);
+    RetrainOptions options = r.setup.retrain;
+    options.optimizer.lr *= lr_scale;
+    r.retrainer = std::make_unique<Retrainer>(std::move(loaded.model), r.setup.strategy, options);
     std::map<std::string, Tensor> tensors;
     for (const NamedTensor& t : state.tensors)
       if (t.name.rfind(kOmegaPrefix, 0) != 0 && t.name.rfind(kAnchorPrefix, 0) != 0) tensors[t.name] = t.value.clone();
@@ -194,7 +199,7 @@ ServingRound adopt_model_dir(const std::string& dir, const std::string& init_fil
 }
 
 ServingRound retrain_model_dir(const std::string& dir, const std::string& data_spec, double max_regression,
-                               Context* cuda) {
+                               Context* cuda, NonFinitePolicy on_nonfinite) {
   if (!(max_regression >= 0.0)) throw InvalidArgument("[retrain] --max-regression must be >= 0 points");
   const std::optional<ModelVersion> newest = newest_version(dir);
   if (!newest)
@@ -204,15 +209,36 @@ ServingRound retrain_model_dir(const std::string& dir, const std::string& data_s
   VersionWriter writer(dir);
   const ModelVersion base = *newest_version(dir);
   Restored restored = restore(base);
-  Retrainer& retrainer = *restored.retrainer;
-  retrainer.set_device(cuda);
-  const StreamChunk chunk = make_file_chunk(data_spec, retrainer.rounds() + 1, restored.setup.chunks);
-  check_model_accepts(retrainer.model(), chunk.train.sample_shape(), chunk.train.num_classes, data_spec);
+  restored.retrainer->set_device(cuda);
+  const StreamChunk chunk = make_file_chunk(data_spec, restored.retrainer->rounds() + 1, restored.setup.chunks);
+  check_model_accepts(restored.retrainer->model(), chunk.train.sample_shape(), chunk.train.num_classes, data_spec);
 
   ServingRound out;
   out.base_version = base.number;
-  out.old_validation_accuracy = retrainer.validation_accuracy(&chunk.validation);
-  out.record = retrainer.round(chunk);
+  out.old_validation_accuracy = restored.retrainer->validation_accuracy(&chunk.validation);
+  try {
+    out.record = restored.retrainer->round(chunk);
+  } catch (const NonFiniteError& e) {
+    if (on_nonfinite != NonFinitePolicy::Retry) throw;
+    // The diverged Retrainer is unusable: version n again, from disk, at half the learning rate.
+    // restored.setup (what the new version stores) keeps the directory's options.
+    constexpr float kRetryScale = 0.5f;
+    out.retried = true;
+    out.retry_reason = e.what();
+    Restored again = restore(base, kRetryScale);
+    out.retry_lr = restored.setup.retrain.optimizer.lr * kRetryScale;
+    restored.retrainer = std::move(again.retrainer);
+    restored.retrainer->set_device(cuda);
+    try {
+      out.record = restored.retrainer->round(chunk);
+    } catch (const NonFiniteError& e2) {
+      std::ostringstream msg;
+      msg << e2.what() << " (the retry at lr " << out.retry_lr << "; the first attempt at lr "
+          << restored.setup.retrain.optimizer.lr << ": " << e.what() << ")";
+      throw NonFiniteError(msg.str());
+    }
+  }
+  Retrainer& retrainer = *restored.retrainer;
   out.new_validation_accuracy = retrainer.validation_accuracy(nullptr);
   const double drop_points = 100.0 * (out.old_validation_accuracy - out.new_validation_accuracy);
   if (drop_points > max_regression) {
@@ -249,7 +275,19 @@ nlohmann::json to_json(const ServingRound& r) {
                                    {"train_seconds", r.record.compute.train_seconds},
                                    {"round_seconds", r.record.compute.round_seconds}}}};
   if (r.refused) j["reason"] = r.reason;
+  j["retried"] = r.retried;
+  if (r.retried) {
+    char lr[32];
+    std::snprintf(lr, sizeof lr, "%.7g", static_cast<double>(r.retry_lr));  // 0.015, not 0.014999999664723873
+    j["retry"] = {{"lr", std::stod(lr)}, {"reason", r.retry_reason}};
+  }
   return j;
+}
+
+NonFinitePolicy parse_nonfinite_policy(const std::string& name) {
+  if (name == "fail") return NonFinitePolicy::Fail;
+  if (name == "retry") return NonFinitePolicy::Retry;
+  throw InvalidArgument("[retrain] unknown --on-nonfinite policy '" + name + "' (valid: fail, retry)");
 }
 
 }  // namespace nnr

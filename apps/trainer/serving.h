@@ -40,7 +40,21 @@ struct ServingRound {
   double old_validation_accuracy = 0.0;  // version n on the validation parts of old + new chunks
   double new_validation_accuracy = 0.0;  // the candidate on the same data
   RoundRecord record;             // the round (test_accuracy: the chunk's own test part)
+  // --on-nonfinite retry: the first attempt diverged (retry_reason), and the round that is reported
+  // was run again from version n on disk with learning rate retry_lr (half the stored one; the
+  // directory's stored options are not changed).
+  bool retried = false;
+  float retry_lr = 0.0f;
+  std::string retry_reason;
 };
+
+// What a round does when training diverges (NonFiniteError: a non-finite loss or weight).
+enum class NonFinitePolicy {
+  Fail,   // the error propagates; nothing is written
+  Retry,  // restore version n from disk and run the round once more at half the learning rate;
+          // if that diverges too, its error propagates and nothing is written
+};
+NonFinitePolicy parse_nonfinite_policy(const std::string& name);  // "fail" | "retry"
 
 // Version 1 from scratch: builds `setup.model_spec`, trains it on `data_spec` (chunk 0) as a
 // stream's base model is trained, estimates importance, fills the memory, writes DIR/1.
@@ -54,9 +68,11 @@ ServingRound adopt_model_dir(const std::string& dir, const std::string& init_fil
                              ServingSetup setup);
 
 // One round on DIR's newest version with the chunk `data_spec`; writes version n+1 unless the gate
-// refuses (then DIR is left exactly as it was).
+// refuses (then DIR is left exactly as it was). Any exception (a diverged round included) leaves
+// DIR as it was too: the version is written only after the round and the gate, into a temporary
+// folder that is removed unless it is committed whole (model_dir.h).
 ServingRound retrain_model_dir(const std::string& dir, const std::string& data_spec, double max_regression,
-                               Context* cuda = nullptr);
+                               Context* cuda = nullptr, NonFinitePolicy on_nonfinite = NonFinitePolicy::Fail);
 
 nlohmann::json to_json(const ServingRound& round);
 
