@@ -59,11 +59,11 @@ int run_retrain(const RetrainFlags& f, bool strategy_given) {
     result = adopt_model_dir(f.model_dir, f.init, f.memory_data, setup);
   } else {
     if (f.data.empty()) throw InvalidArgument("[retrain] --data is required (the new chunk), or --init to start");
-    if (strategy_given || !f.memory_data.empty() || !f.model_spec.empty())
-      throw InvalidArgument("[retrain] --strategy, --model-spec and --memory-data apply only with --init: a "
-                            "directory keeps the strategy and options it was started with");
+    if (!f.memory_data.empty() || !f.model_spec.empty())
+      throw InvalidArgument("[retrain] --model-spec and --memory-data apply only with --init: a directory keeps "
+                            "the model and options it was started with");
     result = retrain_model_dir(f.model_dir, f.data, f.max_regression, cuda.get(),
-                               parse_nonfinite_policy(f.on_nonfinite));
+                               parse_nonfinite_policy(f.on_nonfinite), strategy_given ? f.strategy : "");
   }
   if (f.json) std::printf("%s\n", to_json(result).dump(2).c_str());
   else print_round(result, f.model_dir);
@@ -103,7 +103,7 @@ Command add_retrain(CLI::App& app, int& exit_code) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--model-spec", f->model_spec, "With --init: the architecture, for files without nnr metadata");
   cmd->add_option("--memory-data", f->memory_data, "With --init: data the model was trained on (fills the memory)");
-  CLI::Option* strategy = cmd->add_option("--strategy", f->strategy, "With --init: the strategy every round uses")
+  CLI::Option* strategy = cmd->add_option("--strategy", f->strategy, "With --init: the strategy every round uses; on a round: checked against the directory's")
                               ->capture_default_str();
   cmd->add_option("--seed", f->seed, "With --init: the seed every round derives from")->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024))->capture_default_str();

@@ -199,7 +199,7 @@ ServingRound adopt_model_dir(const std::string& dir, const std::string& init_fil
 }
 
 ServingRound retrain_model_dir(const std::string& dir, const std::string& data_spec, double max_regression,
-                               Context* cuda, NonFinitePolicy on_nonfinite) {
+                               Context* cuda, NonFinitePolicy on_nonfinite, const std::string& strategy) {
   if (!(max_regression >= 0.0)) throw InvalidArgument("[retrain] --max-regression must be >= 0 points");
   const std::optional<ModelVersion> newest = newest_version(dir);
   if (!newest)
@@ -209,6 +209,10 @@ ServingRound retrain_model_dir(const std::string& dir, const std::string& data_s
   VersionWriter writer(dir);
   const ModelVersion base = *newest_version(dir);
   Restored restored = restore(base);
+  if (!strategy.empty() && strategy != restored.setup.strategy.name)
+    throw InvalidArgument("[retrain] " + dir + " was started with strategy " + restored.setup.strategy.name +
+                          " and its rounds keep it (its state is that strategy's); --strategy " + strategy +
+                          " needs a new directory");
   restored.retrainer->set_device(cuda);
   const StreamChunk chunk = make_file_chunk(data_spec, restored.retrainer->rounds() + 1, restored.setup.chunks);
   check_model_accepts(restored.retrainer->model(), chunk.train.sample_shape(), chunk.train.num_classes, data_spec);

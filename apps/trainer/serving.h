@@ -71,8 +71,10 @@ ServingRound adopt_model_dir(const std::string& dir, const std::string& init_fil
 // refuses (then DIR is left exactly as it was). Any exception (a diverged round included) leaves
 // DIR as it was too: the version is written only after the round and the gate, into a temporary
 // folder that is removed unless it is committed whole (model_dir.h).
+// `strategy`, when given, must be the one the directory was started with (its rounds keep it).
 ServingRound retrain_model_dir(const std::string& dir, const std::string& data_spec, double max_regression,
-                               Context* cuda = nullptr, NonFinitePolicy on_nonfinite = NonFinitePolicy::Fail);
+                               Context* cuda = nullptr, NonFinitePolicy on_nonfinite = NonFinitePolicy::Fail,
+                               const std::string& strategy = "");
 
 nlohmann::json to_json(const ServingRound& round);
 

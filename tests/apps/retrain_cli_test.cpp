@@ -159,7 +159,7 @@ TEST_CASE("nnr train --model-dir writes version 1, nnr retrain writes versions 2
   REQUIRE(r.out.find(dir + ": version 2 written") != std::string::npos);
   require_version(dir, 2);
 
-  r = d.nnr("retrain --model-dir " + dir + " --data " + d.c2 + " --json --threads 1");
+  r = d.nnr("retrain --model-dir " + dir + " --data " + d.c2 + " --strategy paper --json --threads 1");  // the directory's own strategy: accepted
   INFO(r.err);
   REQUIRE(r.code == 0);
   require_version(dir, 3);
@@ -291,7 +291,7 @@ TEST_CASE("nnr train/retrain usage errors exit 2 with a message and change nothi
   const std::vector<Case> cases{
       {"retrain --model-dir " + dir, "--data is required (the new chunk), or --init to start"},
       {"retrain --model-dir " + dir + " --data " + d.c1 + " --strategy replay",
-       "--strategy, --model-spec and --memory-data apply only with --init"},
+       "was started with strategy paper and its rounds keep it"},
       {"retrain --model-dir " + dir + " --data " + d.c1 + " --memory-data " + d.c0, "apply only with --init"},
       {"retrain --model-dir " + fresh + " --init " + model, "--init needs --memory-data"},
       {"retrain --model-dir " + empty + " --data " + d.c1, empty + " holds no model version"},
