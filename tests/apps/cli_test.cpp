@@ -21,39 +21,11 @@
 #include "engine/core/rng.h"
 #include "engine/io/checkpoint.h"
 #include "engine/nn/model_spec.h"
+#include "tests/apps/app_test_util.h"
 
 namespace {
 
-struct Run {
-  int code;
-  std::string out, err;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/nnr-cli-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-Run run_nnr(const std::string& args, const TempDir& dir) {
-  const std::string out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const int status = std::system((std::string(NNR_BINARY) + " " + args + " >" + out + " 2>" + err).c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
-}
+using namespace nnr::test;
 
 // Three well separated classes in 6-D; label in column 0, with a header.
 void write_blobs_csv(const std::string& path, int rows, uint64_t seed, bool with_labels = true) {

@@ -25,89 +25,23 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/rng.h"
+#include "tests/apps/app_test_util.h"
 
 namespace {
 
 using nlohmann::json;
-
-struct Run {
-  int code;
-  std::string out, err;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/nnr-retrain-cli-XXXXXX";
-    const char* made = mkdtemp(tmpl);
-    REQUIRE(made != nullptr);
-    path_ = made;
-  }
-  ~TempDir() {
-    if (std::system(("rm -rf '" + path_ + "'").c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", path_.c_str());
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// Every file's bytes (and every folder, as "path/") under `dir`: equal snapshots mean nothing was
-// written, created or removed there.
-std::map<std::string, std::string> snapshot(const std::string& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
-    if (entry.is_directory()) files[entry.path().string() + "/"] = "";
-    else files[entry.path().string()] = read_file(entry.path().string());
-  }
-  return files;
-}
-
-// Ten well separated classes in 16-D (class c: feature c is 3, the rest 0, plus N(0, 0.3²) noise);
-// label in column 0, with a header. Rows cycle through the classes in [first_class, last_class];
-// with random_labels every label is drawn uniformly from 0..9 instead.
-void write_csv(const std::string& path, int rows, uint64_t seed, int first_class, int last_class,
-               bool random_labels = false) {
-  nnr::Rng rng(seed);
-  std::ofstream f(path);
-  f << "label";
-  for (int j = 0; j < 16; ++j) f << ",f" << j;
-  f << "\n";
-  const int classes = last_class - first_class + 1;
-  for (int i = 0; i < rows; ++i) {
-    const int c = first_class + i % classes;
-    f << (random_labels ? static_cast<int>(rng.below(10)) : c);
-    for (int j = 0; j < 16; ++j) f << "," << (j == c ? 3.0 : 0.0) + 0.3 * rng.normal();
-    f << "\n";
-  }
-}
+using namespace nnr::test;
 
 // The data folder (snapshotted by the tests) and a separate folder for the runs' stdout and stderr.
 struct Chunks {
   TempDir dir, logs;
   std::string c0 = dir / "c0.csv", c1 = dir / "c1.csv", c2 = dir / "c2.csv";
   Chunks() {
-    write_csv(c0, 400, 11, 0, 3);
-    write_csv(c1, 300, 12, 4, 6);
-    write_csv(c2, 300, 13, 7, 9);
+    write_class_csv(c0, 400, 11, 0, 3);
+    write_class_csv(c1, 300, 12, 4, 6);
+    write_class_csv(c2, 300, 13, 7, 9);
   }
-  Run nnr(const std::string& args) const {
-    const std::string out = logs / "stdout.txt", err = logs / "stderr.txt";
-    const int status = std::system((std::string(NNR_BINARY) + " " + args + " >" + out + " 2>" + err).c_str());
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
-  }
+  Run nnr(const std::string& args) const { return run_nnr(args, logs); }
 };
 
 // The paper strategy's 25 % weight budget must cover the output layer: mlp:16-64-64-10 does.
@@ -233,7 +167,9 @@ TEST_CASE("nnr retrain: the gate refuses a random-label chunk with exit 3 and le
           "[cli][retrain]") {
   Chunks d;
   const std::string dir = d.dir / "served", noise = d.dir / "noise.csv";
-  write_csv(noise, 300, 14, 0, 9, /*random_labels=*/true);
+  ClassCsvOptions random_labels;
+  random_labels.random_labels = true;
+  write_class_csv(noise, 300, 14, 0, 9, random_labels);
   Run r = d.nnr(train_dir_args(d.c0, dir));
   INFO(r.err);
   REQUIRE(r.code == 0);

@@ -32,76 +32,22 @@
 #include "apps/trainer/model_file.h"
 #include "engine/core/rng.h"
 #include "engine/io/checkpoint.h"
+#include "tests/apps/app_test_util.h"
 
 namespace {
 
 using nlohmann::json;
+using namespace nnr::test;
 
-struct Run {
-  int code;
-  std::string out, err;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/nnr-retrain-fault-XXXXXX";
-    const char* made = mkdtemp(tmpl);
-    REQUIRE(made != nullptr);
-    path_ = made;
-  }
-  ~TempDir() {
-    if (std::system(("rm -rf '" + path_ + "'").c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", path_.c_str());
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// Every file's bytes (and every folder, as "path/") under `dir`.
-std::map<std::string, std::string> snapshot(const std::string& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
-    if (entry.is_directory()) files[entry.path().string() + "/"] = "";
-    else files[entry.path().string()] = read_file(entry.path().string());
-  }
-  return files;
-}
-
-// Ten separable classes in 16-D (class c: feature c is 3, the rest 0, plus N(0, 0.3²) noise), every
-// feature times `scale`; label in column 0, with a header. With poison, feature 0 of every tenth row
-// is that value instead.
+// The chunks here: write_class_csv's classes, every feature times `scale`, with 9 digits; with
+// poison, feature 0 of every tenth row is that value instead.
 void write_csv(const std::string& path, int rows, uint64_t seed, int first_class, int last_class, double scale = 1.0,
                double poison = 0.0) {
-  nnr::Rng rng(seed);
-  std::ofstream f(path);
-  f.precision(9);
-  f << "label";
-  for (int j = 0; j < 16; ++j) f << ",f" << j;
-  f << "\n";
-  const int classes = last_class - first_class + 1;
-  for (int i = 0; i < rows; ++i) {
-    const int c = first_class + i % classes;
-    f << c;
-    for (int j = 0; j < 16; ++j) {
-      const double v = ((j == c ? 3.0 : 0.0) + 0.3 * rng.normal()) * scale;
-      f << "," << (poison != 0.0 && j == 0 && i % 10 == 0 ? poison : v);
-    }
-    f << "\n";
-  }
+  ClassCsvOptions o;
+  o.scale = scale;
+  o.poison = poison;
+  o.precision = 9;
+  write_class_csv(path, rows, seed, first_class, last_class, o);
 }
 
 struct Served {
@@ -116,12 +62,7 @@ struct Served {
     INFO(r.err);
     REQUIRE(r.code == 0);
   }
-  Run nnr(const std::string& args, const std::string& prefix = "") const {
-    const std::string out = logs / "stdout.txt", err = logs / "stderr.txt";
-    const int status =
-        std::system((prefix + std::string(NNR_BINARY) + " " + args + " >" + out + " 2>" + err).c_str());
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
-  }
+  Run nnr(const std::string& args, const std::string& prefix = "") const { return run_nnr(args, logs, prefix); }
   Run retrain(const std::string& chunk, const std::string& extra = "", const std::string& prefix = "") const {
     return nnr("retrain --model-dir " + dir + " --data " + chunk + " --threads 1" + extra, prefix);
   }

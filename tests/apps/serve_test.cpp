@@ -18,52 +18,30 @@
 #include "apps/trainer/serving.h"
 #include "apps/trainer/train_loop.h"
 #include "engine/core/rng.h"
-#include "tests/engine/data/temp_dir.h"
+#include "tests/apps/app_test_util.h"
 
 using namespace nnr;
 using nnr::serve::Server;
 using nnr::serve::ServerOptions;
+using nnr::test::small_serving_setup;
 using nnr::test::TempDir;
+using nnr::test::write_chunk;
 using json = nlohmann::json;
 
 namespace {
 
-// Separable classes in 16 features (class c lights features c and c + 3), as in serving_test.cpp.
+// Rows of separable_features (the classes of write_chunk's chunks) and their labels.
 std::vector<std::vector<double>> samples(const std::vector<int>& classes, int n, uint64_t seed, std::vector<int>* labels) {
   Rng rng(seed);
   std::vector<std::vector<double>> xs;
   for (int i = 0; i < n; ++i) {
     const int c = classes[static_cast<size_t>(i) % classes.size()];
     std::vector<double> x(16);
-    for (double& v : x) v = 0.3 * rng.normal();
-    x[static_cast<size_t>(c)] += 2.0;
-    x[static_cast<size_t>((c + 3) % 16)] += 1.0;
+    nnr::test::separable_features(x.data(), c, rng);
     xs.push_back(x);
     if (labels) labels->push_back(c);
   }
   return xs;
-}
-
-void write_chunk(const std::string& path, const std::vector<int>& classes, int n, uint64_t seed) {
-  std::vector<int> labels;
-  const auto xs = samples(classes, n, seed, &labels);
-  std::ofstream out(path);
-  for (size_t i = 0; i < xs.size(); ++i) {
-    out << labels[i];
-    for (double v : xs[i]) out << ',' << v;
-    out << '\n';
-  }
-}
-
-ServingSetup small_setup() {
-  ServingSetup s;
-  s.model_spec = "mlp:16-64-64-10";
-  s.strategy = strategy_preset("paper");
-  s.retrain.batch_size = 16;
-  s.retrain.seed = 1;
-  s.chunks.scenario = "files";
-  s.chunks.seed = derive_seed(1, "stream");
-  return s;
 }
 
 // A model directory with version 1 trained on classes 0-3.
@@ -73,7 +51,7 @@ struct ServedDir {
   ServedDir() {
     const std::string c0 = tmp.file("c0.csv");
     write_chunk(c0, {0, 1, 2, 3}, 400, 1);
-    start_model_dir(dir, c0, small_setup());
+    start_model_dir(dir, c0, small_serving_setup());
   }
 };
 

@@ -19,73 +19,19 @@
 
 #include "engine/core/context.h"
 #include "engine/core/rng.h"
+#include "tests/apps/app_test_util.h"
 
 namespace {
 
 using nlohmann::json;
-
-struct Run {
-  int code;
-  std::string out, err;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/nnr-stream-cli-XXXXXX";
-    const char* made = mkdtemp(tmpl);
-    REQUIRE(made != nullptr);
-    path_ = made;
-  }
-  ~TempDir() {
-    if (std::system(("rm -rf '" + path_ + "'").c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", path_.c_str());
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-Run run_nnr(const std::string& args, const TempDir& dir) {
-  const std::string out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const int status = std::system((std::string(NNR_BINARY) + " " + args + " >" + out + " 2>" + err).c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
-}
-
-// Ten well separated classes in 16-D (class c: feature c is 3, the rest 0, plus N(0, 0.3²) noise);
-// label in column 0, with a header. Rows cycle through the classes in [first_class, last_class].
-void write_csv(const std::string& path, int rows, uint64_t seed, int first_class = 0, int last_class = 9) {
-  nnr::Rng rng(seed);
-  std::ofstream f(path);
-  f << "label";
-  for (int j = 0; j < 16; ++j) f << ",f" << j;
-  f << "\n";
-  const int classes = last_class - first_class + 1;
-  for (int i = 0; i < rows; ++i) {
-    const int label = first_class + i % classes;
-    f << label;
-    for (int j = 0; j < 16; ++j) f << "," << (j == label ? 3.0 : 0.0) + 0.3 * rng.normal();
-    f << "\n";
-  }
-}
+using namespace nnr::test;
 
 // A stream directory with train.csv (300 rows) and test.csv (100 rows).
 struct StreamData {
   TempDir dir;
   StreamData() {
-    write_csv(dir / "train.csv", 300, 1);
-    write_csv(dir / "test.csv", 100, 2);
+    write_class_csv(dir / "train.csv", 300, 1);
+    write_class_csv(dir / "test.csv", 100, 2);
   }
   std::string path(const std::string& name) const { return dir / name; }
 };
@@ -261,11 +207,11 @@ TEST_CASE("nnr stream: the same --seed gives the same report, another seed a dif
 
 TEST_CASE("nnr stream --scenario files runs on two or three --chunk specs, with and without @TEST", "[cli][stream]") {
   TempDir dir;
-  write_csv(dir / "c0.csv", 120, 11, 0, 3);
-  write_csv(dir / "c0_test.csv", 40, 12, 0, 3);
-  write_csv(dir / "c1.csv", 100, 13, 4, 6);  // no test file: its last 20 % are its test part
-  write_csv(dir / "c2.csv", 100, 14, 7, 9);
-  write_csv(dir / "c2_test.csv", 30, 15, 7, 9);
+  write_class_csv(dir / "c0.csv", 120, 11, 0, 3);
+  write_class_csv(dir / "c0_test.csv", 40, 12, 0, 3);
+  write_class_csv(dir / "c1.csv", 100, 13, 4, 6);  // no test file: its last 20 % are its test part
+  write_class_csv(dir / "c2.csv", 100, 14, 7, 9);
+  write_class_csv(dir / "c2_test.csv", 30, 15, 7, 9);
   const std::string c0 = (dir / "c0.csv") + "@" + (dir / "c0_test.csv"), c1 = dir / "c1.csv",
                     c2 = (dir / "c2.csv") + "@" + (dir / "c2_test.csv");
 

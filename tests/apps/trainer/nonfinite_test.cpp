@@ -11,6 +11,7 @@
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/nn/model_spec.h"
+#include "tests/apps/app_test_util.h"
 
 using namespace nnr;
 
@@ -18,15 +19,9 @@ namespace {
 
 // Ten separable classes in 16 features (class c lights feature c), times `scale`.
 Dataset synthetic(int64_t n, uint64_t seed, float scale = 1.0f) {
-  Rng rng(seed);
-  Tensor x = Tensor::empty({n, 16});
-  std::vector<int32_t> y(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t c = static_cast<int32_t>(i % 10);
-    y[static_cast<size_t>(i)] = c;
-    for (int64_t k = 0; k < 16; ++k) x.data()[i * 16 + k] = scale * static_cast<float>((k == c ? 2.0 : 0.0) + 0.3 * rng.normal());
-  }
-  return make_dataset(std::move(x), std::move(y), 10, "synthetic");
+  return test::class_dataset(n, seed, [scale](float* row, int c, Rng& rng) {
+    for (int k = 0; k < 16; ++k) row[k] = scale * static_cast<float>((k == c ? 2.0 : 0.0) + 0.3 * rng.normal());
+  });
 }
 
 StreamChunk chunk(const std::string& name, uint64_t seed, float scale = 1.0f) {

@@ -8,32 +8,18 @@
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/nn/model_spec.h"
+#include "tests/apps/app_test_util.h"
 
 using namespace nnr;
 
 namespace {
-
-// Ten separable classes in 16 features: class c lights features c and (c + 3) % 16, plus noise.
-Dataset synthetic(int64_t n, uint64_t seed) {
-  Rng rng(seed);
-  Tensor x = Tensor::empty({n, 16});
-  std::vector<int32_t> y(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t c = static_cast<int32_t>(i % 10);
-    y[static_cast<size_t>(i)] = c;
-    for (int64_t k = 0; k < 16; ++k) x.data()[i * 16 + k] = static_cast<float>(0.3 * rng.normal());
-    x.data()[i * 16 + c] += 2.0f;
-    x.data()[i * 16 + (c + 3) % 16] += 1.0f;
-  }
-  return make_dataset(std::move(x), std::move(y), 10, "synthetic");
-}
 
 std::vector<StreamChunk> small_split_stream(int chunks = 3) {
   StreamOptions o;
   o.scenario = "split";
   o.chunks = chunks;
   o.seed = 5;
-  return make_stream(synthetic(900, 1), synthetic(300, 2), o);
+  return make_stream(test::separable_dataset(900, 1), test::separable_dataset(300, 2), o);
 }
 
 StreamRunOptions small_run() {

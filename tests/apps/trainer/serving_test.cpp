@@ -11,29 +11,15 @@
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/nn/model_spec.h"
-#include "tests/engine/data/temp_dir.h"
+#include "tests/apps/app_test_util.h"
 
 using namespace nnr;
+using nnr::test::small_serving_setup;
+using nnr::test::snapshot;
 using nnr::test::TempDir;
+using nnr::test::write_chunk;
 
 namespace {
-
-// Separable classes in 16 features (class c lights features c and c + 3), as CSV: label, features.
-void write_chunk(const std::string& path, const std::vector<int>& classes, int n, uint64_t seed, bool shuffle_labels = false) {
-  Rng rng(seed);
-  std::ofstream out(path);
-  for (int i = 0; i < n; ++i) {
-    const int c = classes[static_cast<size_t>(i) % classes.size()];
-    std::vector<double> x(16);
-    for (double& v : x) v = 0.3 * rng.normal();
-    x[static_cast<size_t>(c)] += 2.0;
-    x[static_cast<size_t>((c + 3) % 16)] += 1.0;
-    const int label = shuffle_labels ? static_cast<int>(rng.below(10)) : c;
-    out << label;
-    for (double v : x) out << ',' << v;
-    out << '\n';
-  }
-}
 
 struct Chunks {
   TempDir dir;
@@ -45,30 +31,11 @@ struct Chunks {
   }
 };
 
-ServingSetup small_setup() {
-  ServingSetup s;
-  s.model_spec = "mlp:16-64-64-10";
-  s.strategy = strategy_preset("paper");
-  s.retrain.batch_size = 16;
-  s.retrain.seed = 1;
-  s.chunks.scenario = "files";
-  s.chunks.seed = derive_seed(1, "stream");
-  return s;
-}
-
-std::map<std::string, std::vector<uint8_t>> snapshot(const std::string& dir) {
-  std::map<std::string, std::vector<uint8_t>> files;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir))
-    if (entry.is_regular_file()) files[entry.path().string()] = nnr::test::read_bytes(entry.path().string());
-    else files[entry.path().string() + "/"] = {};
-  return files;
-}
-
 }  // namespace
 
 TEST_CASE("two served rounds equal a two-round files stream with the same seed") {
   Chunks data;
-  const ServingSetup setup = small_setup();
+  const ServingSetup setup = small_serving_setup();
   const std::string dir = data.dir.file("served");
   start_model_dir(dir, data.c0, setup);
   const ServingRound r1 = retrain_model_dir(dir, data.c1, 100.0);
@@ -109,7 +76,7 @@ TEST_CASE("the gate refuses a round trained on shuffled labels and leaves the di
   const std::string dir = data.dir.file("served");
   const std::string noise = data.dir.file("noise.csv");
   write_chunk(noise, {4, 5, 6}, 300, 9, true);
-  start_model_dir(dir, data.c0, small_setup());
+  start_model_dir(dir, data.c0, small_serving_setup());
   retrain_model_dir(dir, data.c1, 1.0);
   const auto before = snapshot(dir);
   const ServingRound refused = retrain_model_dir(dir, noise, 1.0);
@@ -137,7 +104,7 @@ TEST_CASE("a model trained elsewhere is adopted as version 1, retrained, and loa
     save_model(outside, model);
   }
   const std::string dir = data.dir.file("adopted");
-  ServingSetup setup = small_setup();
+  ServingSetup setup = small_serving_setup();
   setup.model_spec = "";  // taken from the file
   const ServingRound first = adopt_model_dir(dir, outside, data.c0, setup);
   CHECK(first.version == 1);
@@ -151,8 +118,8 @@ TEST_CASE("a model trained elsewhere is adopted as version 1, retrained, and loa
 TEST_CASE("a state from another model or a truncated one is refused, naming the file") {
   Chunks data;
   const std::string dir = data.dir.file("served");
-  start_model_dir(dir, data.c0, small_setup());
-  ServingSetup other = small_setup();
+  start_model_dir(dir, data.c0, small_serving_setup());
+  ServingSetup other = small_serving_setup();
   other.model_spec = "mlp:16-48-48-10";
   const std::string other_dir = data.dir.file("other");
   start_model_dir(other_dir, data.c0, other);
@@ -172,10 +139,10 @@ TEST_CASE("starting a directory that has a version, or retraining an empty one, 
   Chunks data;
   const std::string dir = data.dir.file("served");
   CHECK_THROWS_WITH(retrain_model_dir(dir, data.c1, 1.0), Catch::Contains("holds no model version"));
-  start_model_dir(dir, data.c0, small_setup());
-  CHECK_THROWS_WITH(start_model_dir(dir, data.c0, small_setup()), Catch::Contains("already holds version 1"));
+  start_model_dir(dir, data.c0, small_serving_setup());
+  CHECK_THROWS_WITH(start_model_dir(dir, data.c0, small_serving_setup()), Catch::Contains("already holds version 1"));
   CHECK_THROWS_WITH(retrain_model_dir(dir, data.c1, -1.0), Catch::Contains("--max-regression"));
-  ServingSetup full = small_setup();
+  ServingSetup full = small_serving_setup();
   full.strategy = strategy_preset("full");
   const std::string full_dir = data.dir.file("full");
   start_model_dir(full_dir, data.c0, full);
@@ -186,9 +153,9 @@ TEST_CASE("starting a directory that has a version, or retraining an empty one, 
 TEST_CASE("starting a directory from data that cannot be read leaves no directory behind") {
   Chunks data;
   const std::string dir = data.dir.file("never");
-  CHECK_THROWS_WITH(start_model_dir(dir, data.dir.file("missing.csv"), small_setup()), Catch::Contains("missing.csv"));
+  CHECK_THROWS_WITH(start_model_dir(dir, data.dir.file("missing.csv"), small_serving_setup()), Catch::Contains("missing.csv"));
   CHECK_FALSE(std::filesystem::exists(dir));
-  CHECK_THROWS_WITH(adopt_model_dir(dir, data.dir.file("missing.safetensors"), data.c0, small_setup()),
+  CHECK_THROWS_WITH(adopt_model_dir(dir, data.dir.file("missing.safetensors"), data.c0, small_serving_setup()),
                     Catch::Contains("missing.safetensors"));
   CHECK_FALSE(std::filesystem::exists(dir));
 }

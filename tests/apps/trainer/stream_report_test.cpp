@@ -16,8 +16,11 @@
 
 #include "apps/trainer/stream_report.h"
 #include "engine/core/error.h"
+#include "tests/apps/app_test_util.h"
 
 using nnr::AccuracyMatrix;
+using nnr::test::read_file;
+using nnr::test::TempDir;
 
 namespace {
 
@@ -80,26 +83,6 @@ nnr::StreamReport make_report() {
       make_strategy("a<b&c", {{0.80, 0.0, 0.0}, {0.70, 0.90, 0.0}, {0.50, 0.80, 0.90}}, 500000000));
   return report;
 }
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/nnr-report-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // RFC 4180 for one CRLF-terminated record without embedded line breaks.
 std::vector<std::string> parse_csv_record(const std::string& line) {
