@@ -625,7 +625,9 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
     const Dataset& memory = memory_->dataset();
     const int64_t m = memory.size();
     const int64_t replay_part =
-        m > 0 ? std::max<int64_t>(1, static_cast<int64_t>(std::lround(options_.replay_fraction * options_.batch_size))) : 0;
+        m > 0 && options_.replay_fraction > 0.0
+            ? std::max<int64_t>(1, static_cast<int64_t>(std::lround(options_.replay_fraction * options_.batch_size)))
+            : 0;
     const int64_t new_part = std::max<int64_t>(1, options_.batch_size - replay_part);
     const int64_t n = chunk.train.size();
     int64_t steps = options_.epochs * ((n + options_.batch_size - 1) / options_.batch_size);
@@ -637,7 +639,9 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
       if (!fresh.next(b)) fresh.next(b);
       return b.indices;
     };
-    if (strategy_.samples == "replay") {
+    // With nothing to replay (an empty memory, --memory 0 or --replay-fraction 0) the sample bandit
+    // has no choice to make: the steps take new data only.
+    if (strategy_.samples == "replay" || replay_part == 0) {
       for (int64_t s = 0; s < steps; ++s) {
         const std::vector<int64_t> mine = next_fresh();
         run_step(mixed_batch(chunk.train, mine, memory, m ? draw_distinct(m, replay_part, draws) : std::vector<int64_t>{}));

@@ -192,3 +192,19 @@ TEST_CASE("peak memory is measured per round: a reset forgets an earlier, larger
   if (before == 0) SUCCEED("no /proc/self/status here");
   else CHECK(after < before);
 }
+
+TEST_CASE("with nothing to replay the bandit and replay strategies train on new data only") {
+  const std::vector<StreamChunk> stream = small_split_stream();
+  StreamRunOptions run = small_run();
+  for (const auto& [memory, fraction] : {std::pair<int64_t, double>{0, 0.5}, std::pair<int64_t, double>{60, 0.0}}) {
+    run.retrain.memory = memory;
+    run.retrain.replay_fraction = fraction;
+    const StreamReport report = run_stream(stream, {strategy_preset("paper"), strategy_preset("replay")}, run);
+    for (const StrategyReport& s : report.strategies)
+      for (size_t i = 1; i < s.rounds.size(); ++i) {
+        INFO(s.strategy << " memory " << memory << " fraction " << fraction);
+        CHECK(s.rounds[i].choices["samples"]["replay_per_step"].get<int64_t>() == 0);
+        CHECK(s.rounds[i].compute.samples > 0);
+      }
+  }
+}
