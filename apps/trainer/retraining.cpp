@@ -458,14 +458,14 @@ Dataset Retrainer::seen_validation() const {
   return stratified_subset(parts, options_.reward_gradient_samples, rng);
 }
 
-std::vector<UpdateMask> Retrainer::choose_weights(nlohmann::json& choices) {
+int64_t Retrainer::choose_weights(nlohmann::json& choices) {
   const std::vector<Parameter*> params = model_.parameters();
   if (!weights_) {
     model_.open_all();
     choices["weights"] = {{"open", "all"}};
-    return {};
+    return model_.parameter_count();
   }
-  // Ω per row (mean over the row and its bias entry), when the regularizer has one.
+  // Ω per row (the mean over the row), when the regularizer has one.
   // Indexed like the selector's parameters (selectable_).
   std::vector<std::vector<double>> row_omega(selectable_.size());
   bool have_omega = false;
@@ -522,7 +522,7 @@ std::vector<UpdateMask> Retrainer::choose_weights(nlohmann::json& choices) {
                         {"open_fraction", static_cast<double>(open) / static_cast<double>(model_.parameter_count())},
                         {"groups_opened", weights_->opened().size()},
                         {"groups", groups.size()}};
-  return masks;
+  return open;
 }
 
 void Retrainer::reward_weights(const std::vector<Tensor>& grad, const std::vector<Tensor>& before) {
@@ -732,9 +732,8 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
   record.chunk = chunk.name;
   const ComputeCounts before = model_.compute_counts();
 
-  choose_weights(record.choices);
+  record.compute.parameters_updated = choose_weights(record.choices);
   const std::vector<Parameter*> params = model_.parameters();
-  for (Parameter* p : params) record.compute.parameters_updated += p->mask.count(p->value.numel(), p->rows());
   std::vector<Tensor> grad, start_values;
   if (weights_ && strategy_.weights_from_bandit()) {
     grad = validation_gradient(model_, seen_validation());

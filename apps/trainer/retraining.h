@@ -153,12 +153,12 @@ class Retrainer {
   const ReplayMemory& memory() const { return *memory_; }
 
  private:
-  struct TrainPhase;
   // max_steps < 0: the whole round.
   void train_round(const StreamChunk& chunk, float lambda, int64_t max_steps, nlohmann::json& choices,
                    RoundCompute& compute);
   int64_t round_steps(const StreamChunk& chunk) const;
-  std::vector<UpdateMask> choose_weights(nlohmann::json& choices);
+  // Sets every parameter's mask for the round; returns how many entries it opens.
+  int64_t choose_weights(nlohmann::json& choices);
   void reward_weights(const std::vector<Tensor>& validation_grad, const std::vector<Tensor>& before);
   RoundRecord round(const StreamChunk& chunk, const std::vector<StreamChunk>* stream);
   Dataset seen_validation() const;

@@ -17,15 +17,8 @@ namespace {
 using Batch = nnr::test::LabelledBatch;
 using nnr::test::random_batch;
 
-// One training step: forward on a fresh tape, loss, backward.
-void train_step(Sequential& model, const Batch& b) {
-  Tape tape;
-  SoftmaxCrossEntropy loss;
-  model.zero_grad();
-  model.forward(b.x, tape);
-  tape.apply_loss(loss, b.y);
-  tape.backward();
-}
+// One training step's gradients: forward on a fresh tape, loss, backward.
+void train_step(Sequential& model, const Batch& b) { nnr::test::backprop(model, b); }
 
 ComputeCounts counts(int64_t forward, int64_t input_grad, int64_t weight_grad) {
   ComputeCounts c;

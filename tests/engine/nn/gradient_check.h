@@ -13,6 +13,9 @@
 #include "engine/core/rng.h"
 #include "engine/core/tensor.h"
 #include "engine/nn/layer.h"
+#include "engine/nn/loss.h"
+#include "engine/nn/sequential.h"
+#include "engine/nn/tape.h"
 
 namespace nnr::test {
 
@@ -31,6 +34,17 @@ inline LabelledBatch random_batch(const Shape& shape, int32_t classes, uint64_t 
   LabelledBatch b{random_tensor(shape, rng), {}};
   for (int64_t i = 0; i < shape[0]; ++i) b.y.push_back(static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes))));
   return b;
+}
+
+// One training step's gradients: forward on a fresh tape, loss, backward (no update). Returns the loss.
+inline double backprop(Sequential& model, const LabelledBatch& b) {
+  Tape tape;
+  SoftmaxCrossEntropy loss;
+  model.zero_grad();
+  model.forward(b.x, tape);
+  const double value = tape.apply_loss(loss, b.y);
+  tape.backward();
+  return value;
 }
 
 inline Tensor random_tensor(const Shape& shape, Rng& rng, float scale) {

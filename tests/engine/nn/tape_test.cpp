@@ -11,6 +11,7 @@ using nnr::test::random_tensor;
 namespace {
 
 using Batch = nnr::test::LabelledBatch;
+using nnr::test::backprop;
 using nnr::test::random_batch;
 
 double loss_of(Sequential& model, const Batch& b) {
@@ -18,16 +19,6 @@ double loss_of(Sequential& model, const Batch& b) {
   return loss.forward(model.forward(b.x), b.y);
 }
 
-// Runs forward + loss + backward on a fresh tape and returns the loss.
-double backprop(Sequential& model, const Batch& b) {
-  Tape tape;
-  SoftmaxCrossEntropy loss;
-  model.zero_grad();
-  model.forward(b.x, tape);
-  const double value = tape.apply_loss(loss, b.y);
-  tape.backward();
-  return value;
-}
 
 }  // namespace
 
