@@ -11,20 +11,23 @@
 #   device run, carry ["gpu-bundle"]:
 #   NNR_RESULTS_DIR=$OUT bash gpu-bundle/bench/run_gpu_benchmarks.sh gpu-bundle
 #
-# Environment: NNR_PHASES (default "tests sanitizer kernels peers train"; any subset, in that
-# order), NNR_RESULTS_DIR (default bench/results), NNR_SANITIZER_TIMEOUT (seconds per sanitizer
+# Environment: NNR_PHASES (default "tests sanitizer kernels peers train stream"; any subset, in
+# that order), NNR_RESULTS_DIR (default bench/results), NNR_SANITIZER_TIMEOUT (seconds per sanitizer
 # run, default 240).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 dir=${1:-$root/build-cuda}
 [[ $dir == /* ]] || dir=$PWD/$dir
-phases=" ${NNR_PHASES:-tests sanitizer kernels peers train} "
+phases=" ${NNR_PHASES:-tests sanitizer kernels peers train stream} "
 results=${NNR_RESULTS_DIR:-$root/bench/results}
 
 if [[ -x $dir/bin/nnr_kernels_tests ]]; then  # a bundle
   bin() { echo "$dir/bin/$1"; }
   fmnist=$dir/data
+  # Libraries nnr links that the GPU machine may lack (cpp-httplib and its needs, for nnr serve),
+  # last on the path so that the machine's own copies win.
+  [[ -d $dir/lib ]] && export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$dir/lib
 else
   cmake -S "$root" -B "$dir" -DNNR_BUILD_BENCH=ON >/dev/null || exit 1
   cmake --build "$dir" -j"$(nproc 2>/dev/null || echo 2)" --target nnr nnr_kernels_tests nnr_engine_cuda_tests \
@@ -134,6 +137,19 @@ if [[ $phases == *" train "* ]]; then
     done
   done
   rm -rf "$out"
+fi
+
+if [[ $phases == *" stream "* ]]; then
+  # The retraining loop on the GPU: the split stream with the paper's method and full retraining,
+  # the bench's seed 1 (bench/stream_fashion_mnist.sh has the CPU numbers for the same runs).
+  train="$fmnist/train-images-idx3-ubyte.gz:$fmnist/train-labels-idx1-ubyte.gz"
+  test="$fmnist/t10k-images-idx3-ubyte.gz:$fmnist/t10k-labels-idx1-ubyte.gz"
+  echo "## nnr stream --device cuda --scenario split --compare paper,full --seed 1"
+  start=$SECONDS
+  timeout "${NNR_STREAM_TIMEOUT:-300}" "$(bin nnr)" stream --device cuda --data "$train" --test-data "$test" \
+    --scenario split --chunks 5 --compare paper,full --seed 1 -q --json | tee -a "$jsonl"
+  [[ ${PIPESTATUS[0]} == 0 ]] || status=1
+  echo "stream: $((SECONDS - start)) s"
 fi
 
 echo "# wrote $log and $jsonl; exit status $status"

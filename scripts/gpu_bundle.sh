@@ -22,6 +22,12 @@ for t in "${targets[@]}"; do
   find "$build" -type f -name "$t" -perm -u+x -exec cp {} "$bundle/bin/" \;
   [[ -x "$bundle/bin/$t" ]] || { echo "gpu_bundle: $t was not built" >&2; exit 1; }
 done
+# The shared libraries nnr links beyond the C and C++ runtimes and CUDA (cpp-httplib, OpenSSL,
+# ...): the GPU machine may lack them; run_gpu_benchmarks.sh puts lib/ last on the loader's path.
+mkdir -p "$bundle/lib"
+ldd "$bundle/bin/nnr" | awk '/=> \// {print $3}' |
+  grep -v -E '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|librt|ld-linux[^/]*|libcuda[a-z]*|libcublas[A-Za-z]*|libcudnn[a-z_]*)\.so' |
+  xargs -r cp -L -t "$bundle/lib/"
 cp bench/run_gpu_benchmarks.sh bench/gpu_mlp_peers.sh "$bundle/bench/"
 cp bench/peers/*.py "$bundle/bench/peers/"
 cp /usr/share/datasets/fashion-mnist/*.gz "$bundle/data/"
