@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what nnr needs to build, test and run its demo, from Debian's packages and PyPI.
+# Installs what nnr needs to build, test, fuzz (clang, libclang-rt: libFuzzer), load-test (wrk) and
+# run its demo, from Debian's packages and PyPI.
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make libeigen3-dev catch2 libcli11-dev zlib1g-dev nlohmann-json3-dev libbenchmark-dev libcpp-httplib-dev
-          dataset-fashion-mnist python3-numpy python3-torch)
+          dataset-fashion-mnist python3-numpy python3-torch clang libclang-rt-14-dev wrk)
 if [ "${NNR_BENCH_PEERS:-0}" = 1 ]; then
   packages+=(libopenblas0-pthread libdlib-dev)
 fi
