@@ -4,7 +4,9 @@
 // Bytes are counted by hand per selected entry (see bytes_per_entry) and reported as GB/s and as
 // a fraction of the device-to-device memcpy bandwidth measured in the same run.
 //   bench_masked_update --n 10M --density 0.25 --optimizer adam [--mask rows|elements|all]
-//                       [--row-length 1024] [--penalty none|anchor|omega|si] [--repeats 50] [--json]
+//                       [--row-length 1024] [--penalty none|anchor|omega|si] [--path auto|scalar|vector4]
+//                       [--repeats 50] [--json]
+// --path forces the kernels' memory access (kernels::UpdatePath): one entry or four per access.
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -23,8 +25,12 @@ namespace {
 
 struct Flags : bench::CommonFlags {
   double density = 1.0;
-  std::string optimizer = "sgd", mask = "", penalty = "omega";
+  std::string optimizer = "sgd", mask = "", penalty = "omega", path = "auto";
   int64_t row_length = 1024;
+  kernels::UpdatePath update_path() const {
+    return path == "scalar" ? kernels::UpdatePath::Scalar
+           : path == "vector4" ? kernels::UpdatePath::Vector4 : kernels::UpdatePath::Auto;
+  }
 };
 
 Flags parse(int argc, char** argv) {
@@ -36,6 +42,7 @@ Flags parse(int argc, char** argv) {
     else if (bench::parse_flag(i, argc, argv, "--optimizer", v)) f.optimizer = v;
     else if (bench::parse_flag(i, argc, argv, "--mask", v)) f.mask = v;
     else if (bench::parse_flag(i, argc, argv, "--penalty", v)) f.penalty = v;
+    else if (bench::parse_flag(i, argc, argv, "--path", v)) f.path = v;
     else if (bench::parse_flag(i, argc, argv, "--row-length", v)) f.row_length = bench::parse_count(v, "--row-length");
     else if (bench::parse_flag(i, argc, argv, "--repeats", v)) f.repeats = std::stoi(v);
     else if (bench::parse_flag(i, argc, argv, "--warmups", v)) f.warmups = std::stoi(v);
@@ -49,6 +56,8 @@ Flags parse(int argc, char** argv) {
     throw std::runtime_error("--mask must be all, rows or elements, got " + f.mask);
   if (f.penalty != "none" && f.penalty != "anchor" && f.penalty != "omega" && f.penalty != "si")
     throw std::runtime_error("--penalty must be none, anchor, omega or si, got " + f.penalty);
+  if (f.path != "auto" && f.path != "scalar" && f.path != "vector4")
+    throw std::runtime_error("--path must be auto, scalar or vector4, got " + f.path);
   if (f.mask == "all" && f.density < 1.0) throw std::runtime_error("--mask all needs --density 1");
   if (f.n < f.row_length) throw std::runtime_error("--n must be at least --row-length");
   bench::check_repeats(f);
@@ -137,10 +146,10 @@ struct Problem {
   void launch(const Flags& f, int64_t step, cudaStream_t stream) {
     if (f.optimizer == "adam")
       kernels::adam_update(d_theta.as<float>(), d_grad.as<float>(), d_s1.as<float>(), d_s2.as<float>(), n, step,
-                           kernels::AdamArgs{}, mask_args, penalty, stream);
+                           kernels::AdamArgs{}, mask_args, penalty, stream, f.update_path());
     else
       kernels::sgd_update(d_theta.as<float>(), d_grad.as<float>(), d_s1.as<float>(), n,
-                          kernels::SgdArgs{0.01f, 0.9f, 0.0f, false}, mask_args, penalty, stream);
+                          kernels::SgdArgs{0.01f, 0.9f, 0.0f, false}, mask_args, penalty, stream, f.update_path());
   }
 };
 
@@ -202,17 +211,18 @@ int main(int argc, char** argv) {
     const char* device = timer.device().name;
     if (f.json) {
       std::printf(
-          "{\"benchmark\":\"masked_update\",\"device\":\"%s\",\"git\":\"%s\",\"optimizer\":\"%s\",\"mask\":\"%s\","
+          "{\"benchmark\":\"masked_update\",\"device\":\"%s\",\"git\":\"%s\",\"optimizer\":\"%s\",\"mask\":\"%s\",\"path\":\"%s\","
           "\"penalty\":\"%s\",\"n\":%lld,\"density\":%.4f,\"selected\":%lld,\"bytes\":%.0f,\"repeats\":%d,"
           "\"median_ms\":%.6f,\"min_ms\":%.6f,\"gbs\":%.2f,\"gbs_at_min\":%.2f,\"copy_gbs\":%.2f,"
           "\"pct_copy\":%.2f,\"check_max_rel_error\":%.3g}\n",
-          device, bench::git_hash().c_str(), f.optimizer.c_str(), f.mask.c_str(), f.penalty.c_str(),
+          device, bench::git_hash().c_str(), f.optimizer.c_str(), f.mask.c_str(), f.path.c_str(), f.penalty.c_str(),
           static_cast<long long>(f.n), f.density, static_cast<long long>(selected), bytes, t.repeats, t.median_ms,
           t.min_ms, achieved, best, copy, 100.0 * achieved / copy, check_error);
     } else {
-      std::printf("masked_update %s mask=%s penalty=%s n=%lld density=%.2f on %s: median %.4f ms (min %.4f), "
+      std::printf("masked_update %s mask=%s path=%s penalty=%s n=%lld density=%.2f on %s: median %.4f ms (min %.4f), "
                   "%.1f GB/s = %.1f%% of D2D copy %.1f GB/s [check max rel err %.2g]\n",
-                  f.optimizer.c_str(), f.mask.c_str(), f.penalty.c_str(), static_cast<long long>(f.n), f.density, device,
+                  f.optimizer.c_str(), f.mask.c_str(), f.path.c_str(), f.penalty.c_str(), static_cast<long long>(f.n),
+                  f.density, device,
                   t.median_ms, t.min_ms, achieved, 100.0 * achieved / copy, copy, check_error);
     }
     NNR_CUDA_CHECK(cudaStreamDestroy(stream));

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# For a session with a GPU: the GPU tests (plain, then under compute-sanitizer memcheck and
-# racecheck when it is installed), every kernel benchmark, the end-to-end MLP step against PyTorch
+# For a session with a GPU: the GPU tests (plain, then under compute-sanitizer memcheck, racecheck,
+# synccheck and initcheck when it is installed), every kernel benchmark, the end-to-end MLP step against PyTorch
 # eager (bench/gpu_mlp_peers.sh) and `nnr train --device cuda` on Fashion-MNIST. All output goes
 # to <results>/<device>-<date>.txt, the benchmarks' JSON lines to a .jsonl beside it.
 #
@@ -11,8 +11,8 @@
 #   device run, carry ["gpu-bundle"]:
 #   NNR_RESULTS_DIR=$OUT bash gpu-bundle/bench/run_gpu_benchmarks.sh gpu-bundle
 #
-# Environment: NNR_PHASES (default "tests sanitizer kernels peers train stream"; any subset, in
-# that order), NNR_RESULTS_DIR (default bench/results), NNR_SANITIZER_TIMEOUT (seconds per sanitizer
+# Environment: NNR_PHASES (default "tests sanitizer kernels peers train stream"; "sweep" too runs
+# bench/stream_sweep.py on the GPU; any subset, in that order), NNR_RESULTS_DIR (default bench/results), NNR_SANITIZER_TIMEOUT (seconds per sanitizer
 # run, default 240).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -71,14 +71,23 @@ if [[ $phases == *" sanitizer "* ]]; then
   sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
   if [[ -n $sanitizer ]]; then
     limit=${NNR_SANITIZER_TIMEOUT:-240}
+    # The kernel tests provoke CUDA API errors on purpose (an invalid device, out-of-memory
+    # retries, a broken capture): memcheck reports memory errors and leaks only.
     for t in "$kernel_tests" "$engine_tests"; do
       echo "## compute-sanitizer memcheck $(basename "$t")"
-      timeout "$limit" "$sanitizer" --tool memcheck --leak-check full --error-exitcode 3 "$t" || status=1
+      timeout "$limit" "$sanitizer" --tool memcheck --leak-check full --report-api-errors no --error-exitcode 3 "$t" ||
+        status=1
     done
     # racecheck checks shared-memory hazards: the kernels that use shared memory (block reductions).
     echo "## compute-sanitizer racecheck"
     timeout "$limit" "$sanitizer" --tool racecheck --error-exitcode 3 "$kernel_tests" \
       "[reduce],[softmax_xent],[masked_update]" || status=1
+    for tool in synccheck initcheck; do
+      for t in "$kernel_tests" "$engine_tests"; do
+        echo "## compute-sanitizer $tool $(basename "$t")"
+        timeout "$limit" "$sanitizer" --tool "$tool" --error-exitcode 3 "$t" || status=1
+      done
+    done
   else
     echo "## compute-sanitizer not found"
   fi
@@ -102,6 +111,10 @@ if [[ $phases == *" kernels "* ]]; then
     done
     run "$masked" --n "$n" --optimizer adam --density 1 --penalty si
     run "$masked" --n "$n" --optimizer sgd --density 1 --penalty none
+    # The one-entry-per-access path, for comparison with the default four-entry path.
+    run "$masked" --n "$n" --optimizer sgd --density 1 --path scalar
+    run "$masked" --n "$n" --optimizer adam --density 1 --path scalar
+    run "$masked" --n "$n" --optimizer sgd --density 0.25 --mask rows --path scalar
   done
 
   echo "## softmax cross-entropy"
@@ -150,6 +163,13 @@ if [[ $phases == *" stream "* ]]; then
     --scenario split --chunks 5 --compare paper,full --seed 1 -q --json | tee -a "$jsonl"
   [[ ${PIPESTATUS[0]} == 0 ]] || status=1
   echo "stream: $((SECONDS - start)) s"
+fi
+
+if [[ $phases == *" sweep "* ]]; then
+  # The paper preset's settings one at a time, ranked by validation accuracy (bench/stream_sweep.py).
+  echo "## stream sweep on cuda"
+  python3 "$here/stream_sweep.py" --nnr "$(bin nnr)" --device cuda --jobs "${NNR_SWEEP_JOBS:-8}" \
+    --out "$results/stream-sweep-$device.json" 2>/dev/null || status=1
 fi
 
 echo "# wrote $log and $jsonl; exit status $status"

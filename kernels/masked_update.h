@@ -63,13 +63,21 @@ struct AdamArgs {
 void step_scalars(const SgdArgs& config, float out[kStepScalarCount]);
 void step_scalars(const AdamArgs& config, int64_t step, float out[kStepScalarCount]);
 
+// How the update kernels access memory. Auto: four entries per 16-byte access when every array is
+// 16-byte aligned (and, for a Rows mask, row_length % 4 == 0), else one entry per access. Scalar
+// and Vector4 force one way (Vector4 throws InvalidArgument where it cannot apply): for the tests
+// and the benchmark, which compare the two; the engine leaves Auto.
+enum class UpdatePath { Auto, Scalar, Vector4 };
+
 // velocity may be null when momentum == 0. Asynchronous on `stream`.
 void sgd_update(float* theta, const float* grad, float* velocity, int64_t n, const SgdArgs& config,
-                const MaskArgs& mask, const PenaltyArgs& penalty, cudaStream_t stream);
+                const MaskArgs& mask, const PenaltyArgs& penalty, cudaStream_t stream,
+                UpdatePath path = UpdatePath::Auto);
 // step is the 1-based count of this parameter's updates (bias correction, computed on the host
 // in double exactly as the CPU reference does).
 void adam_update(float* theta, const float* grad, float* m, float* v, int64_t n, int64_t step, const AdamArgs& config,
-                 const MaskArgs& mask, const PenaltyArgs& penalty, cudaStream_t stream);
+                 const MaskArgs& mask, const PenaltyArgs& penalty, cudaStream_t stream,
+                UpdatePath path = UpdatePath::Auto);
 // λ Σ Ω (θ − θ*)² over n entries into *penalty.value (0 without an anchor or want_value).
 void penalty_value(const float* theta, int64_t n, const PenaltyArgs& penalty, cudaStream_t stream);
 

@@ -28,7 +28,7 @@ mkdir -p "$bundle/lib"
 ldd "$bundle/bin/nnr" | awk '/=> \// {print $3}' |
   grep -v -E '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|librt|ld-linux[^/]*|libcuda[a-z]*|libcublas[A-Za-z]*|libcudnn[a-z_]*)\.so' |
   xargs -r cp -L -t "$bundle/lib/"
-cp bench/run_gpu_benchmarks.sh bench/gpu_mlp_peers.sh "$bundle/bench/"
+cp bench/run_gpu_benchmarks.sh bench/gpu_mlp_peers.sh bench/stream_sweep.py "$bundle/bench/"
 cp bench/peers/*.py "$bundle/bench/peers/"
 cp /usr/share/datasets/fashion-mnist/*.gz "$bundle/data/"
 git rev-parse --short HEAD >"$bundle/COMMIT"

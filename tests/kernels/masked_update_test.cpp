@@ -56,11 +56,40 @@ const char* name_of(Optimizer o) {
   return "?";
 }
 
-void run_case(Optimizer opt, PenaltyKind pk, const MaskCase& mc, int64_t rows, int64_t row_length, Rng& rng,
-              cudaStream_t stream) {
+const char* name_of(kernels::UpdatePath p) {
+  return p == kernels::UpdatePath::Auto ? "auto" : p == kernels::UpdatePath::Scalar ? "scalar" : "vector4";
+}
+
+// Device copies of host arrays starting `offset` floats into their buffer (offset 1: no array is
+// 16-byte aligned, so UpdatePath::Auto must take the one-entry path); the entries before the
+// offset hold a sentinel that must survive the update.
+constexpr float kSentinel = 12345.0f;
+struct OffsetArray {
+  OffsetArray(const std::vector<float>& host, int64_t offset, cudaStream_t stream)
+      : offset_(static_cast<size_t>(offset)), array_(padded(host, offset_), stream) {}
+  float* get() { return array_.get() + offset_; }
+  std::vector<float> download() const {
+    auto all = array_.download();
+    for (size_t k = 0; k < offset_; ++k) REQUIRE(test::same_bits(all[k], kSentinel));
+    return {all.begin() + static_cast<std::ptrdiff_t>(offset_), all.end()};
+  }
+
+ private:
+  static std::vector<float> padded(const std::vector<float>& host, size_t offset) {
+    std::vector<float> out(offset, kSentinel);
+    out.insert(out.end(), host.begin(), host.end());
+    return out;
+  }
+  size_t offset_;
+  DeviceArray<float> array_;
+};
+
+void run_case(Optimizer opt, PenaltyKind pk, const MaskCase& mc, int64_t rows, int64_t row_length,
+              kernels::UpdatePath update_path, int64_t offset, Rng& rng, cudaStream_t stream) {
   const int64_t n = rows * row_length;
   const size_t un = static_cast<size_t>(n);
-  INFO(name_of(opt) << ", " << name_of(pk) << ", mask " << mc.name << ", [" << rows << ", " << row_length << "]");
+  INFO(name_of(opt) << ", " << name_of(pk) << ", mask " << mc.name << ", [" << rows << ", " << row_length << "], path "
+                    << name_of(update_path) << ", offset " << offset);
   const auto theta0 = test::random_normal(un, rng), grad = test::random_normal(un, rng);
   const auto state0 = test::random_normal(un, rng, 0.1f);  // velocity or Adam m
   auto second0 = test::random_normal(un, rng, 0.01f);       // Adam v (non-negative)
@@ -91,8 +120,9 @@ void run_case(Optimizer opt, PenaltyKind pk, const MaskCase& mc, int64_t rows, i
     value_cpu = sgd_update_cpu(theta.data(), grad.data(), opt == Optimizer::Sgd ? nullptr : state.data(), n, sgd, mv, pv);
 
   // The same on the device.
-  DeviceArray<float> d_theta(theta0, stream), d_grad(grad, stream), d_state(state0, stream), d_second(second0, stream),
-      d_anchor(anchor, stream), d_omega(omega, stream), d_path(path0, stream);
+  OffsetArray d_theta(theta0, offset, stream), d_grad(grad, offset, stream), d_state(state0, offset, stream),
+      d_second(second0, offset, stream), d_anchor(anchor, offset, stream), d_omega(omega, offset, stream),
+      d_path(path0, offset, stream);
   DeviceArray<double> d_value(1, stream);  // poisoned: the kernel must write it
   const DeviceMask dm(mc.mask, row_length, stream);
   kernels::PenaltyArgs pa;
@@ -106,11 +136,12 @@ void run_case(Optimizer opt, PenaltyKind pk, const MaskCase& mc, int64_t rows, i
   }
   if (opt == Optimizer::Adam) {
     const kernels::AdamArgs a{adam.lr, adam.beta1, adam.beta2, adam.eps, adam.weight_decay};
-    kernels::adam_update(d_theta.get(), d_grad.get(), d_state.get(), d_second.get(), n, step, a, dm.args, pa, stream);
+    kernels::adam_update(d_theta.get(), d_grad.get(), d_state.get(), d_second.get(), n, step, a, dm.args, pa, stream,
+                         update_path);
   } else {
     const kernels::SgdArgs s{sgd.lr, sgd.momentum, sgd.weight_decay, sgd.nesterov};
     kernels::sgd_update(d_theta.get(), d_grad.get(), opt == Optimizer::Sgd ? nullptr : d_state.get(), n, s, dm.args, pa,
-                        stream);
+                        stream, update_path);
   }
   const auto g_theta = d_theta.download(), g_state = d_state.download(), g_second = d_second.download(),
              g_path = d_path.download();
@@ -178,13 +209,51 @@ TEST_CASE("masked SGD and Adam kernels match the CPU reference and leave masked-
           "[cuda][masked_update]") {
   test::Stream stream;
   Rng rng(20240501);
+  using kernels::UpdatePath;
+  // Each case through the four-entry path where the arrays allow it (row length 36 and the dense
+  // masks at offset 0; a length of 1 or 37 sends Rows masks one entry at a time), forced one entry
+  // at a time, and misaligned by one float so that Auto must fall back.
+  struct PathCase {
+    UpdatePath path;
+    int64_t offset;
+  };
   for (const int64_t rows : test::awkward_rows())
-    for (const int64_t row_length : {int64_t{1}, int64_t{37}}) {
+    for (const int64_t row_length : {int64_t{1}, int64_t{36}, int64_t{37}}) {
+      std::vector<PathCase> paths{{UpdatePath::Auto, 0}, {UpdatePath::Scalar, 0}, {UpdatePath::Auto, 1}};
+      if (row_length % 4 == 0) paths.push_back({UpdatePath::Vector4, 0});
       for (const Optimizer opt : {Optimizer::Sgd, Optimizer::SgdMomentum, Optimizer::SgdNesterov, Optimizer::Adam})
         for (const PenaltyKind pk : {PenaltyKind::None, PenaltyKind::AnchorOnly, PenaltyKind::Full})
           for (const MaskCase& mc : mask_cases(rows, rng, rows * row_length))
-            run_case(opt, pk, mc, rows, row_length, rng, stream);
+            for (const PathCase& pc : paths) run_case(opt, pk, mc, rows, row_length, pc.path, pc.offset, rng, stream);
     }
+}
+
+TEST_CASE("the four-entry update path refuses misaligned arrays and rows not divisible by 4", "[cuda][masked_update]") {
+  test::Stream stream;
+  DeviceArray<float> buffer(65, stream);
+  buffer.upload(std::vector<float>(65, 0.5f));
+  float* aligned = buffer.get();
+  float* misaligned = buffer.get() + 1;
+  const kernels::SgdArgs sgd{0.1f, 0.0f, 0.0f, false};
+  REQUIRE_THROWS_AS(kernels::sgd_update(misaligned, aligned, nullptr, 64, sgd, {}, {}, stream, kernels::UpdatePath::Vector4),
+                    InvalidArgument);
+  DeviceArray<int64_t> rows(std::vector<int64_t>{0, 2}, stream);
+  kernels::MaskArgs by_rows;
+  by_rows.kind = kernels::MaskKind::Rows;
+  by_rows.rows = rows.get();
+  by_rows.row_count = 2;
+  by_rows.row_length = 6;
+  REQUIRE_THROWS_AS(kernels::sgd_update(aligned, aligned, nullptr, 18, sgd, by_rows, {}, stream,
+                                        kernels::UpdatePath::Vector4),
+                    InvalidArgument);
+  by_rows.row_length = 8;  // rows 0 and 2 of length 8: entries 0-7 and 16-23 step, 8-15 stay
+  kernels::sgd_update(aligned, buffer.get() + 32, nullptr, 24, sgd, by_rows, {}, stream, kernels::UpdatePath::Vector4);
+  const auto got = buffer.download();
+  for (size_t k = 0; k < 24; ++k) {
+    INFO("entry " << k);
+    const bool stepped = k < 8 || k >= 16;
+    REQUIRE(test::same_bits(got[k], stepped ? 0.5f - 0.1f * 0.5f : 0.5f));
+  }
 }
 
 TEST_CASE("masked update kernels accept n = 0 and reject a missing penalty value buffer", "[cuda][masked_update]") {
