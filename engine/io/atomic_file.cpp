@@ -35,8 +35,9 @@ void write_all(int fd, const void* data, size_t size, const std::string& what) {
   while (size > 0) {
     const ssize_t n = ::write(fd, p, size);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      throw Error(what + ": " + errno_text(errno));
+      const int e = errno;  // before the message's allocations can touch errno
+      if (e == EINTR) continue;
+      throw Error(what + ": " + errno_text(e));
     }
     if (n == 0) throw Error(what + ": write returned 0 bytes");
     p += n;
@@ -55,19 +56,36 @@ void write_file_atomically(const std::string& path, const std::vector<ByteSpan>&
   // leftover from a killed process is not mistaken for a checkpoint.
   std::string tmp = dir + "/." + base_of(path) + ".tmp-XXXXXX";
   const int fd = ::mkstemp(&tmp[0]);
-  if (fd < 0) throw Error(fail + ": cannot create a temporary file in " + dir + ": " + errno_text(errno));
+  if (fd < 0) {
+    const int e = errno;
+    throw Error(fail + ": cannot create a temporary file in " + dir + ": " + errno_text(e));
+  }
   bool closed = false;
   try {
     const std::string while_writing = fail + " (temporary file " + tmp + ")";
     // mkstemp makes the file 0600; a replaced file keeps its mode, a new one gets rw-r--r--.
     const mode_t mode = existing.st_mode ? (existing.st_mode & 07777) : 0644;
-    if (::fchmod(fd, mode) != 0) throw Error(while_writing + ": " + errno_text(errno));
+    // Each errno is saved before the message is built: the concatenations allocate, and the
+    // operands of + are evaluated in no fixed order.
+    if (::fchmod(fd, mode) != 0) {
+      const int e = errno;
+      throw Error(while_writing + ": " + errno_text(e));
+    }
     for (const ByteSpan& piece : pieces) write_all(fd, piece.data, piece.size, while_writing);
     // Without fsync a crash after the rename could leave the new name pointing at no data.
-    if (::fsync(fd) != 0) throw Error(while_writing + ": fsync: " + errno_text(errno));
+    if (::fsync(fd) != 0) {
+      const int e = errno;
+      throw Error(while_writing + ": fsync: " + errno_text(e));
+    }
     closed = true;
-    if (::close(fd) != 0) throw Error(while_writing + ": close: " + errno_text(errno));
-    if (::rename(tmp.c_str(), path.c_str()) != 0) throw Error(fail + ": rename from " + tmp + ": " + errno_text(errno));
+    if (::close(fd) != 0) {
+      const int e = errno;
+      throw Error(while_writing + ": close: " + errno_text(e));
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      const int e = errno;
+      throw Error(fail + ": rename from " + tmp + ": " + errno_text(e));
+    }
   } catch (...) {
     if (!closed) ::close(fd);
     ::unlink(tmp.c_str());

@@ -42,6 +42,9 @@ Tensor Conv2d::forward(const Tensor& x, bool /*training*/) {
 }
 
 void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
+  // The row lists index the gathers and scatters below: refuse a bad one before any is read.
+  weight_.mask.validate(weight_.value.numel(), weight_.rows(), weight_.name);
+  bias_.mask.validate(bias_.value.numel(), bias_.rows(), bias_.name);
   const UpdateMask& wm = weight_.mask;
   const int64_t samples_pixels = dy.dim(0) * dy.dim(2) * dy.dim(3);  // N·Ho·Wo
   const int64_t patch_macs = in_ * kernel_ * kernel_;                 // multiply-adds per output element

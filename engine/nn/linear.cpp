@@ -48,6 +48,9 @@ Tensor Linear::forward(const Tensor& x, bool /*training*/) {
 void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
   const int64_t n = x.dim(0);
   const Placement where = x.placement();
+  // The row lists index the gathers and scatters below: refuse a bad one before any is read.
+  weight_.mask.validate(weight_.value.numel(), weight_.rows(), weight_.name);
+  bias_.mask.validate(bias_.value.numel(), bias_.rows(), bias_.name);
   const UpdateMask& wm = weight_.mask;
   if (wm.kind == UpdateMask::Kind::Rows) {
     // dW[r] = Σ_n dy[n, r] x[n] for the open rows only: one GEMM of the gathered dy columns.

@@ -17,6 +17,10 @@ void check_logits(const Tensor& logits, const Tensor& probs, const char* op) {
   require_placement(probs, logits.placement(), op, "probabilities");
   if (logits.rank() != 2)
     throw InvalidArgument(std::string("[") + op + "] expected [N, K] logits, got " + shape_to_string(logits.shape()));
+  // A softmax over no classes has no value (and the row loops would read x[0] of an empty row).
+  if (logits.dim(1) < 1)
+    throw InvalidArgument(std::string("[") + op + "] logits " + shape_to_string(logits.shape()) +
+                          " have no classes: K must be >= 1");
   require_shape(probs, logits.shape(), op, "probabilities");
 }
 

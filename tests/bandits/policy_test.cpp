@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include <catch2/catch.hpp>
@@ -7,6 +8,7 @@
 #include "bandits/factory.h"
 #include "bandits/reward_normalizer.h"
 #include "bandits/rng.h"
+#include "bandits/ucb1.h"
 
 using namespace nnr::bandits;
 
@@ -171,4 +173,23 @@ TEST_CASE("sliding window forgets, discounting fades old rewards", "[bandits]") 
   CHECK(d->stats(0).pulls == Approx(0.25));
   CHECK(d->stats(0).reward_sum == Approx(0.25));
   CHECK(d->stats(1).pulls == Approx(1.5));
+}
+
+TEST_CASE("ucb1 index is mean + sqrt(c ln t / n) exactly, per arm", "[bandits]") {
+  // Two arms with different pull counts: a slip in the mean, the log, the constant or the
+  // division by the pull count changes at least one of these values.
+  auto p = make_policy("ucb1", {{"c", 0.5}});
+  p->add_arm(3);
+  p->add_arm(8);
+  auto* ucb = dynamic_cast<Ucb1Policy*>(p.get());
+  REQUIRE(ucb != nullptr);
+  CHECK(std::isinf(ucb->index(3)));  // no reward yet: chosen first
+  p->update(3, 1.0);
+  p->update(8, 0.25);
+  p->update(3, 0.0);
+  p->update(3, 0.5);
+  REQUIRE(p->steps() == 4);
+  const double log_t = std::log(4.0);
+  CHECK(ucb->index(3) == Approx(0.5 + std::sqrt(0.5 * log_t / 3.0)).epsilon(1e-12));
+  CHECK(ucb->index(8) == Approx(0.25 + std::sqrt(0.5 * log_t / 1.0)).epsilon(1e-12));
 }

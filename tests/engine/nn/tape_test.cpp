@@ -1,5 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <utility>
+#include <vector>
+
+#include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/nn/model_spec.h"
 #include "engine/optim/optimizer.h"
@@ -39,6 +43,84 @@ TEST_CASE("tape backward through a whole CNN matches finite differences of the l
       p->value[i] = saved;
       const double numeric = (up - down) / 2e-3;
       REQUIRE(std::abs(numeric - p->grad[i]) <= 1e-2 * std::max(1.0, std::abs(numeric)));
+    }
+  }
+}
+
+TEST_CASE("backward through a two-conv CNN gives the input gradient of the first conv layer", "[tape][grad]") {
+  // The tape never asks the first layer for dx; this walks the layers by hand so that every
+  // conv layer (padding 1 and 2, stride 1 and 2) computes its input gradient, and compares
+  // dL/dx of the batch input with central differences of the loss.
+  Sequential model = build_model("cnn:2x7x6-c3-c4k5s2-f6-4", 5);
+  const Batch b = random_batch({2, 2, 7, 6}, 4, 8);
+  std::vector<Tensor> acts;
+  acts.push_back(b.x.clone());
+  for (size_t i = 0; i < model.size(); ++i) acts.push_back(model.layer(i).forward(acts.back(), true));
+  SoftmaxCrossEntropy loss;
+  loss.forward(acts.back(), b.y);
+  Tensor grad = Tensor::empty(acts.back().shape());
+  loss.backward(grad);
+  model.zero_grad();
+  for (size_t i = model.size(); i-- > 0;) {
+    Tensor dx = Tensor::empty(acts[i].shape());
+    model.layer(i).backward(acts[i], acts[i + 1], grad, &dx);
+    grad = std::move(dx);
+  }
+  REQUIRE(model.layer(0).describe().find("Conv2d") == 0);
+  Tensor x = b.x.clone();
+  auto loss_at = [&]() {
+    SoftmaxCrossEntropy l;
+    return l.forward(model.forward(x), b.y);
+  };
+  double largest = 0.0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const float saved = x[i];
+    x[i] = saved + 1e-3f;
+    const double up = loss_at();
+    x[i] = saved - 1e-3f;
+    const double down = loss_at();
+    x[i] = saved;
+    const double numeric = (up - down) / 2e-3;
+    largest = std::max(largest, std::abs(numeric));
+    INFO("input entry " << i << ": numeric " << numeric << ", analytic " << grad[i]);
+    REQUIRE(std::abs(numeric - grad[i]) <= 1e-2 * std::max(1.0, std::abs(numeric)));
+  }
+  REQUIRE(largest > 1e-2);  // the input gradient is not trivially zero
+  // Border pixels (where padding matters) get gradient too.
+  REQUIRE(grad[0] != 0.0f);
+}
+
+TEST_CASE("a bad Rows mask is refused with nnr::InvalidArgument before backward reads it", "[tape][mask]") {
+  for (const char* spec : {"mlp:6-5-3", "cnn:2x5x5-c4-f5-3"}) {
+    for (const auto& [rows, message] :
+         std::vector<std::pair<std::vector<int64_t>, std::string>>{{{0, 9}, "row 9 outside [0, "},
+                                                                   {{-1, 1}, "row -1 outside [0, "},
+                                                                   {{1, 1}, "not strictly increasing"},
+                                                                   {{2, 0}, "not strictly increasing"}}) {
+      for (const char* target : {"0.weight", "0.bias"}) {
+        INFO(spec << " " << target << " " << message);
+        Sequential model = build_model(spec, 3);
+        const Batch b = random_batch(spec[0] == 'm' ? Shape{4, 6} : Shape{4, 2, 5, 5}, 3, 1);
+        Parameter* p = model.find_parameter(target);
+        REQUIRE(p);
+        p->mask.kind = UpdateMask::Kind::Rows;  // set by hand: of_rows would sort and de-duplicate
+        p->mask.rows = rows;
+        model.zero_grad();
+        p->grad.fill(5.0f);
+        SoftmaxCrossEntropy loss;
+        Tape tape;
+        model.forward(b.x, tape);
+        tape.apply_loss(loss, b.y);
+        std::string what;
+        try {
+          tape.backward();
+        } catch (const InvalidArgument& e) {
+          what = e.what();
+        }
+        REQUIRE_THAT(what, Catch::Contains("[update mask] " + std::string(target)) && Catch::Contains(message));
+        // Refused before any gradient of that layer was touched.
+        for (int64_t i = 0; i < p->grad.numel(); ++i) REQUIRE(p->grad[i] == 5.0f);
+      }
     }
   }
 }

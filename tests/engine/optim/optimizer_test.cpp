@@ -93,3 +93,37 @@ TEST_CASE("step scalars for a replayed step follow each parameter's Adam step co
   REQUIRE_THROWS_WITH(Adam(config).count_replayed_step({&a}), Catch::Contains("never been stepped"));
 }
 #endif
+
+TEST_CASE("Adam through the optimizer counts each parameter's own steps for the bias correction", "[optimizer]") {
+  // Parameter a is stepped every time; b is frozen (mask selects none) on the second step, so its
+  // count lags by one: both must follow torch.optim.Adam with their own t.
+  Parameter a = make_parameter({2}, 0.5f, 0.0f), b = make_parameter({2}, 0.5f, 0.0f);
+  b.name = "1.weight";
+  auto adam = make_optimizer({"adam", 0.01f, 0.0f, 0.0f});
+  const std::vector<float> grads{0.3f, -1.2f, 0.8f, 0.05f};
+  double ra = 0.5, ma = 0.0, va = 0.0, rb = 0.5, mb = 0.0, vb = 0.0;
+  int tb = 0;
+  auto reference = [](double& theta, double& m, double& v, double g, int t) {
+    m = 0.9 * m + 0.1 * g;
+    v = 0.999 * v + 0.001 * g * g;
+    theta -= 0.01 * (m / (1.0 - std::pow(0.9, t))) / (std::sqrt(v / (1.0 - std::pow(0.999, t))) + 1e-8);
+  };
+  for (int t = 1; t <= 4; ++t) {
+    const float g = grads[static_cast<size_t>(t - 1)];
+    a.grad.fill(g);
+    b.grad.fill(g);
+    b.mask = t == 2 ? UpdateMask::none() : UpdateMask::all();
+    const double a0 = ra, b0 = rb;
+    const float a_before = a.value[1], b_before = b.value[1];
+    adam->step({&a, &b});
+    reference(ra, ma, va, g, t);
+    if (t != 2) reference(rb, mb, vb, g, ++tb);
+    INFO("step " << t);
+    // The steps, relative to their size (θ is O(1), a step O(lr)).
+    REQUIRE(double(a.value[1]) - a_before == Approx(ra - a0).epsilon(2e-3));
+    if (t == 2) REQUIRE(b.value[1] == b_before);
+    else REQUIRE(double(b.value[1]) - b_before == Approx(rb - b0).epsilon(2e-3));
+  }
+  REQUIRE(static_cast<Adam&>(*adam).state(a)->step == 4);
+  REQUIRE(static_cast<Adam&>(*adam).state(b)->step == 3);
+}

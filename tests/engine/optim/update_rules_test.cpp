@@ -171,3 +171,71 @@ TEST_CASE("UpdateMask::validate refuses row lists out of range, repeated or out 
   m.rows = {-1};
   REQUIRE_THROWS_WITH(m.validate(8, 4, "0.weight"), Catch::Contains("row -1 outside [0, 4)"));
 }
+
+namespace {
+
+// torch.optim.Adam in double: m ← β1 m + (1−β1) g, v ← β2 v + (1−β2) g², θ ← θ − lr m̂ / (√v̂ + ε)
+// with m̂ = m / (1 − β1^t), v̂ = v / (1 − β2^t), t the 1-based step.
+void adam_reference(double& theta, double& m, double& v, double g, int t, const AdamConfig& c) {
+  g += c.weight_decay * theta;
+  m = c.beta1 * m + (1.0 - c.beta1) * g;
+  v = c.beta2 * v + (1.0 - c.beta2) * g * g;
+  const double m_hat = m / (1.0 - std::pow(double(c.beta1), t));
+  const double v_hat = v / (1.0 - std::pow(double(c.beta2), t));
+  theta -= c.lr * m_hat / (std::sqrt(v_hat) + c.eps);
+}
+
+}  // namespace
+
+TEST_CASE("Adam's bias correction uses the step count t, over five steps of changing gradients", "[optim]") {
+  // After step 1 m̂ = g for any t-independent slip too; only later steps, with gradients that
+  // change sign and size, tell 1 − β^t from 1 − β^(t±1).
+  for (const AdamConfig c : {AdamConfig{}, AdamConfig{0.05f, 0.5f, 0.8f, 1e-8f, 0.01f}}) {
+    INFO("beta1 " << c.beta1 << " beta2 " << c.beta2);
+    const std::vector<float> grads{0.7f, -0.2f, 1.5f, 0.1f, -0.9f};
+    float theta = 0.4f, m = 0.0f, v = 0.0f;
+    double rt = 0.4, rm = 0.0, rv = 0.0;
+    for (int t = 1; t <= 5; ++t) {
+      const float g = grads[static_cast<size_t>(t - 1)];
+      const double before = rt;
+      const float theta_before = theta;
+      adam_update_cpu(&theta, &g, &m, &v, 1, t, c, {}, {});
+      adam_reference(rt, rm, rv, g, t, c);
+      INFO("step " << t);
+      REQUIRE(m == Approx(rm).epsilon(1e-5));
+      REQUIRE(v == Approx(rv).epsilon(1e-5));
+      // The step itself, relative to its size (θ is O(1), the step O(lr)).
+      REQUIRE(double(theta) - theta_before == Approx(rt - before).epsilon(2e-3));
+    }
+  }
+}
+
+TEST_CASE("masked SGD momentum follows the textbook formula on open entries, plain and Nesterov", "[optim][mask]") {
+  // The masked path (Rows, Elements, or All with a penalty) is a different loop from the dense
+  // one; check its values, not just that open entries moved.
+  Rng rng(9);
+  const int64_t rows = 5, row_length = 7, n = rows * row_length;
+  for (const bool nesterov : {false, true}) {
+    for (const MaskCase& mc : mask_cases(rows, row_length, rng)) {
+      if (mc.mask.selects_none()) continue;
+      INFO("mask " << mc.name << (nesterov ? ", nesterov" : ""));
+      const SgdConfig c{0.1f, 0.8f, 0.05f, nesterov};
+      auto theta = random_values(n, rng), vel = random_values(n, rng);
+      std::vector<double> rt(theta.begin(), theta.end()), rv(vel.begin(), vel.end());
+      for (int step = 0; step < 3; ++step) {
+        const auto grad = random_values(n, rng);
+        sgd_update_cpu(theta.data(), grad.data(), vel.data(), n, c, view_of(mc.mask, row_length), {});
+        for (int64_t i = 0; i < n; ++i) {
+          const size_t k = static_cast<size_t>(i);
+          if (!mc.mask.selects_element(i, row_length)) continue;
+          const double g = grad[k] + double(c.weight_decay) * rt[k];
+          rv[k] = c.momentum * rv[k] + g;
+          rt[k] -= c.lr * (nesterov ? g + c.momentum * rv[k] : rv[k]);
+          INFO("step " << step << " entry " << i);
+          REQUIRE(vel[k] == Approx(rv[k]).epsilon(1e-5).margin(1e-6));
+          REQUIRE(theta[k] == Approx(rt[k]).epsilon(1e-5).margin(1e-6));
+        }
+      }
+    }
+  }
+}
