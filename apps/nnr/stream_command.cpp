@@ -160,6 +160,8 @@ std::string presets_help() {
          "  ewc, si, mas   the new chunk with online EWC / SI / MAS\n"
          "  paper     bandit-chosen samples (EXP3.S over memory groups + new chunk) and weights\n"
          "            (Exp3.M over neuron blocks, 25 % budget) with the SNI penalty\n"
+         "  bandit-ewc  the paper's bandits with online EWC instead of SNI: the best single change\n"
+         "            to paper on validation data (bench/stream_sweep.py)\n"
          "  --samples new|all|replay|bandit:<policy>, --weights all|random|importance|bandit:<policy>,\n"
          "  --regularizer none|l2|ewc|online-ewc|si|mas|sni override a preset's choices.\n"
          "Every choice (rewards, --lambda auto, the strategy) reads the chunks' validation parts only;\n"

@@ -37,7 +37,7 @@ std::string Strategy::sample_policy() const { return after_bandit(samples); }
 std::string Strategy::weight_policy() const { return after_bandit(weights); }
 
 const std::vector<std::string>& strategy_presets() {
-  static const std::vector<std::string> names{"finetune", "full", "replay", "ewc", "si", "mas", "paper"};
+  static const std::vector<std::string> names{"finetune", "full", "replay", "ewc", "si", "mas", "paper", "bandit-ewc"};
   return names;
 }
 
@@ -64,6 +64,15 @@ Strategy strategy_preset(const std::string& name) {
     s.samples = "bandit:norm:exp3s";
     s.weights = "bandit:norm:exp3m";
     s.regularizer = "sni";
+    return s;
+  }
+  if (name == "bandit-ewc") {
+    // The paper's two bandits with online EWC as the penalty: on validation data (the paper preset
+    // with one setting changed at a time, 3 seeds, bench/stream_sweep.py) online EWC gained 1.5 to
+    // 3 points over SNI on split and permuted Fashion-MNIST, more than any other single change.
+    s.samples = "bandit:norm:exp3s";
+    s.weights = "bandit:norm:exp3m";
+    s.regularizer = "online-ewc";
     return s;
   }
   throw InvalidArgument("[strategy] unknown strategy '" + name + "' (presets: " + joined(strategy_presets()) + ")");

@@ -15,7 +15,8 @@
 //                                  rewards: each group's first-order share −g·Δθ of the validation-loss drop
 //   regularizer  none | l2 | ewc | online-ewc | si | mas | sni, with strength λ (lambda < 0: chosen on
 //                validation data, retraining.h)
-// Presets: finetune, full, replay, ewc, si, mas, paper (apps/trainer/README.md says what paper does and why).
+// Presets: finetune, full, replay, ewc, si, mas, paper, bandit-ewc (apps/trainer/README.md says what
+// paper does and why; bandit-ewc is paper with online EWC, chosen on validation data).
 #include <string>
 #include <vector>
 
