@@ -257,7 +257,7 @@ TEST_CASE("nnr stream usage errors exit 2 with a message naming the problem and 
     std::string args, message;
   };
   const std::vector<Case> cases{
-      {"--strategy bogus" + split, "unknown strategy 'bogus' (presets: finetune, full, replay, ewc, si, mas, paper)"},
+      {"--strategy bogus" + split, "unknown strategy 'bogus' (presets: finetune, full, replay, ewc, si, mas, paper, bandit-ewc)"},
       {"--compare finetune,bogus" + split, "unknown strategy 'bogus' (presets: finetune, full"},
       {"--compare ," + split, "--compare needs preset names"},
       {"--samples bandit:nope" + split, "samples policy 'nope'"},
