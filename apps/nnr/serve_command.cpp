@@ -54,9 +54,10 @@ Command add_serve(CLI::App& app) {
       "  GET  /v1/health    {\"status\": \"ok\", \"version\": n}\n"
       "  GET  /v1/model     served version, spec, validation accuracy (when known), rounds run/refused/failed,\n"
       "                     pending feedback, the last round\n"
-      "  GET  /metrics      Prometheus text: requests and errors by route, latency histograms, served version,\n"
-      "                     rounds run/refused/failed, pending feedback\n"
-      "Bad requests get a 4xx (a full feedback queue 503) and {\"error\": \"...\"}.\n"
+      "  GET  /metrics      Prometheus text: requests and errors by route, latency histograms, predict batch\n"
+      "                     sizes, served version, rounds run/refused/failed, pending feedback\n"
+      "Bad requests get a 4xx (a client stalling past --io-timeout 408, a full feedback queue 503) and\n"
+      "{\"error\": \"...\"}.\n"
       "With --retrain-every N, once N feedback samples are pending a background round (as `nnr retrain`)\n"
       "trains on them and, unless the regression gate refuses it, writes version n+1, which is swapped in\n"
       "without pausing predictions; a refused round's feedback moves to DIR/feedback/refused/. Versions\n"
@@ -90,6 +91,25 @@ Command add_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--http-threads", f->options.http_threads, "Request worker threads")
       ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--max-batch", f->options.max_batch,
+                  "Dynamic batching: concurrent predict requests share one forward pass of at most this many "
+                  "inputs (1: off, each request runs its own). Off by default, by measurement: on the 2-core dev "
+                  "machine (mlp:784-256-256-10, batch-1 requests, wrk with 16 connections, bench/serve_load.sh) "
+                  "--max-batch 32 changed throughput by -12 % to +24 % across runs, no consistent gain, with a "
+                  "p99 about 15 % lower: parsing a request's JSON costs ~7 forward passes, so sharing the forward "
+                  "pass saves little. Worth trying for models whose forward pass dominates a request")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-wait-us", f->options.max_wait_us,
+                  "Dynamic batching: how long a batch waits for requests still being parsed after its first "
+                  "(microseconds)")
+      ->check(CLI::Range(int64_t{0}, int64_t{10000000}))
+      ->capture_default_str();
+  cmd->add_option("--io-timeout", f->options.io_timeout_seconds,
+                  "Seconds a client may take to send a request (then 408) or read an answer; also the idle "
+                  "keep-alive limit")
+      ->check(CLI::Range(1, 3600))
       ->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads for predictions and retraining (0: all cores)")
       ->check(CLI::Range(0, 1024))

@@ -21,6 +21,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include "apps/serve/batcher.h"
 #include "apps/trainer/model_dir.h"
 #include "apps/trainer/model_file.h"
 #include "apps/trainer/serving.h"
@@ -79,6 +80,15 @@ struct RouteMetrics {
   double seconds = 0.0;
 };
 
+// Inputs per forward pass of /v1/predict: a power-of-two histogram (the last bucket is +Inf).
+constexpr std::array<int64_t, 13> kBatchBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+
+struct BatchMetrics {
+  std::array<int64_t, kBatchBuckets.size() + 1> buckets{};  // non-cumulative here
+  int64_t batches = 0;
+  int64_t inputs = 0;
+};
+
 struct PendingFile {
   std::string path;
   int64_t samples = 0;
@@ -129,6 +139,7 @@ struct Server::State {
 
   mutable std::mutex metrics_mutex;
   std::map<std::string, RouteMetrics> routes;
+  BatchMetrics batches;  // metrics_mutex
   std::atomic<int64_t> rounds_run{0}, rounds_refused{0}, rounds_failed{0}, versions_loaded{0};
   std::atomic<int64_t> predicted_samples{0}, feedback_samples{0};
   std::atomic<bool> retraining{false};
@@ -136,6 +147,7 @@ struct Server::State {
   nlohmann::json last_round;  // guarded by round_mutex
   std::map<int64_t, double> validation_accuracy;  // of the versions this server's rounds wrote; round_mutex
 
+  std::unique_ptr<DynamicBatcher> batcher;  // with max_batch > 1, from start() on
   httplib::Server http;
   std::thread http_thread, poll_thread, retrain_thread;
   std::atomic<bool> stopping{false};
@@ -184,6 +196,21 @@ struct Server::State {
           break;
         }
     }
+  }
+
+  void observe_batch(int64_t inputs) {
+    std::lock_guard<std::mutex> lock(metrics_mutex);
+    size_t i = 0;
+    while (i < kBatchBuckets.size() && inputs > kBatchBuckets[i]) ++i;
+    ++batches.buckets[i];
+    ++batches.batches;
+    batches.inputs += inputs;
+  }
+
+  // One forward pass on version m (the dynamic batcher's batches, or one request without it).
+  static Tensor forward(ServedModel& m, const Tensor& x) {
+    std::lock_guard<std::mutex> lock(m.forward_mutex);
+    return predict_probabilities(m.model, x);
   }
 
   // ---- request parsing ----
@@ -238,13 +265,27 @@ struct Server::State {
   // ---- handlers ----
 
   void predict(const httplib::Request& req, httplib::Response& res) {
+    // Announced to the batcher before parsing: a batch waits (at most max_wait_us) for requests
+    // being parsed; a request that fails to parse withdraws.
+    struct Announcement {
+      DynamicBatcher* batcher;
+      explicit Announcement(DynamicBatcher* b) : batcher(b) {
+        if (batcher) batcher->arrive();
+      }
+      ~Announcement() {
+        if (batcher) batcher->leave();
+      }
+    } announced(batcher.get());
     const nlohmann::json body = parse_body(req);
     std::shared_ptr<ServedModel> m = current();  // this request's version, whatever is swapped in
-    const Tensor x = parse_inputs(body, *m);
+    Tensor x = parse_inputs(body, *m);
     Tensor probs;
-    {
-      std::lock_guard<std::mutex> lock(m->forward_mutex);
-      probs = predict_probabilities(m->model, x);
+    if (announced.batcher) {
+      announced.batcher = nullptr;  // submit consumes the announcement
+      probs = batcher->submit(m, std::move(x));  // runs on m, whatever is swapped in meanwhile
+    } else {
+      probs = forward(*m, x);
+      observe_batch(x.dim(0));
     }
     const int64_t n = probs.dim(0), k = probs.dim(1);
     nlohmann::json labels = nlohmann::json::array(), probabilities = nlohmann::json::array();
@@ -451,6 +492,9 @@ Server::Server(ServerOptions options) : state_(std::make_unique<State>()) {
   if (options.model_dir.empty()) throw InvalidArgument("[serve] no model directory given");
   if (options.retrain_every < 0) throw InvalidArgument("[serve] retrain_every must be >= 0");
   if (options.max_regression < 0) throw InvalidArgument("[serve] max_regression must be >= 0");
+  if (options.max_batch < 1) throw InvalidArgument("[serve] max_batch must be >= 1");
+  if (options.max_wait_us < 0) throw InvalidArgument("[serve] max_wait_us must be >= 0");
+  if (options.io_timeout_seconds < 1) throw InvalidArgument("[serve] io_timeout_seconds must be >= 1");
   if (options.max_pending < 1 || options.max_inputs < 1 || options.max_body_bytes < 1 || options.http_threads < 1)
     throw InvalidArgument("[serve] max_pending, max_inputs, max_body_bytes and http_threads must be positive");
   if (!(options.poll_seconds > 0)) throw InvalidArgument("[serve] poll_seconds must be positive");
@@ -503,10 +547,14 @@ int Server::start(int port) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
+  // Answers go out as two writes (headers, body): with Nagle's algorithm on, the body waits for
+  // the client's delayed ACK of the headers (40 ms on Linux), which capped a keep-alive client at
+  // about 25 requests per second per connection.
+  http.set_tcp_nodelay(true);
   http.set_payload_max_length(s.options.max_body_bytes);
-  http.set_read_timeout(5, 0);
-  http.set_write_timeout(5, 0);
-  http.set_keep_alive_timeout(5);
+  http.set_read_timeout(s.options.io_timeout_seconds, 0);
+  http.set_write_timeout(s.options.io_timeout_seconds, 0);
+  http.set_keep_alive_timeout(s.options.io_timeout_seconds);
   http.Post("/v1/predict", s.wrap("/v1/predict", &State::predict));
   http.Post("/v1/feedback", s.wrap("/v1/feedback", &State::feedback));
   State* st = &s;
@@ -532,6 +580,19 @@ int Server::start(int port) {
     // httplib caps form-encoded bodies (curl's default for --data) at 8192 bytes whatever the
     // body limit: say so, or a user sending JSON without its content type is left guessing.
     const bool form = req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0;
+    // A body shorter than its Content-Length: the client stalled past the read timeout (a slow
+    // client holds a request thread for at most io_timeout_seconds).
+    const std::string length = req.get_header_value("Content-Length");
+    if (res.status == 400 && !length.empty() && std::all_of(length.begin(), length.end(), ::isdigit) &&
+        length.size() < 19 && req.body.size() < std::stoull(length)) {
+      res.status = 408;
+      res.set_content(json_error("the request body did not arrive within " +
+                                 std::to_string(st->options.io_timeout_seconds) + " s (" +
+                                 std::to_string(req.body.size()) + " of " + length + " bytes came)"),
+                      "application/json");
+      st->record("other", res.status, -1.0);
+      return httplib::Server::HandlerResponse::Handled;
+    }
     std::string message = res.status == 404   ? "no route " + req.method + " " + req.path
                           : res.status == 413 && form
                               ? "request body sent as application/x-www-form-urlencoded is limited to 8192 bytes "
@@ -554,6 +615,13 @@ int Server::start(int port) {
     throw Error("[serve] cannot listen on " + s.options.host + ":" + std::to_string(port) +
                 " (address in use or not available)");
   s.port = bound;
+  if (s.options.max_batch > 1)
+    s.batcher = std::make_unique<DynamicBatcher>(
+        s.options.max_batch, s.options.max_wait_us,
+        [](const std::shared_ptr<void>& key, const Tensor& x) {
+          return State::forward(*std::static_pointer_cast<ServedModel>(key), x);
+        },
+        [st](int64_t inputs) { st->observe_batch(inputs); });
   s.http_thread = std::thread([st] { st->http.listen_after_bind(); });
   const auto deadline = Clock::now() + std::chrono::seconds(10);
   while (!http.is_running() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -577,6 +645,7 @@ void Server::stop() {
   while (s.http_thread.joinable() && !s.http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   s.http.stop();  // closes the listening socket; listen_after_bind drains the worker pool
   if (s.http_thread.joinable()) s.http_thread.join();
+  if (s.batcher) s.batcher->stop();  // after the request threads: their queued inputs are answered
   if (s.poll_thread.joinable()) s.poll_thread.join();
   if (s.retrain_thread.joinable()) s.retrain_thread.join();
   s.log("stopped");
@@ -605,6 +674,8 @@ nlohmann::json Server::model_info() const {
                       {"rounds_failed", s.rounds_failed.load()},
                       {"retraining", s.retraining.load()},
                       {"retrain_every", s.options.retrain_every},
+                      {"max_batch", s.options.max_batch},
+                      {"max_wait_us", s.options.max_wait_us},
                       {"max_regression", s.options.max_regression},
                       {"pending_feedback", pending_feedback()}};
   std::lock_guard<std::mutex> lock(s.round_mutex);
@@ -657,6 +728,26 @@ std::string Server::metrics_text() const {
                   static_cast<long long>(m.observations));
     out += line;
   }
+  BatchMetrics batches;
+  {
+    std::lock_guard<std::mutex> lock(s.metrics_mutex);
+    batches = s.batches;
+  }
+  out += "# HELP nnr_predict_batch_size Inputs per forward pass of /v1/predict (the dynamic batcher's batches).\n"
+         "# TYPE nnr_predict_batch_size histogram\n";
+  int64_t cumulative = 0;
+  for (size_t i = 0; i < kBatchBuckets.size(); ++i) {
+    cumulative += batches.buckets[i];
+    std::snprintf(line, sizeof line, "nnr_predict_batch_size_bucket{le=\"%lld\"} %lld\n",
+                  static_cast<long long>(kBatchBuckets[i]), static_cast<long long>(cumulative));
+    out += line;
+  }
+  std::snprintf(line, sizeof line,
+                "nnr_predict_batch_size_bucket{le=\"+Inf\"} %lld\nnnr_predict_batch_size_sum %lld\n"
+                "nnr_predict_batch_size_count %lld\n",
+                static_cast<long long>(batches.batches), static_cast<long long>(batches.inputs),
+                static_cast<long long>(batches.batches));
+  out += line;
   const auto gauge = [&out, &line](const char* name, const char* type, const char* help, long long value) {
     std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type, name, value);
     out += line;

@@ -14,10 +14,17 @@
 //   GET  /v1/model     served version, spec, input shape, classes, validation accuracy (when this
 //                      server wrote the version), rounds run / refused / failed, pending feedback
 //   GET  /metrics      Prometheus text: requests and errors by route, a latency histogram per
-//                      route, served version, rounds run / refused / failed, pending feedback
+//                      route, a histogram of predict batch sizes, served version, rounds run /
+//                      refused / failed, pending feedback
 // Bad requests (malformed JSON, wrong shape, non-numeric or non-finite values, bad labels, too
 // many inputs, a body over the limit, an unknown route) get a 4xx and {"error": "..."}; a full
 // feedback queue gets 503.
+//
+// Dynamic batching (max_batch > 1; apps/serve/batcher.h): concurrent predict requests are parsed
+// on their request threads, then queued to one batcher thread, which runs the queued requests of
+// one version (up to max_batch inputs, waiting at most max_wait_us after the first while other
+// requests are still being parsed) as one forward pass and answers each with its rows and that
+// version. With max_batch = 1 every request runs its own forward pass on its request thread.
 //
 // Versions: every request holds a std::shared_ptr to the version it started with; a new version
 // is loaded off the request path and swapped in under a mutex. A served version's Sequential is
@@ -55,6 +62,9 @@ struct ServerOptions {
   size_t max_body_bytes = 16u << 20; // request bodies over this get 413
   double poll_seconds = 1.0;         // how often DIR is checked for versions written elsewhere
   int http_threads = 8;              // request worker threads
+  int64_t max_batch = 1;             // dynamic batching: inputs per forward pass at most; 1: off
+  int64_t max_wait_us = 500;         // how long a batch waits for more requests after its first
+  int io_timeout_seconds = 5;        // a client slower than this to send a request or read an answer is dropped
   std::function<void(const std::string&)> log;  // one line per event; default: stderr
 };
 

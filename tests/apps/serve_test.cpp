@@ -2,11 +2,17 @@
 // cpp-httplib's client: predictions, bad requests, feedback files, background retraining, versions
 // written by another writer, metrics, and a restart.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <thread>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <httplib.h>
@@ -62,6 +68,7 @@ ServerOptions options_for(const std::string& dir) {
   o.max_inputs = 32;
   o.poll_seconds = 0.1;
   o.http_threads = 4;
+  o.io_timeout_seconds = 1;  // the slow client below
   o.log = [](const std::string&) {};
   return o;
 }
@@ -98,6 +105,34 @@ bool eventually(double seconds, const std::function<bool()>& done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return done();
+}
+
+// Opens a connection and sends `request_line`'s headers (Content-Length: `length`) and `part` of
+// the body, then nothing more; returns the socket.
+int slow_request(int port, const std::string& request_line, const std::string& part, size_t length) {
+  const int sock = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(sock >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  timeval timeout{60, 0};
+  setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  const std::string head = request_line + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                           "Content-Length: " + std::to_string(length) + "\r\n\r\n" + part;
+  REQUIRE(send(sock, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
+  return sock;
+}
+
+// Everything the peer sends until it closes (or 60 s pass); closes the socket.
+std::string read_all(int sock) {
+  std::string all;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(sock, buf, sizeof buf, 0)) > 0) all.append(buf, static_cast<size_t>(n));
+  close(sock);
+  return all;
 }
 
 std::vector<std::string> feedback_files(const std::string& dir) {
@@ -140,32 +175,54 @@ TEST_CASE("predictions, one and a batch, match predict_probabilities, and bad re
   REQUIRE(one.status == 200);
   CHECK(one.body["labels"] == json::array({batch.body["labels"][3]}));
 
-  const auto bad = [&](const std::string& method, const std::string& path, const std::string& body, int status,
-                       const std::string& says) {
-    INFO(method << " " << path << " " << body.substr(0, 80));
-    const Answer a = call(port, method, path, body);
-    CHECK(a.status == status);
-    REQUIRE(a.body.is_object());
-    REQUIRE(a.body.contains("error"));
-    CHECK_THAT(a.body["error"].get<std::string>(), Catch::Contains(says));
-  };
-  bad("POST", "/v1/predict", "{\"inputs\": [[1, 2", 400, "malformed JSON");
-  bad("POST", "/v1/predict", "[1, 2]", 400, "JSON object");
-  bad("POST", "/v1/predict", "{\"x\": 1}", 400, "\"inputs\"");
-  bad("POST", "/v1/predict", json{{"inputs", json::array({json::array({1, 2, 3})})}}.dump(), 400, "16 numbers");
-  bad("POST", "/v1/predict", json{{"inputs", json::array()}}.dump(), 400, "empty");
+  // Every kind of bad request, one row each: it gets its status and a JSON error saying why.
   json non_numeric = xs[0];
   non_numeric[5] = "five";
-  bad("POST", "/v1/predict", json{{"input", non_numeric}}.dump(), 400, "value 5 is not a number");
-  bad("POST", "/v1/predict", "{\"input\": [1e999, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}", 400, "");
-  bad("POST", "/v1/predict", json{{"inputs", inputs_json(samples({0}, 33, 5, nullptr))}}.dump(), 413,
-      "too many inputs");
-  bad("POST", "/v1/predict", "{\"input\": [" + std::string(20000, ' ') + "]}", 413, "over the limit");
-  bad("GET", "/v1/nowhere", "", 404, "no route GET /v1/nowhere");
-  bad("POST", "/v1/feedback", json{{"inputs", inputs_json(xs)}, {"labels", json::array({1, 2})}}.dump(), 400,
-      "8 inputs but 2 labels");
-  bad("POST", "/v1/feedback", json{{"input", xs[0]}, {"labels", json::array({10})}}.dump(), 400, "not a class");
-  bad("POST", "/v1/feedback", json{{"input", xs[0]}, {"labels", json::array({"a"})}}.dump(), 400, "not an integer");
+  struct BadCase {
+    std::string method, path, body;
+    int status;
+    std::string says;
+  };
+  const std::vector<BadCase> table = {
+      {"POST", "/v1/predict", "{\"inputs\": [[1, 2", 400, "malformed JSON"},
+      {"POST", "/v1/predict", "[1, 2]", 400, "JSON object"},
+      {"POST", "/v1/predict", "{\"x\": 1}", 400, "\"inputs\""},
+      {"POST", "/v1/predict", json{{"inputs", json::array({json::array({1, 2, 3})})}}.dump(), 400, "16 numbers"},  // wrong shape
+      {"POST", "/v1/predict", json{{"inputs", json::array()}}.dump(), 400, "empty"},
+      {"POST", "/v1/predict", json{{"input", non_numeric}}.dump(), 400, "value 5 is not a number"},
+      {"POST", "/v1/predict", "{\"input\": [1e999, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}", 400, ""},
+      {"POST", "/v1/predict", json{{"inputs", inputs_json(samples({0}, 33, 5, nullptr))}}.dump(), 413,
+       "too many inputs"},
+      {"POST", "/v1/predict", "{\"input\": [" + std::string(20000, ' ') + "]}", 413, "over the limit"},  // oversized
+      {"GET", "/v1/nowhere", "", 404, "no route GET /v1/nowhere"},  // unknown route
+      {"POST", "/v1/feedback", json{{"inputs", inputs_json(xs)}, {"labels", json::array({1, 2})}}.dump(), 400,
+       "8 inputs but 2 labels"},
+      {"POST", "/v1/feedback", json{{"input", xs[0]}, {"labels", json::array({10})}}.dump(), 400, "not a class"},
+      {"POST", "/v1/feedback", json{{"input", xs[0]}, {"labels", json::array({"a"})}}.dump(), 400, "not an integer"},
+  };
+  for (const BadCase& c : table) {
+    INFO(c.method << " " << c.path << " " << c.body.substr(0, 80));
+    const Answer a = call(port, c.method, c.path, c.body);
+    CHECK(a.status == c.status);
+    REQUIRE(a.body.is_object());
+    REQUIRE(a.body.contains("error"));
+    CHECK_THAT(a.body["error"].get<std::string>(), Catch::Contains(c.says));
+  }
+  {
+    // A slow client: it sends the headers and half its body, then stalls. Meanwhile the server
+    // answers others; after io_timeout_seconds it answers the slow one with a 4xx JSON error.
+    const std::string body = json{{"input", xs[0]}}.dump();
+    const int sock = slow_request(port, "POST /v1/predict", body.substr(0, body.size() / 2), body.size());
+    CHECK(call(port, "POST", "/v1/predict", json{{"input", xs[1]}}.dump()).status == 200);
+    const std::string answer = read_all(sock);
+    INFO(answer);
+    const auto head_end = answer.find("\r\n\r\n");
+    REQUIRE(head_end != std::string::npos);
+    CHECK(answer.rfind("HTTP/1.1 4", 0) == 0);
+    const json error = json::parse(answer.substr(head_end + 4), nullptr, false);
+    REQUIRE(error.is_object());
+    CHECK_THAT(error["error"].get<std::string>(), Catch::Contains("did not arrive"));
+  }
   CHECK(feedback_files(d.dir).size() == 0);
 
   // Still serving.
@@ -182,18 +239,24 @@ TEST_CASE("predictions, one and a batch, match predict_probabilities, and bad re
   const Answer metrics = call(port, "GET", "/metrics");
   CHECK(metrics.status == 200);
   const std::string& m = metrics.text;
-  CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"/v1/predict\",code=\"200\"} 2"));
+  CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"/v1/predict\",code=\"200\"} 3"));
   CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"/v1/predict\",code=\"400\"} 7"));
   CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"/v1/predict\",code=\"413\"} 1"));
   CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"other\",code=\"404\"} 1"));
   CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"other\",code=\"413\"} 1"));
+  CHECK_THAT(m, Catch::Contains("nnr_http_requests_total{route=\"other\",code=\"408\"} 1"));
   CHECK_THAT(m, Catch::Contains("nnr_http_errors_total{route=\"/v1/feedback\"} 3"));
-  CHECK_THAT(m, Catch::Contains("nnr_http_request_duration_seconds_count{route=\"/v1/predict\"} 10"));
-  CHECK_THAT(m, Catch::Contains("nnr_http_request_duration_seconds_bucket{route=\"/v1/predict\",le=\"+Inf\"} 10"));
+  CHECK_THAT(m, Catch::Contains("nnr_http_request_duration_seconds_count{route=\"/v1/predict\"} 11"));
+  CHECK_THAT(m, Catch::Contains("nnr_http_request_duration_seconds_bucket{route=\"/v1/predict\",le=\"+Inf\"} 11"));
   CHECK_THAT(m, Catch::Contains("\nnnr_served_version 1\n"));
   CHECK_THAT(m, Catch::Contains("\nnnr_retrain_rounds_total 0\n"));
   CHECK_THAT(m, Catch::Contains("\nnnr_retrain_rounds_refused_total 0\n"));
-  CHECK_THAT(m, Catch::Contains("\nnnr_predicted_samples_total 9\n"));
+  CHECK_THAT(m, Catch::Contains("\nnnr_predicted_samples_total 10\n"));
+  // No batcher (max_batch 1): one forward pass per request, 8 + 1 + 1 inputs.
+  CHECK_THAT(m, Catch::Contains("\nnnr_predict_batch_size_bucket{le=\"1\"} 2\n"));
+  CHECK_THAT(m, Catch::Contains("\nnnr_predict_batch_size_bucket{le=\"8\"} 3\n"));
+  CHECK_THAT(m, Catch::Contains("\nnnr_predict_batch_size_count 3\n"));
+  CHECK_THAT(m, Catch::Contains("\nnnr_predict_batch_size_sum 10\n"));
   server.stop();
   server.stop();  // idempotent
 }
@@ -297,4 +360,83 @@ TEST_CASE("a directory without a version, a port in use, and bad options are ref
   Server second(options_for(d.dir));
   CHECK_THROWS_WITH(second.start(port), Catch::Contains("cannot listen"));
   CHECK(call(port, "GET", "/v1/health").status == 200);
+}
+
+TEST_CASE("batched concurrent predictions: each answer is its own, from the version it names, across a swap") {
+  ServedDir d;
+  const std::string c1 = d.tmp.file("c1.csv");
+  write_chunk(c1, {4, 5, 6}, 300, 2);
+  ServerOptions o = options_for(d.dir);
+  o.max_batch = 8;
+  o.max_wait_us = 2000;
+  o.http_threads = 8;
+  Server server(o);
+  const int port = server.start(0);
+
+  const auto xs = samples({0, 1, 2, 3, 4, 5, 6}, 16, 11, nullptr);
+  // What each version predicts for each sample, batch-1.
+  const auto expected = [&](int64_t version) {
+    LoadedModel v = load_model(d.dir + "/" + std::to_string(version) + "/" + kModelFile);
+    std::vector<std::vector<float>> probs;
+    for (const auto& x : xs) {
+      Tensor t = Tensor::empty({1, 16});
+      for (size_t j = 0; j < 16; ++j) t.data()[j] = static_cast<float>(x[j]);
+      const Tensor p = predict_probabilities(v.model, t);
+      probs.emplace_back(p.data(), p.data() + 10);
+    }
+    return probs;
+  };
+  const auto v1 = expected(1);
+
+  constexpr int kThreads = 8, kEach = 30;
+  std::vector<std::vector<std::pair<size_t, Answer>>> answers(kThreads);
+  std::atomic<int> done{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kThreads; ++t)
+    clients.emplace_back([&, t] {
+      httplib::Client cli("127.0.0.1", port);
+      cli.set_read_timeout(60, 0);
+      for (int i = 0; i < kEach; ++i) {
+        const size_t k = static_cast<size_t>(t * kEach + i) % xs.size();
+        httplib::Result r = cli.Post("/v1/predict", json{{"input", xs[k]}}.dump(), "application/json");
+        Answer a;
+        if (r) a = Answer{r->status, json::parse(r->body, nullptr, false), r->body};
+        answers[static_cast<size_t>(t)].emplace_back(k, a);
+      }
+      ++done;
+    });
+  // Another writer adds version 2 while the clients run; the poller swaps it in.
+  const ServingRound round = retrain_model_dir(d.dir, c1, 100.0);
+  REQUIRE(round.version == 2);
+  for (auto& c : clients) c.join();
+  const auto v2 = expected(2);
+  CHECK(eventually(30, [&] { return server.served_version() == 2; }));
+
+  int64_t answered = 0;
+  for (const auto& list : answers)
+    for (const auto& [k, a] : list) {
+      REQUIRE(a.status == 200);
+      const int64_t version = a.body["version"].get<int64_t>();
+      REQUIRE((version == 1 || version == 2));
+      const auto& want = (version == 1 ? v1 : v2)[k];
+      REQUIRE(a.body["probabilities"].size() == 1);
+      for (size_t c = 0; c < 10; ++c)
+        CHECK(a.body["probabilities"][0][c].get<double>() == Approx(want[c]).margin(1e-5));
+      ++answered;
+    }
+  CHECK(answered == kThreads * kEach);
+  // A request after the swap is answered by version 2.
+  CHECK(call(port, "POST", "/v1/predict", json{{"input", xs[0]}}.dump()).body["version"] == 2);
+
+  // The batch-size histogram counts every input once; no batch is larger than max_batch.
+  const std::string m = call(port, "GET", "/metrics").text;
+  const auto value = [&](const std::string& name) {
+    const auto at = m.find("\n" + name + " ");
+    REQUIRE(at != std::string::npos);
+    return std::stoll(m.substr(at + name.size() + 2));
+  };
+  CHECK(value("nnr_predict_batch_size_sum") == kThreads * kEach + 1);
+  CHECK(value("nnr_predict_batch_size_bucket{le=\"8\"}") == value("nnr_predict_batch_size_count"));
+  CHECK(value("nnr_predict_batch_size_count") <= kThreads * kEach + 1);
+  CHECK(call(port, "GET", "/v1/model").body["max_batch"] == 8);
 }
