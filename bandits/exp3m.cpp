@@ -204,15 +204,15 @@ nlohmann::json Exp3MPolicy::save_extra() const {
 }
 
 void Exp3MPolicy::load_extra(const nlohmann::json& extra) {
-  const size_t k = extra.at("k").get<size_t>();
+  const size_t k = state_integer<size_t>(extra.at("k"), "k");
   if (k == 0) fail("saved k must be >= 1");
-  auto capped = extra.at("capped").get<std::vector<ArmId>>();
+  auto capped = state_integer<std::vector<ArmId>>(extra.at("capped"), "capped arms");
   for (ArmId arm : capped)
     if (!has_arm(arm)) fail("saved capped arm " + std::to_string(arm) + " is not live");
   if (!std::is_sorted(capped.begin(), capped.end())) fail("saved capped arms are not in increasing order");
   std::map<ArmId, double> gains;
   for (const auto& e : extra.at("gain")) {
-    const ArmId arm = e.at(0).get<ArmId>();
+    const ArmId arm = state_integer<ArmId>(e.at(0), "gain arm");
     if (!has_arm(arm)) fail("saved gain for arm " + std::to_string(arm) + ", which is not live");
     gains[arm] = e.at(1).get<double>();
   }

@@ -156,7 +156,7 @@ void Policy::load_state(const nlohmann::json& state) {
   try {
     if (!state.is_object() || state.value("format", "") != kStateFormat)
       fail("not a bandit policy state (expected \"format\": \"" + std::string(kStateFormat) + "\")");
-    if (state.at("version").get<int>() != kStateVersion)
+    if (state_integer<int64_t>(state.at("version"), "version") != kStateVersion)
       fail("state version " + state.at("version").dump() + " is not supported (expected " +
            std::to_string(kStateVersion) + ")");
     const std::string saved = state.at("policy").get<std::string>();
@@ -165,12 +165,12 @@ void Policy::load_state(const nlohmann::json& state) {
     if (saved_options != options_)
       fail("state was saved with options {" + format_options(saved_options) + "} but this policy has {" +
            format_options(options_) + "}; use restore_policy(state) to rebuild it with the saved options");
-    const auto words = state.at("rng").get<std::vector<uint64_t>>();
+    const auto words = state_integer<std::vector<uint64_t>>(state.at("rng"), "rng");
     if (words.size() != 4) fail("generator state must have 4 words");
     std::vector<ArmId> arms;
     std::map<ArmId, ArmStats> stats;
     for (const auto& a : state.at("arms")) {
-      const ArmId id = a.at("id").get<ArmId>();
+      const ArmId id = state_integer<ArmId>(a.at("id"), "arm id");
       if (!arms.empty() && id <= arms.back()) fail("arm ids in the state are not strictly increasing");
       ArmStats s;
       s.pulls = a.at("pulls").get<double>();
@@ -181,7 +181,7 @@ void Policy::load_state(const nlohmann::json& state) {
       arms.push_back(id);
       stats[id] = s;
     }
-    const int64_t steps = state.at("steps").get<int64_t>();
+    const int64_t steps = state_integer<int64_t>(state.at("steps"), "steps");
     if (steps < 0) fail("negative step count in the state");
     // Commit only after everything parsed, so a bad state leaves the policy unchanged
     // (load_extra validates before it assigns).

@@ -18,6 +18,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -36,6 +37,21 @@ class BanditError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// An integer of a saved state (T an integer type, or std::vector of one). nlohmann's get<T>() of a
+// floating-point value outside T's range is undefined behaviour, so a saved state must hold JSON
+// integers there: anything else is refused with BanditError naming `what`.
+template <typename T>
+T state_integer(const nlohmann::json& value, const std::string& what) {
+  if constexpr (std::is_integral_v<T>) {
+    if (!value.is_number_integer())
+      throw BanditError("[bandits] malformed state: " + what + " is not an integer but " + value.type_name());
+  } else {
+    if (!value.is_array()) throw BanditError("[bandits] malformed state: " + what + " is not an array");
+    for (const auto& v : value) state_integer<typename T::value_type>(v, what);
+  }
+  return value.get<T>();
+}
 
 // Statistics a policy keeps per arm. `pulls` and `reward_sum` may be discounted or windowed;
 // `aux` holds a policy-specific number (log-weight, last selection probability, ...).

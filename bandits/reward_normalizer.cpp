@@ -27,7 +27,8 @@ RewardNormalizer::RewardNormalizer(std::unique_ptr<Policy> inner, const PolicyOp
     if (!own_defaults().count(key) && key != "seed" && inner_->options().at(key) != value)
       fail("option '" + key + "' differs from the wrapped policy's; pass it when building the inner policy");
   const double window = option("norm_window");
-  if (!(window >= 1.0 && window == std::floor(window))) fail("option 'norm_window' must be an integer >= 1");
+  if (!(window >= 1.0 && window == std::floor(window) && window <= 9007199254740992.0))
+    fail("option 'norm_window' must be an integer from 1 to 2^53");
   const double low = option("norm_low"), high = option("norm_high");
   if (!(low >= 0.0 && low < high && high <= 1.0)) fail("options must satisfy 0 <= norm_low < norm_high <= 1");
   for (ArmId id : inner_->arms()) Policy::add_arm(id);
@@ -82,14 +83,14 @@ nlohmann::json RewardNormalizer::save_extra() const {
 
 void RewardNormalizer::load_extra(const nlohmann::json& extra) {
   auto recent = extra.at("recent").get<std::vector<double>>();
-  const size_t next = extra.at("next").get<size_t>();
+  const size_t next = state_integer<size_t>(extra.at("next"), "next");
   const size_t window = static_cast<size_t>(option("norm_window"));
   if (recent.size() > window || (next != 0 && next >= recent.size()))
     fail("saved reward history does not fit option 'norm_window'");
   const auto& inner_state = extra.at("inner");
   // The wrapper's arms were restored from the same save; the inner policy must agree.
   std::vector<ArmId> inner_arms;
-  for (const auto& a : inner_state.at("arms")) inner_arms.push_back(a.at("id").get<ArmId>());
+  for (const auto& a : inner_state.at("arms")) inner_arms.push_back(state_integer<ArmId>(a.at("id"), "inner arm id"));
   if (inner_arms != arms()) fail("the wrapped policy's saved arms differ from the wrapper's");
   inner_->load_state(inner_state);
   recent_ = std::move(recent);

@@ -9,7 +9,8 @@ namespace nnr::bandits {
 SlidingWindowUcbPolicy::SlidingWindowUcbPolicy(const PolicyOptions& options)
     : Policy("sliding-window-ucb", options, {{"window", 2500.0}, {"c", 0.3}}) {
   const double window = option("window");
-  if (!(window >= 1.0 && window == std::floor(window))) fail("option 'window' must be an integer >= 1");
+  if (!(window >= 1.0 && window == std::floor(window) && window <= 9007199254740992.0))
+    fail("option 'window' must be an integer from 1 to 2^53");
   if (option("c") < 0.0) fail("option 'c' must be >= 0");
 }
 
@@ -67,9 +68,9 @@ void SlidingWindowUcbPolicy::load_extra(const nlohmann::json& extra) {
   std::deque<Entry> recent;
   for (int64_t i = 0; i < count; ++i) {
     const auto& e = window.at(static_cast<size_t>(i));
-    const ArmId arm = e.at(0).get<ArmId>();
+    const ArmId arm = state_integer<ArmId>(e.at(0), "window arm");
     if (!has_arm(arm)) fail("window entry for arm " + std::to_string(arm) + ", which is not live");
-    const int64_t round = e.size() >= 3 ? e.at(2).get<int64_t>() : steps() - count + 1 + i;
+    const int64_t round = e.size() >= 3 ? state_integer<int64_t>(e.at(2), "window round") : steps() - count + 1 + i;
     if (round <= oldest || round > steps() || (!recent.empty() && round < recent.back().round))
       fail("saved window entry of round " + std::to_string(round) + " is not within the last option 'window' rounds, in order");
     recent.push_back({arm, e.at(1).get<double>(), round});

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -30,23 +31,26 @@ std::vector<uint8_t> read_file_bytes(const std::string& path, const char* op) {
   if (!file) throw Error(where + "cannot open: " + (errno ? std::strerror(errno) : "out of memory"));
   gzbuffer(file.get(), 1 << 17);
 
-  std::vector<uint8_t> bytes;
-  // A plain file decompresses to its own size; reserving that avoids regrowth in the common case.
-  bytes.reserve(static_cast<size_t>(st.st_size));
-  constexpr unsigned kChunk = 1u << 20;
+  // A plain file decompresses to its own size: read it straight into a buffer of exactly that
+  // size plus one byte (the read that sees the end), so it is neither reallocated nor copied.
+  // Only gzip data outgrows it, and then the buffer doubles.
+  constexpr size_t kChunk = size_t(1) << 20;  // bytes per gzread call
+  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size) + 1);
+  size_t filled = 0;
   for (;;) {
-    const size_t old = bytes.size();
-    bytes.resize(old + kChunk);
-    const int got = gzread(file.get(), bytes.data() + old, kChunk);
+    if (filled == bytes.size()) bytes.resize(bytes.size() + std::max(bytes.size(), kChunk));
+    const unsigned want = static_cast<unsigned>(std::min(bytes.size() - filled, kChunk));
+    const int got = gzread(file.get(), bytes.data() + filled, want);
     if (got < 0) {
       int code = 0;
       const char* msg = gzerror(file.get(), &code);
       throw Error(where + "corrupt or truncated gzip data: " +
                   (code == Z_ERRNO ? std::strerror(errno) : std::string(msg ? msg : "unknown error")));
     }
-    bytes.resize(old + static_cast<size_t>(got));
     if (got == 0) break;
+    filled += static_cast<size_t>(got);
   }
+  bytes.resize(filled);
   // gzread reports a gzip stream cut short as end-of-file plus an error flag, not as -1.
   int code = 0;
   const char* msg = gzerror(file.get(), &code);
@@ -58,7 +62,8 @@ std::vector<uint8_t> read_file_bytes(const std::string& path, const char* op) {
 void write_file_bytes(const std::string& path, const std::vector<uint8_t>& bytes, const char* op) {
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) throw Error(std::string("[") + op + "] " + path + ": cannot write: " + std::strerror(errno));
-  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0;
+  // No fwrite for an empty file: its data() may be null, which fwrite must not be given.
+  const bool ok = (bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size()) && std::fflush(f) == 0;
   const int saved = errno;
   if (std::fclose(f) != 0 || !ok)
     throw Error(std::string("[") + op + "] " + path + ": cannot write: " + std::strerror(ok ? errno : saved));

@@ -1,6 +1,7 @@
 #include "engine/data/idx.h"
 
 #include <cstdio>
+#include <utility>
 
 #include "engine/core/error.h"
 #include "engine/data/file_bytes.h"
@@ -79,7 +80,9 @@ IdxArray read_idx(const std::string& path) {
   if (got > count)
     throw Error(where + "wrong dimensions: shape " + shape_to_string(out.dims) + " needs " + std::to_string(count) +
                 " bytes of values, but the file has " + std::to_string(got - count) + " bytes more");
-  out.values.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
+  // The values move out of the file's buffer (shifted over the header) instead of being copied.
+  bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(header));
+  out.values = std::move(bytes);
   return out;
 }
 

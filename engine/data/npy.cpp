@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "engine/core/error.h"
 #include "engine/data/file_bytes.h"
@@ -121,7 +122,9 @@ NpyArray read_npy(const std::string& path) {
   if (got > want)
     throw Error(where + "wrong dimensions: shape " + shape_to_string(out.shape) + " needs " + std::to_string(want) +
                 " bytes of data, but the file has " + std::to_string(got - want) + " bytes more");
-  out.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header_start + header_len), bytes.end());
+  // The data moves out of the file's buffer (shifted over the header) instead of being copied.
+  bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(header_start + header_len));
+  out.data = std::move(bytes);
   return out;
 }
 

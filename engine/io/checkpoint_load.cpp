@@ -1,4 +1,6 @@
 // load_checkpoint: reads a safetensors file and validates every part of it before trusting it.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -61,11 +63,18 @@ void convert(const std::string& dtype, const uint8_t* src, float* dst, int64_t n
 std::vector<uint8_t> read_whole_file(const std::string& path, const std::string& where) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!f) throw Error(where + "cannot open: " + std::strerror(errno));
-  std::vector<uint8_t> bytes;
-  uint8_t buf[1 << 16];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0) bytes.insert(bytes.end(), buf, buf + n);
+  // Read straight into a buffer of the file's size plus one byte (the read that sees the end): no
+  // regrowth, no copy. A file that grows meanwhile (or reports no size) makes the buffer double.
+  struct stat st {};
+  const size_t size = ::fstat(fileno(f.get()), &st) == 0 && st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0;
+  std::vector<uint8_t> bytes(size + 1);
+  size_t filled = 0, n = 0;
+  while ((n = std::fread(bytes.data() + filled, 1, bytes.size() - filled, f.get())) > 0) {
+    filled += n;
+    if (filled == bytes.size()) bytes.resize(2 * bytes.size());
+  }
   if (std::ferror(f.get())) throw Error(where + "cannot read: " + std::strerror(errno));
+  bytes.resize(filled);
   return bytes;
 }
 
@@ -81,7 +90,7 @@ json parse_header(const std::string& text, const std::string& where) {
   json header;
   try {
     header = json::parse(text, cb);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number beyond double (1e999)
     throw Error(where + "header is not valid JSON: " + e.what());
   }
   if (!duplicate.empty()) throw Error(where + "header names tensor '" + duplicate + "' twice");

@@ -44,6 +44,20 @@ float parse_rate(const std::string& text, const std::string& spec) {
   return v;
 }
 
+// Counts the parameters a spec builds: add() takes a layer (a weight of shape `weight`, `bias`
+// biases) before it is allocated and refuses the spec once the total would pass `limit`.
+struct ParameterCount {
+  int64_t total = 0;
+  int64_t limit = kMaxModelParameters;
+  void add(const Shape& weight, int64_t bias, const std::string& spec) {
+    int64_t n = 0;
+    if (!try_shape_numel(weight, n) || __builtin_add_overflow(n, bias, &n) || __builtin_add_overflow(total, n, &total) ||
+        total > limit)
+      bad_spec(spec, "too large: a layer of weight " + shape_to_string(weight) + " takes the model past " +
+                         std::to_string(limit) + " parameters");
+  }
+};
+
 struct Parsed {
   std::string kind;  // "mlp" or "cnn"
   std::vector<std::string> items;
@@ -74,7 +88,8 @@ Shape parse_image_shape(const std::string& item, const std::string& spec) {
           parse_positive(dims[2], spec, "width")};
 }
 
-void build_mlp(const Parsed& p, const std::string& spec, Rng& rng, uint64_t seed, Sequential& model) {
+void build_mlp(const Parsed& p, const std::string& spec, Rng& rng, uint64_t seed, ParameterCount& parameters,
+               Sequential& model) {
   float dropout = 0.0f;
   if (!p.options.empty()) {
     if (p.options.rfind("dropout=", 0) != 0) bad_spec(spec, "unknown option '" + p.options + "' (valid: dropout=P)");
@@ -84,6 +99,7 @@ void build_mlp(const Parsed& p, const std::string& spec, Rng& rng, uint64_t seed
   for (const std::string& item : p.items) widths.push_back(parse_positive(item, spec, "width"));
   for (size_t i = 0; i + 1 < widths.size(); ++i) {
     const bool last = i + 2 == widths.size();
+    parameters.add({widths[i + 1], widths[i]}, widths[i + 1], spec);
     model.add(std::make_unique<Linear>(widths[i], widths[i + 1], /*he_init=*/!last, rng));
     if (!last) {
       model.add(std::make_unique<ReLU>());
@@ -92,7 +108,8 @@ void build_mlp(const Parsed& p, const std::string& spec, Rng& rng, uint64_t seed
   }
 }
 
-void build_cnn(const Parsed& p, const std::string& spec, Rng& rng, uint64_t seed, Sequential& model) {
+void build_cnn(const Parsed& p, const std::string& spec, Rng& rng, uint64_t seed, ParameterCount& parameters,
+               Sequential& model) {
   Shape shape = parse_image_shape(p.items[0], spec);
   shape.insert(shape.begin(), 1);  // a batch of one, to track shapes
   auto add = [&](std::unique_ptr<Layer> layer) {
@@ -111,7 +128,9 @@ void build_cnn(const Parsed& p, const std::string& spec, Rng& rng, uint64_t seed
     const std::string& item = p.items[i];
     const bool last = i + 1 == p.items.size();
     if (last) {
-      add(std::make_unique<Linear>(features(), parse_positive(item, spec, "output size"), false, rng));
+      const int64_t in = features(), out = parse_positive(item, spec, "output size");
+      parameters.add({out, in}, out, spec);
+      add(std::make_unique<Linear>(in, out, false, rng));
     } else if (item[0] == 'c') {
       // cN[kK][sS]
       const size_t k_at = item.find('k'), s_at = item.find('s');
@@ -120,6 +139,7 @@ void build_cnn(const Parsed& p, const std::string& spec, Rng& rng, uint64_t seed
           k_at == std::string::npos ? 3 : parse_positive(item.substr(k_at + 1, s_at == std::string::npos ? std::string::npos : s_at - k_at - 1), spec, "kernel");
       const int64_t stride = s_at == std::string::npos ? 1 : parse_positive(item.substr(s_at + 1), spec, "stride");
       if (shape.size() != 4) bad_spec(spec, "conv '" + item + "' after a flatten");
+      parameters.add({out, shape[1], kernel, kernel}, out, spec);
       add(std::make_unique<Conv2d>(shape[1], out, kernel, Conv2dGeometry{stride, kernel / 2}, rng));
       add(std::make_unique<ReLU>());
     } else if (item[0] == 'p') {
@@ -127,8 +147,9 @@ void build_cnn(const Parsed& p, const std::string& spec, Rng& rng, uint64_t seed
     } else if (item[0] == 'd') {
       add(std::make_unique<Dropout>(parse_rate(item.substr(1), spec), seed + model.size()));
     } else if (item[0] == 'f') {
-      const int64_t in = features();
-      add(std::make_unique<Linear>(in, parse_positive(item.substr(1), spec, "width"), true, rng));
+      const int64_t in = features(), out = parse_positive(item.substr(1), spec, "width");
+      parameters.add({out, in}, out, spec);
+      add(std::make_unique<Linear>(in, out, true, rng));
       add(std::make_unique<ReLU>());
     } else {
       bad_spec(spec, "unknown item '" + item + "' (valid: cN[kK][sS], p[W], dP, fN, then the output size)");
@@ -138,14 +159,16 @@ void build_cnn(const Parsed& p, const std::string& spec, Rng& rng, uint64_t seed
 
 }  // namespace
 
-Sequential build_model(const std::string& spec, uint64_t seed) {
+Sequential build_model(const std::string& spec, uint64_t seed, int64_t max_parameters) {
   const Parsed p = parse(spec);
   Rng rng(seed);
   Sequential model(spec);
+  ParameterCount parameters;
+  parameters.limit = max_parameters;
   if (p.kind == "mlp")
-    build_mlp(p, spec, rng, seed, model);
+    build_mlp(p, spec, rng, seed, parameters, model);
   else
-    build_cnn(p, spec, rng, seed, model);
+    build_cnn(p, spec, rng, seed, parameters, model);
   return model;
 }
 

@@ -20,9 +20,15 @@
 
 namespace nnr {
 
+// The most parameters a spec may describe (2^27: 512 MiB of float32 weights, as much again in their
+// gradients). A larger spec is refused before anything is allocated.
+constexpr int64_t kMaxModelParameters = int64_t(1) << 27;
+
 // Builds the model with seeded initialisation (He normal before a ReLU, Xavier uniform for the
-// output layer, zero biases). Throws nnr::InvalidArgument naming the bad part of the spec.
-Sequential build_model(const std::string& spec, uint64_t seed);
+// output layer, zero biases). Throws nnr::InvalidArgument naming the bad part of the spec, or
+// saying the model would have more than max_parameters parameters (the fuzz target lowers it, so
+// that it builds small models fast).
+Sequential build_model(const std::string& spec, uint64_t seed, int64_t max_parameters = kMaxModelParameters);
 // Shape of one input sample the spec expects ({D0} for mlp, {C, H, W} for cnn).
 Shape model_input_shape(const std::string& spec);
 // The grammar above, for --help.

@@ -1,0 +1,7 @@
+// libFuzzer target: one input through run_checkpoint (fuzz/targets.h).
+#include "fuzz/targets.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  nnr::fuzz::run_checkpoint(data, size);
+  return 0;
+}
