@@ -1,5 +1,5 @@
 // bench_masked_update: the fused masked SGD-momentum / Adam update (kernels/masked_update.h).
-// First checks the kernel against the CPU reference (engine/optim/update_rules.h) at a small n,
+// First checks the kernel against the CPU reference (kernels/masked_update.h) at a small n,
 // then times it: >= 10 warmups, >= 50 repeats with CUDA events after an L2 flush, median and min.
 // Bytes are counted by hand per selected entry (see bytes_per_entry) and reported as GB/s and as
 // a fraction of the device-to-device memcpy bandwidth measured in the same run.
@@ -16,7 +16,7 @@
 #include "bench/kernel_bench.h"
 #include "engine/core/rng.h"
 #include "engine/optim/update_mask.h"
-#include "engine/optim/update_rules.h"
+#include "engine/optim/mask_args.h"
 #include "kernels/masked_update.h"
 
 using namespace nnr;
@@ -161,18 +161,18 @@ double check_against_cpu(const Flags& f, cudaStream_t stream) {
   Problem p(f, n, rng, stream);
   p.launch(f, 3, stream);
   auto theta = p.theta, s1 = p.s1, s2 = p.s2, path = p.path;
-  PenaltyView pv;
+  kernels::PenaltyArgs pv;
   if (p.penalty.anchor) {
     pv.anchor = p.anchor.data();
     pv.lambda = p.penalty.lambda;
     pv.omega = p.penalty.omega ? p.omega.data() : nullptr;
     pv.path_integral = p.penalty.path_integral ? path.data() : nullptr;
   }
-  const MaskView mv = view_of(p.mask, f.row_length);
+  const kernels::MaskArgs mv = mask_args_of(p.mask, f.row_length);
   if (f.optimizer == "adam")
-    adam_update_cpu(theta.data(), p.grad.data(), s1.data(), s2.data(), n, 3, AdamConfig{}, mv, pv);
+    kernels::adam_update_cpu(theta.data(), p.grad.data(), s1.data(), s2.data(), n, 3, kernels::AdamArgs{}, mv, pv);
   else
-    sgd_update_cpu(theta.data(), p.grad.data(), s1.data(), n, SgdConfig{0.01f, 0.9f, 0.0f, false}, mv, pv);
+    kernels::sgd_update_cpu(theta.data(), p.grad.data(), s1.data(), n, kernels::SgdArgs{0.01f, 0.9f, 0.0f, false}, mv, pv);
   std::vector<float> got(static_cast<size_t>(n));
   p.d_theta.copy_to_host(got.data(), got.size() * sizeof(float), stream);
   double worst = 0.0;

@@ -12,6 +12,7 @@
 #include "engine/core/rng.h"
 #include "engine/core/tensor.h"
 #include "engine/ops/elementwise.h"
+#include "kernels/elementwise.h"
 #include "kernels/reduce.h"
 
 using namespace nnr;

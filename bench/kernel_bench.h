@@ -1,5 +1,5 @@
 #pragma once
-// Shared harness of the kernel microbenchmarks (bench_masked_update, bench_softmax_xent,
+// Shared harness of the kernel microbenchmarks (bench_masked_update, bench_softmax_cross_entropy,
 // bench_reduce): CUDA-event timing of N repeats after warmups, an L2 flush before each repeat,
 // the device-to-device copy bandwidth measured in the same run as the yardstick, and JSON output.
 #include <cuda_runtime_api.h>
@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda_check.h"
-#include "kernels/device_memory.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_memory.h"
 
 namespace nnr::bench {
 

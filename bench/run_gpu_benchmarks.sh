@@ -28,10 +28,12 @@ if [[ -x $dir/bin/nnr_kernels_tests ]]; then  # a bundle
   # Libraries nnr links that the GPU machine may lack (cpp-httplib and its needs, for nnr serve),
   # last on the path so that the machine's own copies win.
   [[ -d $dir/lib ]] && export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$dir/lib
+  # nnr loads its CUDA backend on the first CUDA device (engine/core/backend.cpp).
+  [[ -f $dir/lib/libnnr_cuda.so ]] && export NNR_CUDA_BACKEND=$dir/lib/libnnr_cuda.so
 else
   cmake -S "$root" -B "$dir" -DNNR_BUILD_BENCH=ON >/dev/null || exit 1
   cmake --build "$dir" -j"$(nproc 2>/dev/null || echo 2)" --target nnr nnr_kernels_tests nnr_engine_cuda_tests \
-    bench_masked_update bench_softmax_xent bench_reduce bench_train_step || exit 1
+    bench_masked_update bench_softmax_cross_entropy bench_reduce bench_train_step || exit 1
   bin() { find "$dir" -type f -name "$1" -perm -u+x | head -1; }
   fmnist=/usr/share/datasets/fashion-mnist
 fi
@@ -81,7 +83,7 @@ if [[ $phases == *" sanitizer "* ]]; then
     # racecheck checks shared-memory hazards: the kernels that use shared memory (block reductions).
     echo "## compute-sanitizer racecheck"
     timeout "$limit" "$sanitizer" --tool racecheck --error-exitcode 3 "$kernel_tests" \
-      "[reduce],[softmax_xent],[masked_update]" || status=1
+      "[reduce],[softmax_cross_entropy],[masked_update]" || status=1
     for tool in synccheck initcheck; do
       for t in "$kernel_tests" "$engine_tests"; do
         echo "## compute-sanitizer $tool $(basename "$t")"
@@ -120,7 +122,7 @@ if [[ $phases == *" kernels "* ]]; then
   echo "## softmax cross-entropy"
   for shape in "65536 10" "16384 1000" "1024 32000"; do
     set -- $shape
-    run "$(bin bench_softmax_xent)" --n "$1" --k "$2"
+    run "$(bin bench_softmax_cross_entropy)" --n "$1" --k "$2"
   done
 
   echo "## reductions"

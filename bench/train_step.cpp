@@ -44,7 +44,7 @@
 #include "engine/nn/tape.h"
 #include "engine/optim/optimizer.h"
 #ifdef NNR_WITH_CUDA
-#include "kernels/device_memory.h"
+#include "kernels/cuda/device_memory.h"
 #endif
 
 using namespace nnr;

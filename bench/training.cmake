@@ -5,3 +5,6 @@ target_link_libraries(bench_train_epoch PRIVATE nnr_trainer CLI11::CLI11 nlohman
 # bench/gpu_mlp_peers.sh.
 add_executable(bench_train_step ${CMAKE_CURRENT_SOURCE_DIR}/train_step.cpp)
 target_link_libraries(bench_train_step PRIVATE nnr_trainer CLI11::CLI11 nlohmann_json::nlohmann_json)
+if(TARGET nnr_kernels)
+  target_link_libraries(bench_train_step PRIVATE nnr_kernels)  # reads the device allocator's counters
+endif()

@@ -1,16 +1,60 @@
-// Elementwise kernels: bias add, ReLU forward/backward, inverted dropout forward/backward.
-// Layout: contiguous float arrays; add_bias sees y as [outer, channels, inner] row-major.
+// Elementwise kernels: bias add and its gradient, ReLU forward/backward, inverted dropout
+// forward/backward. Layout: contiguous float arrays; add_bias and bias_backward see y / dy as
+// [outer, channels, inner] row-major. bias_backward carries each channel's sum in double and rounds
+// it to float once, in a fixed order (warp shuffles, no atomics), so it is reproducible; it adds into
+// db when accumulating (parameter gradients accumulate), else overwrites.
 // Accumulation: add_bias adds into y; every other kernel overwrites its output. Each element is
-// computed by the same single float operation as the CPU reference (engine/ops/elementwise.cpp),
+// computed by the same single float operation as the CPU reference (kernels/elementwise.cpp),
 // so results are bit-identical to it (no sums, nothing to contract into an FMA).
 #include "kernels/elementwise.h"
 
+#include <algorithm>
 #include <string>
 
-#include "kernels/launch.h"
+#include "kernels/cuda/block_reduce.h"
+#include "kernels/cuda/launch.h"
 
 namespace nnr::kernels {
 namespace {
+
+constexpr int kColumnTile = 32;   // channels per block for [outer, channels] sums
+constexpr int kColumnRows = 8;    // row groups per block
+// inner == 1: dy is [outer, channels]; block (32, 8) sums 32 adjacent channels, coalesced.
+__global__ void bias_backward_columns_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t outer,
+                                             int64_t channels, bool accumulate) {
+  __shared__ double partial[kColumnRows][kColumnTile + 1];
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kColumnTile + threadIdx.x;
+  double s = 0.0;
+  if (c < channels)
+    for (int64_t r = threadIdx.y; r < outer; r += kColumnRows) s += dy[r * channels + c];
+  partial[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < channels) {
+    double total = 0.0;
+    for (int r = 0; r < kColumnRows; ++r) total += partial[r][threadIdx.x];
+    const float value = static_cast<float>(total);
+    db[c] = accumulate ? db[c] + value : value;
+  }
+}
+
+// inner > 1: one block per channel (grid-stride over channels), threads over (o, i).
+__global__ void bias_backward_planes_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t outer,
+                                            int64_t channels, int64_t inner, bool accumulate) {
+  const int64_t count = outer * inner;
+  for (int64_t c = blockIdx.x; c < channels; c += gridDim.x) {
+    double s = 0.0;
+    for (int64_t e = threadIdx.x; e < count; e += blockDim.x) {
+      const int64_t o = e / inner, i = e - o * inner;
+      s += dy[(o * channels + c) * inner + i];
+    }
+    const double total = block_sum(s);
+    if (threadIdx.x == 0) {
+      const float value = static_cast<float>(total);
+      db[c] = accumulate ? db[c] + value : value;
+    }
+  }
+}
+
 
 __global__ void add_bias_kernel(int64_t n, float* __restrict__ y, const float* __restrict__ bias, int64_t channels,
                                 int64_t inner) {
@@ -90,5 +134,22 @@ void dropout_backward(const float* mask, const float* dy, float* dx, int64_t n, 
 }
 
 double dropout_uniform(uint64_t seed, int64_t i) { return uniform_of(seed, i); }
+
+void bias_backward(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner, bool accumulate,
+                   cudaStream_t stream) {
+  if (outer < 0 || channels < 0 || inner < 0)
+    throw InvalidArgument("[bias_backward] negative extent in [" + std::to_string(outer) + ", " +
+                          std::to_string(channels) + ", " + std::to_string(inner) + "]");
+  if (channels == 0) return;
+  if (inner == 1) {
+    const dim3 block(kColumnTile, kColumnRows);
+    const unsigned grid = static_cast<unsigned>((channels + kColumnTile - 1) / kColumnTile);
+    bias_backward_columns_kernel<<<grid, block, 0, stream>>>(dy, db, outer, channels, accumulate);
+  } else {
+    const unsigned grid = static_cast<unsigned>(std::min<int64_t>(channels, kMaxGridBlocks));
+    bias_backward_planes_kernel<<<grid, kBlockSize, 0, stream>>>(dy, db, outer, channels, inner, accumulate);
+  }
+  NNR_CUDA_CHECK_LAUNCH();
+}
 
 }  // namespace nnr::kernels

@@ -3,12 +3,12 @@
 // (it is cached in L1, the index arrays are a few KB at most).
 #include "kernels/gather.h"
 
-#include "kernels/launch.h"
+#include "kernels/cuda/launch.h"
 
 namespace nnr::kernels {
 namespace {
 
-__global__ void gather_slices_kernel(int64_t n, const float* __restrict__ src, int64_t src_count, int64_t inner,
+__global__ void gather_channels_kernel(int64_t n, const float* __restrict__ src, int64_t src_count, int64_t inner,
                                      const int64_t* __restrict__ index, int64_t count, float* __restrict__ dst) {
   for (int64_t i = first_index(); i < n; i += grid_stride()) {
     const int64_t p = i % inner;
@@ -28,9 +28,9 @@ __global__ void scatter_add_rows_kernel(int64_t n, const float* __restrict__ src
 
 }  // namespace
 
-void gather_slices(const float* src, int64_t outer, int64_t src_count, int64_t inner, const int64_t* index,
+void gather_channels(const float* src, int64_t outer, int64_t src_count, int64_t inner, const int64_t* index,
                    int64_t count, float* dst, cudaStream_t stream) {
-  launch_1d(outer * count * inner, stream, gather_slices_kernel, src, src_count, inner, index, count, dst);
+  launch_1d(outer * count * inner, stream, gather_channels_kernel, src, src_count, inner, index, count, dst);
 }
 
 void scatter_add_rows(const float* src, int64_t count, int64_t row_length, const int64_t* index, float* dst,

@@ -22,8 +22,8 @@
 #include <cmath>
 #include <string>
 
-#include "kernels/block_reduce.h"
-#include "kernels/launch.h"
+#include "kernels/cuda/block_reduce.h"
+#include "kernels/cuda/launch.h"
 
 namespace nnr::kernels {
 namespace {
@@ -396,21 +396,6 @@ void adam_update(float* theta, const float* grad, float* m, float* v, int64_t n,
   step_scalars(c, step, scalars);
   const AdamStep adam{c.beta1, c.beta2, c.eps, c.weight_decay, scalars[1], scalars[2], m, v, c.scalars};
   run_update(theta, grad, m, v, n, adam, c.lr, mask, penalty, path, stream);
-}
-
-void step_scalars(const SgdArgs& c, float out[kStepScalarCount]) {
-  out[0] = c.lr;
-  out[1] = c.lr;
-  out[2] = 1.0f;
-}
-
-void step_scalars(const AdamArgs& c, int64_t step, float out[kStepScalarCount]) {
-  // Bias corrections on the host in double, exactly as adam_update_cpu computes them.
-  const float correction1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(c.beta1), static_cast<double>(step)));
-  const float correction2 = 1.0f - static_cast<float>(std::pow(static_cast<double>(c.beta2), static_cast<double>(step)));
-  out[0] = c.lr;
-  out[1] = c.lr / correction1;
-  out[2] = 1.0f / std::sqrt(correction2);
 }
 
 void penalty_value(const float* theta, int64_t n, const PenaltyArgs& p, cudaStream_t stream) {

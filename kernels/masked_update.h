@@ -1,16 +1,27 @@
 #pragma once
-// Fused masked optimizer updates with the closed-form importance penalty, on the device.
-// The CPU reference is engine/optim/update_rules.{h,cpp} (sgd_update_cpu / adam_update_cpu):
-// these launchers take exactly its information, as plain structs (kernels/ knows no engine
-// types), plus a stream. All pointers are device pointers.
+// Fused masked optimizer updates with the closed-form importance penalty: the CPU reference
+// (*_cpu, kernels/masked_update.cpp) and the CUDA launchers (kernels/masked_update.cu) take the
+// same plain structs (kernels/ knows no engine types); the launchers add a stream, and their
+// pointers are device pointers.
+//
+// One pass reads θ, g, the optimizer state, the mask, Ω and θ*, and writes θ and the state.
+// The importance penalty λ Σ Ω (θ − θ*)² is applied in closed form (a proximal step) after
+// the unpenalised step θ̃, so it is stable at any λ:
+//     θ ← (θ̃ + c·θ*) / (1 + c),   c = 2·lr·λ·Ω
+// For SGD-momentum θ̃ = θ − lr·v with v ← μ·v + g + wd·θ (Nesterov: θ − lr·(g + wd·θ + μ·v));
+// for Adam θ̃ = θ − lr·m̂ / (√v̂ + ε). The optimizer state sees only the loss gradient (plus
+// weight decay), never the penalty's, and for Adam c is not divided by √v̂: the penalty acts like
+// AdamW's decoupled decay towards θ*, so an entry with a tiny v̂ is not snapped onto θ*.
+// A plain gradient step on the penalty diverges once lr·2λΩ > 2; this form cannot.
 //
 // Layout: theta, grad, the optimizer state, anchor, omega and path_integral are contiguous float
 // arrays of n entries. A Rows mask selects rows of `row_length` consecutive entries.
 // Per selected entry: one read of every input array and one write of theta and the state.
 // Masked-out entries are never written (value and state stay bit-for-bit).
-#include <cuda_runtime_api.h>
 
 #include <cstdint>
+
+#include "kernels/cuda_stream.h"
 
 namespace nnr::kernels {
 
@@ -34,7 +45,7 @@ struct PenaltyArgs {
                                    // and anchor are set; overwritten, 0 when there is no anchor)
 };
 
-// Per-step scalars read on the device, so that a captured step (kernels/graph.h) replays with a
+// Per-step scalars read on the device, so that a captured step (kernels/cuda/graph.h) replays with a
 // new learning rate and a new Adam bias correction: when `scalars` is set, the kernel reads
 // scalars[0] = lr and, for Adam, scalars[1] = lr / c1 and scalars[2] = 1 / sqrt(c2) instead of
 // computing them from the fields here. step_scalars() writes exactly the values the kernel would
@@ -54,11 +65,25 @@ struct AdamArgs {
   float beta1 = 0.9f;
   float beta2 = 0.999f;
   float eps = 1e-8f;
-  float weight_decay = 0.0f;
+  float weight_decay = 0.0f;  // added to the gradient, as torch.optim.Adam does
   const float* scalars = nullptr;  // device, kStepScalarCount floats; null: computed from lr and step
 };
 
-// The per-step scalars of one update (host): {lr, lr, 1} for SGD; for Adam the bias corrections
+// ---- CPU reference (kernels/masked_update.cpp). Host pointers; `scalars` and PenaltyArgs::value
+// are the kernels' (ignored here): the penalty value is returned.
+
+// λ Σ Ω (θ − θ*)² over all n entries (0 when there is no anchor or no value was asked for).
+double penalty_value_cpu(const float* theta, int64_t n, const PenaltyArgs& penalty);
+// velocity may be null when momentum == 0. Returns the penalty value when asked, else 0.
+double sgd_update_cpu(float* theta, const float* grad, float* velocity, int64_t n, const SgdArgs& config,
+                      const MaskArgs& mask, const PenaltyArgs& penalty);
+// step is the 1-based count of this parameter's updates, for the bias correction.
+double adam_update_cpu(float* theta, const float* grad, float* m, float* v, int64_t n, int64_t step,
+                       const AdamArgs& config, const MaskArgs& mask, const PenaltyArgs& penalty);
+
+// ---- CUDA launchers (kernels/masked_update.cu).
+
+// The per-step scalars of one update (host; kernels/masked_update.cpp): {lr, lr, 1} for SGD; for Adam the bias corrections
 // c1 = 1 − β1^step, c2 = 1 − β2^step in double, as the CPU reference computes them.
 void step_scalars(const SgdArgs& config, float out[kStepScalarCount]);
 void step_scalars(const AdamArgs& config, int64_t step, float out[kStepScalarCount]);

@@ -10,7 +10,7 @@
 
 #include <string>
 
-#include "kernels/launch.h"
+#include "kernels/cuda/launch.h"
 
 namespace nnr::kernels {
 namespace {

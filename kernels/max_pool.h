@@ -1,9 +1,11 @@
 #pragma once
-// 2-D max pooling over [N, C, H, W] (square window, stride, no padding), on the device.
-// CPU reference: engine/ops/pool.h. All pointers are device pointers; asynchronous on `stream`.
-#include <cuda_runtime_api.h>
-
+// 2-D max pooling over [N, C, H, W] (square window, stride, no padding: windows that do not fit are
+// dropped, as PyTorch's MaxPool2d does by default).
+//   *_cpu  the CPU reference (kernels/max_pool.cpp), host pointers.
+//   others the CUDA launchers (kernels/max_pool.cu), device pointers, asynchronous on `stream`.
 #include <cstdint>
+
+#include "kernels/cuda_stream.h"
 
 namespace nnr::kernels {
 
@@ -17,7 +19,11 @@ struct PoolShape {
 };
 
 // y[p, i, j] = max of the window; argmax (out_numel int64) = flat index into x of the chosen
-// element (the first maximum in row-major window order; NaN never wins, as on the CPU).
+// element (the first maximum in row-major window order; a NaN never wins).
+void max_pool2d_forward_cpu(const float* x, const PoolShape& shape, float* y, int64_t* argmax);
+// dx = 0 (dx_numel entries), then dx[argmax[i]] += dy[i] for i < count.
+void max_pool2d_backward_cpu(const float* dy, const int64_t* argmax, int64_t count, float* dx, int64_t dx_numel);
+
 void max_pool2d_forward(const float* x, const PoolShape& shape, float* y, int64_t* argmax, cudaStream_t stream);
 // dx = 0, then dx[argmax[i]] += dy[i] (dx has planes · height · width elements; overwritten).
 void max_pool2d_backward(const float* dy, const int64_t* argmax, const PoolShape& shape, float* dx,

@@ -1,18 +1,13 @@
 #pragma once
-// Reductions on the device: bias gradients (per-channel sums) and whole-array sums and norms.
-// CPU references: engine/ops/elementwise.h bias_backward; for sums and norms a plain double loop.
+// Whole-array sums and norms on the device (CPU reference: a plain double loop; the per-channel
+// bias gradient is an elementwise op, kernels/elementwise.h).
 // All pointers are device pointers; asynchronous on `stream`.
-#include <cuda_runtime_api.h>
+#include "kernels/cuda_stream.h"
 
 #include <cstddef>
 #include <cstdint>
 
 namespace nnr::kernels {
-
-// db[c] (+)= Σ over o, i of dy[o, c, i], dy viewed as [outer, channels, inner]; summed in double
-// and rounded once, like the CPU. accumulate false overwrites db.
-void bias_backward(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner, bool accumulate,
-                   cudaStream_t stream);
 
 // Bytes of device workspace the whole-array reductions below need for n elements.
 size_t reduce_workspace_bytes(int64_t n);

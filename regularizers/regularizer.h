@@ -1,6 +1,6 @@
 #pragma once
 // Regularizer: fills each parameter's importance Ω and anchor θ* for the penalty
-// λ Σ Ω (θ − θ*)² that the optimizer applies inside its update (engine/optim/update_rules.h;
+// λ Σ Ω (θ − θ*)² that the optimizer applies inside its update (kernels/masked_update.h;
 // λ is the optimizer's, set with Optimizer::set_penalty_strength).
 //
 // A round (a task, a day of traffic) with a regularizer:

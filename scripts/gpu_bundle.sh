@@ -11,10 +11,10 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 build=build-gpu
 bundle=gpu-bundle
-targets=(nnr nnr_kernels_tests nnr_engine_cuda_tests bench_masked_update bench_softmax_xent bench_reduce bench_train_step)
+targets=(nnr nnr_kernels_tests nnr_engine_cuda_tests bench_masked_update bench_softmax_cross_entropy bench_reduce bench_train_step)
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DNNR_NATIVE=OFF -DNNR_CUDA=ON -DNNR_BUILD_BENCH=ON >/dev/null
-cmake --build "$build" -j"$jobs" --target "${targets[@]}"
+cmake --build "$build" -j"$jobs" --target nnr_cuda "${targets[@]}"
 
 rm -rf "$bundle"
 mkdir -p "$bundle/bin" "$bundle/bench/peers" "$bundle/data"
@@ -28,6 +28,8 @@ mkdir -p "$bundle/lib"
 ldd "$bundle/bin/nnr" | awk '/=> \// {print $3}' |
   grep -v -E '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|librt|ld-linux[^/]*|libcuda[a-z]*|libcublas[A-Za-z]*|libcudnn[a-z_]*)\.so' |
   xargs -r cp -L -t "$bundle/lib/"
+# The CUDA backend that nnr loads on first use and the tests link (found there through lib/).
+cp -L "$build/kernels/libnnr_cuda.so" "$bundle/lib/"
 cp bench/run_gpu_benchmarks.sh bench/gpu_mlp_peers.sh bench/stream_sweep.py "$bundle/bench/"
 cp bench/peers/*.py "$bundle/bench/peers/"
 cp /usr/share/datasets/fashion-mnist/*.gz "$bundle/data/"

@@ -1,86 +1,43 @@
 #include "engine/core/captured_step.h"
 
-#include <cstdio>
-#include <exception>
 #include <string>
 
 #include "engine/core/error.h"
 
-#ifdef NNR_WITH_CUDA
-#include "kernels/device_memory.h"
-#include "kernels/graph.h"
-#endif
+#include "engine/core/backend.h"
 
 namespace nnr {
 
-#ifdef NNR_WITH_CUDA
-
 struct PinnedHostBuffer::Impl {
-  kernels::PinnedBuffer buffer;
+  std::unique_ptr<PinnedMemory> memory;
 };
 
 PinnedHostBuffer::PinnedHostBuffer(size_t bytes) : impl_(std::make_unique<Impl>()) {
-  impl_->buffer = kernels::PinnedBuffer(bytes);
+  std::string why;
+  DeviceLibrary* library = cuda_library(&why);
+  if (!library) throw Error("[context] " + why);
+  impl_->memory = library->pinned(bytes);
 }
-void* PinnedHostBuffer::data() { return impl_ ? impl_->buffer.data() : nullptr; }
-size_t PinnedHostBuffer::bytes() const { return impl_ ? impl_->buffer.bytes() : 0; }
+void* PinnedHostBuffer::data() { return impl_ ? impl_->memory->data() : nullptr; }
+size_t PinnedHostBuffer::bytes() const { return impl_ ? impl_->memory->bytes() : 0; }
 
 struct CapturedStep::Impl {
-  kernels::CapturedGraph graph;
-  kernels::CachingAllocator::PoolId pool = 0;
+  std::unique_ptr<RecordedWork> work;
 };
 
 void CapturedStep::record(const std::function<void()>& work) {
   clear();
-  kernels::CachingAllocator& allocator = ctx_.allocator();
-  const cudaStream_t stream = ctx_.stream();
-  const kernels::CachingAllocator::PoolId pool = allocator.begin_capture_pool();
-  try {
-    kernels::CapturedGraph::begin_capture(stream);
-    work();
-    allocator.end_capture_pool();
-    impl_->graph = kernels::CapturedGraph::end_capture(stream);
-  } catch (const std::exception& e) {
-    kernels::CapturedGraph::abandon_capture(stream);
-    allocator.end_capture_pool();
-    allocator.release_pool(pool);  // nothing recorded will run
-    throw Error(std::string("[cuda-graph] the step could not be recorded as a CUDA graph: ") + e.what());
-  }
-  impl_->pool = pool;
+  impl_->work = ctx_.backend().record(work);
 }
 
-void CapturedStep::replay() { impl_->graph.launch(ctx_.stream()); }
-
-bool CapturedStep::recorded() const { return !impl_->graph.empty(); }
-
-void CapturedStep::clear() noexcept {
-  if (impl_->graph.empty() && !impl_->pool) return;
-  // A replay may still be running: its graph and pool must outlive it.
-  const cudaError_t status = cudaStreamSynchronize(ctx_.stream());
-  if (status != cudaSuccess) std::fprintf(stderr, "[cuda-graph] stream sync failed: %s\n", cudaGetErrorString(status));
-  impl_->graph = kernels::CapturedGraph();
-  if (impl_->pool) ctx_.allocator().release_pool(impl_->pool);
-  impl_->pool = 0;
+void CapturedStep::replay() {
+  if (!impl_->work) throw Error("[cuda-graph] replay before a step was recorded");
+  impl_->work->replay();
 }
 
-#else  // built without CUDA: neither can be made, so the members below are unreachable.
+bool CapturedStep::recorded() const { return impl_->work != nullptr; }
 
-namespace {
-[[noreturn]] void throw_no_cuda() { throw Error("[context] " + Context::why_cuda_unavailable()); }
-}  // namespace
-
-struct PinnedHostBuffer::Impl {};
-PinnedHostBuffer::PinnedHostBuffer(size_t) { throw_no_cuda(); }
-void* PinnedHostBuffer::data() { return nullptr; }
-size_t PinnedHostBuffer::bytes() const { return 0; }
-
-struct CapturedStep::Impl {};
-void CapturedStep::record(const std::function<void()>&) { throw_no_cuda(); }
-void CapturedStep::replay() { throw_no_cuda(); }
-bool CapturedStep::recorded() const { return false; }
-void CapturedStep::clear() noexcept {}
-
-#endif
+void CapturedStep::clear() noexcept { impl_->work.reset(); }
 
 PinnedHostBuffer::PinnedHostBuffer() = default;
 PinnedHostBuffer::~PinnedHostBuffer() = default;

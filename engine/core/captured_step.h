@@ -1,6 +1,6 @@
 #pragma once
 // CapturedStep: work that only queues device operations on a Context's stream, recorded once as
-// a CUDA Graph (kernels/graph.h) and then replayed with one launch. A training step of a small
+// a CUDA Graph (kernels/cuda/graph.h) and then replayed with one launch. A training step of a small
 // model queues dozens of kernels that each run for microseconds; replaying them as one graph
 // removes their launch cost.
 //
@@ -13,7 +13,7 @@
 //     the PinnedHostBuffer's contents at the time it runs;
 //   - device memory it uses must stay where it was (no reallocated parameters or workspaces).
 // Memory the work allocates while being recorded comes from a private pool of the Context's
-// allocator (kernels/device_memory.h) that stays reserved for the graph until clear(), even after
+// allocator (kernels/cuda/device_memory.h) that stays reserved for the graph until clear(), even after
 // the tensors that held it are freed, because every replay writes it again.
 #include <cstddef>
 #include <cstdint>

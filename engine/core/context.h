@@ -5,28 +5,26 @@
 //
 // Lifetime: a Context must outlive every tensor allocated through it (their memory returns to its
 // allocator). One stream: the allocator may hand a freed block out again at once, which is safe
-// because every kernel queues on this stream behind the previous user's (kernels/device_memory.h).
+// because every kernel queues on this stream behind the previous user's (kernels/cuda/device_memory.h).
 //
-// In a build without CUDA the class still exists so every CPU path compiles, but constructing one
-// throws nnr::Error; cuda_available() says in advance whether it would succeed.
+// The CUDA objects belong to the CUDA backend (engine/core/backend.h), loaded on the first Context:
+// without it (a build without CUDA, or the CUDA libraries missing) constructing one throws
+// nnr::Error saying why; cuda_available() says in advance whether it would succeed.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 
-#ifdef NNR_WITH_CUDA
-#include <cuda_runtime_api.h>
-#endif
+#include "kernels/cuda_stream.h"
 
 namespace nnr {
 
-#ifdef NNR_WITH_CUDA
+class DeviceBackend;
 namespace kernels {
 class CachingAllocator;
 class BlasHandle;
 class DnnHandle;
 }  // namespace kernels
-#endif
 
 class Context {
  public:
@@ -37,7 +35,7 @@ class Context {
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 
-  // Empty when this build has CUDA and device 0 is usable (compute capability >= 8.0), else why not.
+  // Empty when the CUDA backend loads and device 0 is usable (compute capability >= 8.0), else why not.
   static std::string why_cuda_unavailable();
   static bool cuda_available() { return why_cuda_unavailable().empty(); }
 
@@ -65,19 +63,16 @@ class Context {
   void queue_download(void* pinned_dst, const void* device_src, size_t bytes);
   void zero_bytes(void* device_dst, size_t bytes);
 
-#ifdef NNR_WITH_CUDA
   cudaStream_t stream() const;
   kernels::CachingAllocator& allocator();
   kernels::BlasHandle& blas();
-#ifdef NNR_WITH_CUDNN
   // Created on first use: conv-free models never pay for cuDNN's initialisation.
   kernels::DnnHandle& dnn();
-#endif
-#endif
+  // The device's backend (the ops on its pointers, and everything above).
+  DeviceBackend& backend() { return *backend_; }
 
  private:
-  struct Impl;  // the CUDA objects; keeps CUDA headers out of every engine header
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<DeviceBackend> backend_;  // from the CUDA backend library
   int device_index_ = 0;
 };
 

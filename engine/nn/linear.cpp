@@ -39,7 +39,7 @@ Shape Linear::output_shape(const Shape& input) const {
 Tensor Linear::forward(const Tensor& x, bool /*training*/) {
   require_placement(weight_.value, x.placement(), "linear", "weight (move the model with Sequential::to)");
   Tensor y = Tensor::empty(output_shape(x.shape()), x.placement());
-  gemm_on(x.placement(), x.data(), false, weight_.value.data(), true, y.data(), x.dim(0), out_, in_, 1.0f, 0.0f);
+  gemm(x.placement(), x.data(), false, weight_.value.data(), true, y.data(), x.dim(0), out_, in_, 1.0f, 0.0f);
   add_bias(y, bias_.value);
   counts_.forward_flops += x.dim(0) * out_ * (2 * in_ + 1);
   return y;
@@ -60,12 +60,12 @@ void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
       Tensor dy_open = Tensor::empty({n, open}, where);
       gather_channels(dy, rows, open, dy_open);
       Tensor dw_open = Tensor::empty({open, in_}, where);
-      gemm_on(where, dy_open.data(), true, x.data(), false, dw_open.data(), open, in_, n, 1.0f, 0.0f);
+      gemm(where, dy_open.data(), true, x.data(), false, dw_open.data(), open, in_, n, 1.0f, 0.0f);
       scatter_add_rows(dw_open, rows, weight_.grad);
     }
     counts_.weight_grad_flops += 2 * n * open * in_;
   } else {
-    gemm_on(where, dy.data(), true, x.data(), false, weight_.grad.data(), out_, in_, n, 1.0f, 1.0f);
+    gemm(where, dy.data(), true, x.data(), false, weight_.grad.data(), out_, in_, n, 1.0f, 1.0f);
     counts_.weight_grad_flops += 2 * n * out_ * in_;
   }
 
@@ -78,7 +78,7 @@ void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   }
 
   if (dx) {
-    gemm_on(where, dy.data(), false, weight_.value.data(), false, dx->data(), n, in_, out_, 1.0f, 0.0f);
+    gemm(where, dy.data(), false, weight_.value.data(), false, dx->data(), n, in_, out_, 1.0f, 0.0f);
     counts_.input_grad_flops += 2 * n * out_ * in_;
   }
 }

@@ -5,7 +5,7 @@
 
 #include "engine/core/error.h"
 #include "engine/ops/elementwise.h"
-#include "engine/ops/pool.h"
+#include "engine/ops/max_pool.h"
 
 namespace nnr {
 

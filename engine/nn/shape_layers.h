@@ -5,7 +5,7 @@
 
 #include "engine/core/rng.h"
 #include "engine/nn/layer.h"
-#include "engine/ops/pool.h"
+#include "engine/ops/max_pool.h"
 
 namespace nnr {
 

@@ -1,10 +1,8 @@
 #include "engine/ops/gather.h"
 
+#include "engine/core/backend.h"
 #include "engine/core/error.h"
 #include "engine/ops/elementwise.h"
-#ifdef NNR_WITH_CUDA
-#include "kernels/gather.h"
-#endif
 
 namespace nnr {
 
@@ -29,23 +27,7 @@ void gather_channels(const Tensor& src, const int64_t* rows, int64_t count, Tens
     throw InvalidArgument("[gather_channels] cannot gather " + std::to_string(count) + " channels of " +
                           shape_to_string(src.shape()) + " into " + shape_to_string(dst.shape()));
   const AxisView v = axis1_view(src);
-  if (src.device() == Device::CUDA) {
-#ifdef NNR_WITH_CUDA
-    kernels::gather_slices(src.data(), v.outer, v.channels, v.inner, rows, count, dst.data(),
-                           src.context()->stream());
-    return;
-#else
-    throw_not_implemented_on_cuda("gather_channels");
-#endif
-  }
-  const float* s = src.data();
-  float* d = dst.data();
-  for (int64_t o = 0; o < v.outer; ++o)
-    for (int64_t r = 0; r < count; ++r) {
-      const float* from = s + (o * v.channels + rows[r]) * v.inner;
-      float* to = d + (o * count + r) * v.inner;
-      for (int64_t p = 0; p < v.inner; ++p) to[p] = from[p];
-    }
+  backend_of(src).gather_channels(src.data(), v.outer, v.channels, v.inner, rows, count, dst.data());
 }
 
 void scatter_add_rows(const Tensor& src, const int64_t* rows, Tensor& dst) {
@@ -58,21 +40,7 @@ void scatter_add_rows(const Tensor& src, const int64_t* rows, Tensor& dst) {
                           shape_to_string(dst.shape()));
   const int64_t count = src.dim(0);
   const int64_t row_length = count ? src.numel() / count : 0;
-  if (src.device() == Device::CUDA) {
-#ifdef NNR_WITH_CUDA
-    kernels::scatter_add_rows(src.data(), count, row_length, rows, dst.data(), src.context()->stream());
-    return;
-#else
-    throw_not_implemented_on_cuda("scatter_add_rows");
-#endif
-  }
-  const float* s = src.data();
-  float* d = dst.data();
-  for (int64_t r = 0; r < count; ++r) {
-    float* to = d + rows[r] * row_length;
-    const float* from = s + r * row_length;
-    for (int64_t k = 0; k < row_length; ++k) to[k] += from[k];
-  }
+  backend_of(src).scatter_add_rows(src.data(), count, row_length, rows, dst.data());
 }
 
 void bias_backward_rows(const Tensor& dy, const std::vector<int64_t>& rows, RowIndex& index, Tensor& db) {

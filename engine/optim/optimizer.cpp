@@ -3,11 +3,10 @@
 #include <cmath>
 
 #include "engine/core/error.h"
-#include "engine/optim/update_rules_cuda.h"
+#include "engine/core/backend.h"
+#include "engine/optim/mask_args.h"
 
 namespace nnr {
-
-static_assert(Optimizer::kStepScalars == kStepScalarCount, "one layout of the step scalars");
 
 Optimizer::Optimizer() = default;
 Optimizer::~Optimizer() = default;
@@ -20,7 +19,7 @@ double Optimizer::step(const std::vector<Parameter*>& params, bool want_penalty)
     require_placement(p->grad, where, "optimizer", ("gradient of " + p->name).c_str());
     require_shape(p->grad, p->value.shape(), "optimizer", ("gradient of " + p->name).c_str());
     p->mask.validate(p->value.numel(), p->rows(), p->name);
-    PenaltyView penalty;
+    kernels::PenaltyArgs penalty;
     if (p->anchor.defined() && lambda_ != 0.0f) {
       require_placement(p->anchor, where, "optimizer", ("anchor of " + p->name).c_str());
       require_shape(p->anchor, p->value.shape(), "optimizer", ("anchor of " + p->name).c_str());
@@ -40,9 +39,7 @@ double Optimizer::step(const std::vector<Parameter*>& params, bool want_penalty)
     }
     if (p->mask.selects_none()) {
       // Nothing to update; the penalty value is still reported.
-      penalty_total += where.device == Device::CUDA
-                           ? penalty_value_cuda(*where.context, p->value.data(), p->value.numel(), penalty)
-                           : penalty_value_cpu(p->value.data(), p->value.numel(), penalty);
+      penalty_total += backend_of(p->value).penalty_value(p->value.data(), p->value.numel(), penalty);
       continue;
     }
     if (where.device == Device::CUDA) {
@@ -50,7 +47,7 @@ double Optimizer::step(const std::vector<Parameter*>& params, bool want_penalty)
       const float* scalars = device_scalars_ ? device_scalars_ + kStepScalars * i : nullptr;
       penalty_total += update(*p, device_masks_->view_for(*p), penalty, scalars);
     } else {
-      penalty_total += update(*p, view_of(p->mask, p->row_length()), penalty, nullptr);
+      penalty_total += update(*p, mask_args_of(p->mask, p->row_length()), penalty, nullptr);
     }
   }
   return penalty_total;
@@ -62,20 +59,20 @@ const Tensor* Sgd::velocity(const Parameter& p) const {
 }
 
 void Sgd::write_step_scalars(const std::vector<Parameter*>& params, float* host_block) const {
-  for (size_t i = 0; i < params.size(); ++i) sgd_step_scalars(config_, host_block + kStepScalars * i);
+  for (size_t i = 0; i < params.size(); ++i) kernels::step_scalars(config_, host_block + kStepScalars * i);
 }
 
-double Sgd::update(Parameter& p, const MaskView& mask, const PenaltyView& penalty, const float* device_scalars) {
+double Sgd::update(Parameter& p, const kernels::MaskArgs& mask, const kernels::PenaltyArgs& penalty, const float* device_scalars) {
   float* velocity = nullptr;
   if (config_.momentum != 0.0f) {
     auto it = velocity_.find(&p);
     if (it == velocity_.end()) it = velocity_.emplace(&p, Tensor(p.value.shape(), p.value.placement())).first;
     velocity = it->second.data();
   }
-  if (p.value.device() == Device::CUDA)
-    return sgd_update_cuda(*p.value.context(), p.value.data(), p.grad.data(), velocity, p.value.numel(), config_,
-                           mask, penalty, device_scalars);
-  return sgd_update_cpu(p.value.data(), p.grad.data(), velocity, p.value.numel(), config_, mask, penalty);
+  SgdConfig config = config_;
+  config.scalars = device_scalars;
+  return backend_of(p.value).sgd_update(p.value.data(), p.grad.data(), velocity, p.value.numel(), config, mask,
+                                         penalty);
 }
 
 const Adam::State* Adam::state(const Parameter& p) const {
@@ -86,7 +83,7 @@ const Adam::State* Adam::state(const Parameter& p) const {
 void Adam::write_step_scalars(const std::vector<Parameter*>& params, float* host_block) const {
   for (size_t i = 0; i < params.size(); ++i) {
     const State* s = state(*params[i]);
-    adam_step_scalars(config_, (s ? s->step : 0) + 1, host_block + kStepScalars * i);
+    kernels::step_scalars(config_, (s ? s->step : 0) + 1, host_block + kStepScalars * i);
   }
 }
 
@@ -101,7 +98,7 @@ void Adam::count_replayed_step(const std::vector<Parameter*>& params) {
     }
 }
 
-double Adam::update(Parameter& p, const MaskView& mask, const PenaltyView& penalty, const float* device_scalars) {
+double Adam::update(Parameter& p, const kernels::MaskArgs& mask, const kernels::PenaltyArgs& penalty, const float* device_scalars) {
   auto it = state_.find(&p);
   if (it == state_.end())
     it = state_.emplace(&p, State{Tensor(p.value.shape(), p.value.placement()),
@@ -109,11 +106,10 @@ double Adam::update(Parameter& p, const MaskView& mask, const PenaltyView& penal
              .first;
   State& s = it->second;
   ++s.step;
-  if (p.value.device() == Device::CUDA)
-    return adam_update_cuda(*p.value.context(), p.value.data(), p.grad.data(), s.m.data(), s.v.data(),
-                            p.value.numel(), s.step, config_, mask, penalty, device_scalars);
-  return adam_update_cpu(p.value.data(), p.grad.data(), s.m.data(), s.v.data(), p.value.numel(), s.step, config_,
-                         mask, penalty);
+  AdamConfig config = config_;
+  config.scalars = device_scalars;
+  return backend_of(p.value).adam_update(p.value.data(), p.grad.data(), s.m.data(), s.v.data(), p.value.numel(),
+                                         s.step, config, mask, penalty);
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& o) {

@@ -1,20 +1,24 @@
 #pragma once
-// Optimizers: each step is one fused pass per parameter (see update_rules.h) that honours the
+// Optimizers: each step is one fused pass per parameter (kernels/masked_update.h) that honours the
 // parameter's UpdateMask and applies the importance penalty λ Σ Ω (θ − θ*)² in closed form.
 // Optimizer state is created on a parameter's first step and keyed by the Parameter's address,
 // so parameters must outlive the optimizer and not move. A parameter on CUDA is updated by the
-// same fused kernel on its tensors' Context (update_rules_cuda.h); its state lives beside it.
+// same fused kernel through its Context's backend (engine/core/backend.h); its state lives beside it.
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "engine/optim/parameter.h"
-#include "engine/optim/update_rules.h"
+#include "kernels/masked_update.h"
 
 namespace nnr {
 
 class DeviceMaskCache;
+
+// The optimizers' settings are the update ops' argument structs (one declaration, kernels/).
+using SgdConfig = kernels::SgdArgs;
+using AdamConfig = kernels::AdamArgs;
 
 class Optimizer {
  public:
@@ -37,14 +41,14 @@ class Optimizer {
   // params[i] of step()). write_step_scalars fills a host image of the block with the values the
   // next step() of `params` uses; count_replayed_step advances what a step advances on the host
   // (Adam's step counts) for a step that ran as a replay. A null block: arguments again.
-  static constexpr int kStepScalars = 3;
+  static constexpr int kStepScalars = kernels::kStepScalarCount;
   void read_step_scalars_from(const float* device_block) { device_scalars_ = device_block; }
   virtual void write_step_scalars(const std::vector<Parameter*>& params, float* host_block) const = 0;
   virtual void count_replayed_step(const std::vector<Parameter*>& /*params*/) {}
 
  protected:
   // device_scalars: this parameter's slot of the step-scalar block, or null.
-  virtual double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty,
+  virtual double update(Parameter& p, const kernels::MaskArgs& mask, const kernels::PenaltyArgs& penalty,
                         const float* device_scalars) = 0;
 
  private:
@@ -63,7 +67,7 @@ class Sgd final : public Optimizer {
   void write_step_scalars(const std::vector<Parameter*>& params, float* host_block) const override;
 
  protected:
-  double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty, const float* device_scalars) override;
+  double update(Parameter& p, const kernels::MaskArgs& mask, const kernels::PenaltyArgs& penalty, const float* device_scalars) override;
 
  private:
   SgdConfig config_;
@@ -85,7 +89,7 @@ class Adam final : public Optimizer {
   void count_replayed_step(const std::vector<Parameter*>& params) override;
 
  protected:
-  double update(Parameter& p, const MaskView& mask, const PenaltyView& penalty, const float* device_scalars) override;
+  double update(Parameter& p, const kernels::MaskArgs& mask, const kernels::PenaltyArgs& penalty, const float* device_scalars) override;
 
  private:
   AdamConfig config_;

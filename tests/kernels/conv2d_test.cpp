@@ -3,7 +3,7 @@
 
 #include "engine/core/tensor.h"
 #include "engine/ops/conv2d.h"
-#include "kernels/dnn.h"
+#include "kernels/cuda/dnn_handle.h"
 #include "tests/kernels/gpu_test_util.h"
 
 using namespace nnr;

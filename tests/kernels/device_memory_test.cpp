@@ -18,17 +18,18 @@
 #include <vector>
 
 #include "engine/core/rng.h"
-#include "kernels/cuda_check.h"
-#include "kernels/device_memory.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_memory.h"
 #ifndef NNR_MEMORY_HOST_TESTS_ONLY
-#include "kernels/blas.h"
+#include "kernels/cuda/blas_handle.h"
+#include "kernels/gemm.h"
 #include "kernels/elementwise.h"
 #include "kernels/masked_update.h"
 #include "kernels/reduce.h"
-#include "kernels/softmax_xent.h"
+#include "kernels/softmax_cross_entropy.h"
 #include "tests/kernels/gpu_test_util.h"
 #ifdef NNR_WITH_CUDNN
-#include "kernels/dnn.h"
+#include "kernels/cuda/dnn_handle.h"
 #endif
 #endif
 
@@ -663,9 +664,9 @@ TEST_CASE("steady-state training loop performs no cudaMalloc or cudaFree after i
     NNR_CUDA_CHECK(cudaMemcpyAsync(logits.data(), host_logits.data(), logits.bytes(), cudaMemcpyHostToDevice, stream));
     kernels::add_bias(logits.as<float>(), bias.get(), batch, classes, 1, stream);
     kernels::relu_forward(logits.as<float>(), logits.as<float>(), batch * classes, stream);
-    kernels::softmax_xent_forward(logits.as<float>(), labels.get(), batch, classes, probs.as<float>(),
+    kernels::softmax_cross_entropy_forward(logits.as<float>(), labels.get(), batch, classes, probs.as<float>(),
                                   scalars.as<double>(), stream);
-    kernels::softmax_xent_backward(probs.as<float>(), labels.get(), batch, classes, 1.0f / batch, dlogits.as<float>(),
+    kernels::softmax_cross_entropy_backward(probs.as<float>(), labels.get(), batch, classes, 1.0f / batch, dlogits.as<float>(),
                                    stream);
     NNR_CUDA_CHECK(cudaMemcpyAsync(grad.data(), dlogits.data(), grad.bytes(), cudaMemcpyDeviceToDevice, stream));
     kernels::PenaltyArgs penalty;

@@ -27,7 +27,7 @@ std::vector<int64_t> random_rows(int64_t total, int64_t count, Rng& rng) {
 }  // namespace
 
 // Pure copies and one IEEE add per element of the same operands: bit-identical to the CPU.
-TEST_CASE("gather_slices and scatter_add_rows kernels are bit-identical to the CPU", "[cuda][gather]") {
+TEST_CASE("gather_channels and scatter_add_rows kernels are bit-identical to the CPU", "[cuda][gather]") {
   test::Stream stream;
   Rng rng(21);
   for (const int64_t outer : test::awkward_rows())
@@ -42,8 +42,8 @@ TEST_CASE("gather_slices and scatter_add_rows kernels are bit-identical to the C
 
         DeviceArray<float> d_src(src, stream), d_dst(static_cast<size_t>(shape_numel(dst_shape)), stream);
         DeviceArray<int64_t> d_rows(rows, stream);
-        kernels::gather_slices(d_src.get(), outer, channels, inner, d_rows.get(), open, d_dst.get(), stream);
-        test::require_bit_identical(d_dst.download(), want.to_vector(), "gather_slices");
+        kernels::gather_channels(d_src.get(), outer, channels, inner, d_rows.get(), open, d_dst.get(), stream);
+        test::require_bit_identical(d_dst.download(), want.to_vector(), "gather_channels");
 
         // Scatter the compact [open, outer·inner] rows back into a [channels, outer·inner] gradient.
         const int64_t row_length = outer * inner;

@@ -2,7 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "engine/ops/gemm.h"
-#include "kernels/blas.h"
+#include "kernels/cuda/blas_handle.h"
 #include "tests/kernels/gpu_test_util.h"
 
 using namespace nnr;

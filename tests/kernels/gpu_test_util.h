@@ -13,8 +13,8 @@
 
 #include "engine/core/rng.h"
 #include "engine/optim/update_mask.h"
-#include "kernels/cuda_check.h"
-#include "kernels/device_memory.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_memory.h"
 #include "kernels/masked_update.h"
 
 namespace nnr::test {

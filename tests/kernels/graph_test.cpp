@@ -7,9 +7,9 @@
 
 #include "engine/core/rng.h"
 #include "engine/optim/update_mask.h"
-#include "kernels/device_memory.h"
+#include "kernels/cuda/device_memory.h"
 #include "kernels/elementwise.h"
-#include "kernels/graph.h"
+#include "kernels/cuda/graph.h"
 #include "kernels/masked_update.h"
 #include "tests/kernels/gpu_test_util.h"
 

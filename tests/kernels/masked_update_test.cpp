@@ -1,11 +1,11 @@
 // The fused masked SGD / Adam kernels against sgd_update_cpu / adam_update_cpu
-// (engine/optim/update_rules.h), for every mask kind, with and without the importance penalty.
+// (kernels/masked_update.h), for every mask kind, with and without the importance penalty.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 
 #include "engine/optim/update_mask.h"
-#include "engine/optim/update_rules.h"
+#include "engine/optim/mask_args.h"
 #include "kernels/masked_update.h"
 #include "tests/kernels/gpu_test_util.h"
 
@@ -101,7 +101,7 @@ void run_case(Optimizer opt, PenaltyKind pk, const MaskCase& mc, int64_t rows, i
 
   // CPU reference on host copies.
   auto theta = theta0, state = state0, second = second0, path = path0;
-  PenaltyView pv;
+  kernels::PenaltyArgs pv;
   if (pk != PenaltyKind::None) {
     pv.anchor = anchor.data();
     pv.omega = pk == PenaltyKind::Full ? omega.data() : nullptr;
@@ -109,15 +109,15 @@ void run_case(Optimizer opt, PenaltyKind pk, const MaskCase& mc, int64_t rows, i
     pv.path_integral = pk == PenaltyKind::Full ? path.data() : nullptr;
     pv.want_value = true;
   }
-  const MaskView mv = view_of(mc.mask, row_length);
-  const SgdConfig sgd{0.05f, opt == Optimizer::Sgd ? 0.0f : 0.9f, 1e-3f, opt == Optimizer::SgdNesterov};
-  const AdamConfig adam{0.01f, 0.9f, 0.999f, 1e-8f, 1e-3f};
+  const kernels::MaskArgs mv = mask_args_of(mc.mask, row_length);
+  const kernels::SgdArgs sgd{0.05f, opt == Optimizer::Sgd ? 0.0f : 0.9f, 1e-3f, opt == Optimizer::SgdNesterov};
+  const kernels::AdamArgs adam{0.01f, 0.9f, 0.999f, 1e-8f, 1e-3f};
   const int64_t step = 3;
   double value_cpu = 0.0;
   if (opt == Optimizer::Adam)
-    value_cpu = adam_update_cpu(theta.data(), grad.data(), state.data(), second.data(), n, step, adam, mv, pv);
+    value_cpu = kernels::adam_update_cpu(theta.data(), grad.data(), state.data(), second.data(), n, step, adam, mv, pv);
   else
-    value_cpu = sgd_update_cpu(theta.data(), grad.data(), opt == Optimizer::Sgd ? nullptr : state.data(), n, sgd, mv, pv);
+    value_cpu = kernels::sgd_update_cpu(theta.data(), grad.data(), opt == Optimizer::Sgd ? nullptr : state.data(), n, sgd, mv, pv);
 
   // The same on the device.
   OffsetArray d_theta(theta0, offset, stream), d_grad(grad, offset, stream), d_state(state0, offset, stream),

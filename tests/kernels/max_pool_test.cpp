@@ -1,10 +1,10 @@
-// Max-pool kernels against engine/ops/pool.h.
+// Max-pool kernels against engine/ops/max_pool.h.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 
 #include "engine/core/tensor.h"
-#include "engine/ops/pool.h"
+#include "engine/ops/max_pool.h"
 #include "kernels/max_pool.h"
 #include "tests/kernels/gpu_test_util.h"
 

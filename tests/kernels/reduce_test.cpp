@@ -6,6 +6,7 @@
 
 #include "engine/core/tensor.h"
 #include "engine/ops/elementwise.h"
+#include "kernels/elementwise.h"
 #include "kernels/reduce.h"
 #include "tests/kernels/gpu_test_util.h"
 

@@ -6,7 +6,7 @@
 #include "apps/trainer/continual_tasks.h"
 #include "engine/nn/model_spec.h"
 #include "engine/optim/optimizer.h"
-#include "engine/optim/update_rules.h"
+#include "engine/optim/mask_args.h"
 #include "regularizers/regularizer.h"
 #include "test_helpers.h"
 
@@ -53,7 +53,7 @@ TEST_CASE("the penalty the optimizer reports equals a plain λΣΩ(θ−θ*)² o
 TEST_CASE("the penalty's gradient 2λΩ(θ−θ*) matches finite differences of its value", "[regularizers][penalty]") {
   Sequential model = consolidated_and_moved(2);
   Parameter& w = *model.parameters()[0];
-  PenaltyView view;
+  kernels::PenaltyArgs view;
   view.anchor = w.anchor.data();
   view.omega = w.omega.data();
   view.lambda = 2.5f;
@@ -61,9 +61,9 @@ TEST_CASE("the penalty's gradient 2λΩ(θ−θ*) matches finite differences of 
   for (int64_t k = 0; k < w.value.numel(); ++k) {
     const float saved = w.value[k], h = 1e-2f;
     w.value[k] = saved + h;
-    const double up = penalty_value_cpu(w.value.data(), w.value.numel(), view);
+    const double up = kernels::penalty_value_cpu(w.value.data(), w.value.numel(), view);
     w.value[k] = saved - h;
-    const double down = penalty_value_cpu(w.value.data(), w.value.numel(), view);
+    const double down = kernels::penalty_value_cpu(w.value.data(), w.value.numel(), view);
     w.value[k] = saved;
     const double analytic = 2.0 * 2.5 * w.omega[k] * (static_cast<double>(saved) - w.anchor[k]);
     // The penalty is quadratic, so central differences are exact up to float rounding of the sum.

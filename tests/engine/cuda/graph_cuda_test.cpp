@@ -16,7 +16,7 @@
 #include "engine/nn/model_spec.h"
 #include "engine/nn/tape.h"
 #include "engine/optim/optimizer.h"
-#include "kernels/device_memory.h"
+#include "kernels/cuda/device_memory.h"
 
 using namespace nnr;
 using nnr::test::relative_frobenius;

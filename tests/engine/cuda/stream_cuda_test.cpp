@@ -18,8 +18,8 @@
 #include "engine/core/rng.h"
 #include "engine/core/tensor.h"
 #include "engine/nn/model_spec.h"
-#include "kernels/blas.h"
-#include "kernels/device_memory.h"
+#include "kernels/cuda/blas_handle.h"
+#include "kernels/cuda/device_memory.h"
 
 using namespace nnr;
 using nnr::test::relative_frobenius;

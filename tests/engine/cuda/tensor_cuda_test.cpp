@@ -17,7 +17,7 @@
 #include "engine/ops/conv2d.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/gemm.h"
-#include "engine/ops/pool.h"
+#include "engine/ops/max_pool.h"
 #include "engine/ops/softmax_cross_entropy.h"
 
 using namespace nnr;

@@ -3,15 +3,15 @@
 // the cuBLAS handle, binds it to the engine's stream and gives it a fixed workspace (so cuBLAS
 // allocates nothing per call), borrowed from the context's CachingAllocator when given one (so
 // the allocator's out-of-memory retry, its bound and its counters see it), else cudaMalloc'd.
-// TF32 is off unless asked for: fp32 results then match the CPU reference (engine/ops/gemm.h
-// gemm_cpu) to fp32 rounding.
+// TF32 is off unless asked for: fp32 results then match the CPU reference (kernels/gemm.h
+// gemm_cpu) to fp32 rounding. Defined in kernels/gemm.cu; the launcher is kernels::gemm (kernels/gemm.h).
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/device_memory.h"
+#include "kernels/cuda/device_memory.h"
 
 namespace nnr::kernels {
 
@@ -41,11 +41,5 @@ class BlasHandle {
   cudaStream_t stream_ = nullptr;
   DeviceBuffer workspace_;
 };
-
-// Row-major C[m, n] = alpha · op(A) · op(B) + beta · C; A is [m, k] ([k, m] when transpose_a),
-// B is [k, n] ([n, k] when transpose_b). Same arguments as gemm_cpu plus the handle. With
-// beta == 0, C's previous contents are ignored. Runs on the handle's stream.
-void gemm(BlasHandle& blas, const float* a, bool transpose_a, const float* b, bool transpose_b, float* c, int64_t m,
-          int64_t n, int64_t k, float alpha, float beta);
 
 }  // namespace nnr::kernels

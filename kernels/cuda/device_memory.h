@@ -31,7 +31,7 @@
 //    training step's temporaries, or every step would cudaFree and cudaMalloc them again.
 //  * What goes through it: tensors (engine Context), and the cuBLAS and cuDNN workspaces when
 //    BlasHandle / DnnHandle are given the allocator. Page-locked host buffers (PinnedBuffer,
-//    kernels/graph.h) are host memory and stay outside it, as does what cuBLAS / cuDNN allocate
+//    kernels/cuda/graph.h) are host memory and stay outside it, as does what cuBLAS / cuDNN allocate
 //    internally.
 // Its counters record every real cudaMalloc / cudaFree so tests can prove a steady-state loop
 // performs none after its warm-up.
@@ -41,7 +41,7 @@
 // previous user's. Code that uses a buffer on another stream must synchronise before freeing it.
 // Host<->device copies are explicit (copy_from_host / copy_to_host) and meant for the edges only.
 //
-// Private pools (for CUDA Graphs, kernels/graph.h): between begin_capture_pool and
+// Private pools (for CUDA Graphs, kernels/cuda/graph.h): between begin_capture_pool and
 // end_capture_pool every block handed out to, or returned by, the capturing thread belongs to the
 // pool. A pool's blocks stay reserved for it until release_pool, even when the tensors holding
 // them are freed, because a captured graph writes them again at every replay; nothing outside the

@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "kernels/cuda_check.h"
+#include "kernels/cuda/cuda_check.h"
 
 namespace nnr::kernels {
 

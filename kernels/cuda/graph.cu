@@ -1,9 +1,9 @@
-#include "kernels/graph.h"
+#include "kernels/cuda/graph.h"
 
 #include <cstdio>
 #include <utility>
 
-#include "kernels/cuda_check.h"
+#include "kernels/cuda/cuda_check.h"
 
 namespace nnr::kernels {
 

@@ -1,26 +1,28 @@
-#include "engine/optim/update_rules.h"
+// The CPU reference of the fused masked updates (kernels/masked_update.h), and the step scalars
+// the CUDA kernels read in a replayed step.
+#include "kernels/masked_update.h"
 
 #include <cmath>
 
-namespace nnr {
+namespace nnr::kernels {
 namespace {
 
 // Calls body(i) for every selected element index i in [0, n), in parallel for large ranges.
 template <typename Body>
-void for_each_selected(int64_t n, const MaskView& mask, Body body) {
+void for_each_selected(int64_t n, const MaskArgs& mask, Body body) {
   switch (mask.kind) {
-    case UpdateMask::Kind::All:
+    case MaskKind::All:
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
       for (int64_t i = 0; i < n; ++i) body(i);
       break;
-    case UpdateMask::Kind::Rows:
+    case MaskKind::Rows:
 #pragma omp parallel for schedule(static) if (mask.row_count * mask.row_length > (1 << 16))
       for (int64_t r = 0; r < mask.row_count; ++r) {
         const int64_t begin = mask.rows[r] * mask.row_length;
         for (int64_t i = begin; i < begin + mask.row_length; ++i) body(i);
       }
       break;
-    case UpdateMask::Kind::Elements:
+    case MaskKind::Elements:
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
       for (int64_t i = 0; i < n; ++i)
         if ((mask.bits[i >> 5] >> (i & 31)) & 1u) body(i);
@@ -30,7 +32,7 @@ void for_each_selected(int64_t n, const MaskView& mask, Body body) {
 
 }  // namespace
 
-double penalty_value_cpu(const float* theta, int64_t n, const PenaltyView& p) {
+double penalty_value_cpu(const float* theta, int64_t n, const PenaltyArgs& p) {
   if (!p.want_value || !p.anchor) return 0.0;
   double sum = 0.0;
 #pragma omp parallel for reduction(+ : sum) schedule(static) if (n > (1 << 16))
@@ -44,7 +46,7 @@ double penalty_value_cpu(const float* theta, int64_t n, const PenaltyView& p) {
 namespace {
 
 // The proximal step towards θ* and the SI path integral, shared by every optimizer.
-inline float finish_update(int64_t i, float old_theta, float stepped, float g, float lr, const PenaltyView& p) {
+inline float finish_update(int64_t i, float old_theta, float stepped, float g, float lr, const PenaltyArgs& p) {
   float result = stepped;
   if (p.anchor) {
     const float c = 2.0f * lr * p.lambda * (p.omega ? p.omega[i] : 1.0f);
@@ -56,21 +58,13 @@ inline float finish_update(int64_t i, float old_theta, float stepped, float g, f
 
 }  // namespace
 
-MaskView view_of(const UpdateMask& mask, int64_t row_length) {
-  MaskView v;
-  v.kind = mask.kind;
-  v.rows = mask.rows.data();
-  v.row_count = static_cast<int64_t>(mask.rows.size());
-  v.row_length = row_length;
-  v.bits = mask.bits.data();
-  return v;
-}
-
 // The common case (every entry, no penalty, no SI) as a loop the compiler vectorises: the
 // general path's per-element branches and possible aliasing keep it scalar, and on a small MLP
 // the update was 8 % of a training step.
+namespace {
+
 void sgd_momentum_update_dense(float* __restrict theta, const float* __restrict grad, float* __restrict velocity,
-                               int64_t n, const SgdConfig& c) {
+                               int64_t n, const SgdArgs& c) {
   const float lr = c.lr, mu = c.momentum, wd = c.weight_decay;
 #pragma omp parallel for simd schedule(static) if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i) {
@@ -81,11 +75,13 @@ void sgd_momentum_update_dense(float* __restrict theta, const float* __restrict 
   }
 }
 
-double sgd_update_cpu(float* theta, const float* grad, float* velocity, int64_t n, const SgdConfig& c,
-                      const MaskView& mask, const PenaltyView& penalty) {
+}  // namespace
+
+double sgd_update_cpu(float* theta, const float* grad, float* velocity, int64_t n, const SgdArgs& c,
+                      const MaskArgs& mask, const PenaltyArgs& penalty) {
   const double value = penalty_value_cpu(theta, n, penalty);
   const bool momentum = c.momentum != 0.0f;
-  if (mask.kind == UpdateMask::Kind::All && !penalty.anchor && !penalty.path_integral && momentum && !c.nesterov) {
+  if (mask.kind == MaskKind::All && !penalty.anchor && !penalty.path_integral && momentum && !c.nesterov) {
     sgd_momentum_update_dense(theta, grad, velocity, n, c);
     return value;
   }
@@ -104,7 +100,7 @@ double sgd_update_cpu(float* theta, const float* grad, float* velocity, int64_t 
 }
 
 double adam_update_cpu(float* theta, const float* grad, float* m, float* v, int64_t n, int64_t step,
-                       const AdamConfig& c, const MaskView& mask, const PenaltyView& penalty) {
+                       const AdamArgs& c, const MaskArgs& mask, const PenaltyArgs& penalty) {
   const double value = penalty_value_cpu(theta, n, penalty);
   const float correction1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(c.beta1), static_cast<double>(step)));
   const float correction2 = 1.0f - static_cast<float>(std::pow(static_cast<double>(c.beta2), static_cast<double>(step)));
@@ -123,4 +119,20 @@ double adam_update_cpu(float* theta, const float* grad, float* m, float* v, int6
   return value;
 }
 
-}  // namespace nnr
+
+void step_scalars(const SgdArgs& c, float out[kStepScalarCount]) {
+  out[0] = c.lr;
+  out[1] = c.lr;
+  out[2] = 1.0f;
+}
+
+void step_scalars(const AdamArgs& c, int64_t step, float out[kStepScalarCount]) {
+  // Bias corrections on the host in double, exactly as adam_update_cpu computes them.
+  const float correction1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(c.beta1), static_cast<double>(step)));
+  const float correction2 = 1.0f - static_cast<float>(std::pow(static_cast<double>(c.beta2), static_cast<double>(step)));
+  out[0] = c.lr;
+  out[1] = c.lr / correction1;
+  out[2] = 1.0f / std::sqrt(correction2);
+}
+
+}  // namespace nnr::kernels

@@ -6,7 +6,7 @@
 // buffer, grown to the largest need, is reused (borrowed from the handle's CachingAllocator when
 // it has one).
 // Accumulation: cuDNN's own; backward-filter uses beta = 1 to add into dw when accumulating.
-#include "kernels/dnn.h"
+#include "kernels/cuda/dnn_handle.h"
 
 #include <cudnn.h>
 
@@ -17,8 +17,8 @@
 #include <string>
 #include <tuple>
 
-#include "kernels/cuda_check.h"
-#include "kernels/device_memory.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_memory.h"
 
 namespace nnr::kernels {
 namespace {

@@ -4,15 +4,17 @@
 //   cublasSgemm(opB, opA, n, m, k, B, ldb, A, lda, C, ldc = n)
 // with lda = (transpose_a ? m : k), ldb = (transpose_b ? k : n) (the row lengths as stored).
 // Accumulation: cuBLAS's own (fp32 FMA; TF32 tensor cores only when allowed). No atomics.
-#include "kernels/blas.h"
+#include "kernels/gemm.h"
+
+#include "kernels/cuda/blas_handle.h"
 
 #include <climits>
 #include <cstdio>
 #include <string>
 #include <utility>
 
-#include "kernels/cuda_check.h"
-#include "kernels/launch.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch.h"
 
 namespace nnr::kernels {
 namespace {

@@ -1,12 +1,20 @@
-#include "engine/ops/pool.h"
+#include "engine/ops/max_pool.h"
 
-#include "engine/core/context.h"
+#include "engine/core/backend.h"
 #include "engine/core/error.h"
-#ifdef NNR_WITH_CUDA
-#include "kernels/max_pool.h"
-#endif
 
 namespace nnr {
+namespace {
+
+kernels::PoolShape pool_shape_of(const Shape& input, int64_t window, int64_t stride) {
+  kernels::PoolShape shape;
+  shape.planes = input[0] * input[1];
+  shape.height = input[2], shape.width = input[3];
+  shape.window = window, shape.stride = stride;
+  return shape;
+}
+
+}  // namespace
 
 Shape max_pool2d_output_shape(const Shape& in, int64_t window, int64_t stride) {
   if (in.size() != 4)
@@ -23,27 +31,8 @@ void max_pool2d_forward(const Tensor& x, int64_t window, int64_t stride, Tensor&
   require_cpu(x, "max_pool2d");
   const Shape out = max_pool2d_output_shape(x.shape(), window, stride);
   require_shape(y, out, "max_pool2d", "output");
-  const int64_t planes = out[0] * out[1], h = x.dim(2), w = x.dim(3), ho = out[2], wo = out[3];
   argmax.resize(static_cast<size_t>(y.numel()));
-  const float* in = x.data();
-  float* o = y.data();
-#pragma omp parallel for schedule(static) if (x.numel() > 65536)
-  for (int64_t p = 0; p < planes; ++p) {
-    const float* plane = in + p * h * w;
-    for (int64_t i = 0; i < ho; ++i)
-      for (int64_t j = 0; j < wo; ++j) {
-        int64_t best = (i * stride) * w + j * stride;
-        for (int64_t di = 0; di < window; ++di)
-          for (int64_t dj = 0; dj < window; ++dj) {
-            const int64_t idx = (i * stride + di) * w + (j * stride + dj);
-            // Strict '>' keeps the first maximum, and a NaN never wins: same as a plain scan.
-            if (plane[idx] > plane[best]) best = idx;
-          }
-        const int64_t out_idx = (p * ho + i) * wo + j;
-        o[out_idx] = plane[best];
-        argmax[static_cast<size_t>(out_idx)] = p * h * w + best;
-      }
-  }
+  cpu_backend().max_pool2d_forward(x.data(), pool_shape_of(x.shape(), window, stride), y.data(), argmax.data());
 }
 
 void max_pool2d_backward(const Tensor& dy, const std::vector<int64_t>& argmax, Tensor& dx) {
@@ -51,10 +40,7 @@ void max_pool2d_backward(const Tensor& dy, const std::vector<int64_t>& argmax, T
   if (static_cast<int64_t>(argmax.size()) != dy.numel())
     throw InvalidArgument("[max_pool2d_backward] argmax has " + std::to_string(argmax.size()) + " entries for " +
                           std::to_string(dy.numel()) + " gradients");
-  dx.zero();
-  float* d = dx.data();
-  const float* g = dy.data();
-  for (int64_t i = 0; i < dy.numel(); ++i) d[argmax[static_cast<size_t>(i)]] += g[i];
+  kernels::max_pool2d_backward_cpu(dy.data(), argmax.data(), dy.numel(), dx.data(), dx.numel());
 }
 
 void max_pool2d_forward(const Tensor& x, int64_t window, int64_t stride, Tensor& y, MaxPoolArgmax& argmax) {
@@ -66,21 +52,13 @@ void max_pool2d_forward(const Tensor& x, int64_t window, int64_t stride, Tensor&
   const Shape out = max_pool2d_output_shape(x.shape(), window, stride);
   require_placement(y, x.placement(), "max_pool2d", "output");
   require_shape(y, out, "max_pool2d", "output");
-#ifdef NNR_WITH_CUDA
   argmax.host.clear();
   argmax.window = window, argmax.stride = stride;
   const Shape storage{2 * y.numel()};
   if (argmax.device_storage.shape() != storage || argmax.device_storage.context() != x.context())
     argmax.device_storage = Tensor::empty(storage, x.placement());
-  kernels::PoolShape shape;
-  shape.planes = x.dim(0) * x.dim(1);
-  shape.height = x.dim(2), shape.width = x.dim(3);
-  shape.window = window, shape.stride = stride;
-  kernels::max_pool2d_forward(x.data(), shape, y.data(), reinterpret_cast<int64_t*>(argmax.device_storage.data()),
-                              x.context()->stream());
-#else
-  throw_not_implemented_on_cuda("max_pool2d");
-#endif
+  backend_of(x).max_pool2d_forward(x.data(), pool_shape_of(x.shape(), window, stride), y.data(),
+                                   reinterpret_cast<int64_t*>(argmax.device_storage.data()));
 }
 
 void max_pool2d_backward(const Tensor& dy, const MaxPoolArgmax& argmax, Tensor& dx) {
@@ -94,19 +72,12 @@ void max_pool2d_backward(const Tensor& dy, const MaxPoolArgmax& argmax, Tensor& 
     throw InvalidArgument("[max_pool2d_backward] argmax of " + std::to_string(argmax.device_storage.numel() / 2) +
                           " outputs for " + std::to_string(dy.numel()) + " gradients");
   if (dx.rank() != 4) throw InvalidArgument("[max_pool2d_backward] expected [N, C, H, W] dx, got " + shape_to_string(dx.shape()));
-#ifdef NNR_WITH_CUDA
-  kernels::PoolShape shape;
-  shape.planes = dx.dim(0) * dx.dim(1);
-  shape.height = dx.dim(2), shape.width = dx.dim(3);
-  shape.window = argmax.window, shape.stride = argmax.stride;
+  const kernels::PoolShape shape = pool_shape_of(dx.shape(), argmax.window, argmax.stride);
   if (shape.window < 1 || shape.stride < 1 || shape.out_numel() != dy.numel())
     throw InvalidArgument("[max_pool2d_backward] dx " + shape_to_string(dx.shape()) + " does not match the forward's " +
                           std::to_string(dy.numel()) + " outputs");
-  kernels::max_pool2d_backward(dy.data(), reinterpret_cast<const int64_t*>(argmax.device_storage.data()), shape,
-                               dx.data(), dy.context()->stream());
-#else
-  throw_not_implemented_on_cuda("max_pool2d_backward");
-#endif
+  backend_of(dy).max_pool2d_backward(dy.data(), reinterpret_cast<const int64_t*>(argmax.device_storage.data()), shape,
+                                     dx.data());
 }
 
 }  // namespace nnr

@@ -5,7 +5,7 @@
 
 #include "engine/core/tensor.h"
 #include "engine/ops/softmax_cross_entropy.h"
-#include "kernels/softmax_xent.h"
+#include "kernels/softmax_cross_entropy.h"
 #include "tests/kernels/gpu_test_util.h"
 
 using namespace nnr;
@@ -43,7 +43,7 @@ std::vector<int32_t> labels_for(int64_t rows, int64_t k, Rng& rng) {
 
 }  // namespace
 
-TEST_CASE("softmax cross-entropy forward kernel matches the CPU, stable at large logits", "[cuda][softmax_xent]") {
+TEST_CASE("softmax cross-entropy forward kernel matches the CPU, stable at large logits", "[cuda][softmax_cross_entropy]") {
   test::Stream stream;
   Rng rng(21);
   for (const int64_t rows : test::awkward_rows())
@@ -57,7 +57,7 @@ TEST_CASE("softmax cross-entropy forward kernel matches the CPU, stable at large
       DeviceArray<float> d_x(x, stream), d_p(x.size(), stream);
       DeviceArray<int32_t> d_labels(labels, stream);
       DeviceArray<double> d_loss(1, stream);
-      kernels::softmax_xent_forward(d_x.get(), d_labels.get(), rows, k, d_p.get(), d_loss.get(), stream);
+      kernels::softmax_cross_entropy_forward(d_x.get(), d_labels.get(), rows, k, d_p.get(), d_loss.get(), stream);
       test::require_close(d_p.download(), probs.to_vector(), kProbRel, kProbAbs, "probabilities");
       const double got = d_loss.download()[0];
       REQUIRE(std::isfinite(got));
@@ -72,7 +72,7 @@ TEST_CASE("softmax cross-entropy forward kernel matches the CPU, stable at large
 }
 
 // Given the same probabilities, (p·scale) − scale at the label is rounded exactly as on the CPU.
-TEST_CASE("softmax cross-entropy backward kernel is bit-identical to the CPU", "[cuda][softmax_xent]") {
+TEST_CASE("softmax cross-entropy backward kernel is bit-identical to the CPU", "[cuda][softmax_cross_entropy]") {
   test::Stream stream;
   Rng rng(22);
   for (const int64_t rows : test::awkward_rows())
@@ -88,7 +88,7 @@ TEST_CASE("softmax cross-entropy backward kernel is bit-identical to the CPU", "
 
       DeviceArray<float> d_p(probs.to_vector(), stream), d_d(x.size(), stream);
       DeviceArray<int32_t> d_labels(labels, stream);
-      kernels::softmax_xent_backward(d_p.get(), d_labels.get(), rows, k, scale, d_d.get(), stream);
+      kernels::softmax_cross_entropy_backward(d_p.get(), d_labels.get(), rows, k, scale, d_d.get(), stream);
       test::require_bit_identical(d_d.download(), d.to_vector(), "dlogits");
     }
 }

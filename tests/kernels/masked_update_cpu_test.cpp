@@ -6,7 +6,7 @@
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/core/tensor.h"
-#include "engine/optim/update_rules.h"
+#include "engine/optim/mask_args.h"
 
 using namespace nnr;
 
@@ -42,16 +42,16 @@ TEST_CASE("masked SGD and Adam leave masked-out values and state bit-identical",
   const int64_t rows = 7, row_length = 33, n = rows * row_length;  // 231 elements, not a multiple of 32
   for (const MaskCase& mc : mask_cases(rows, row_length, rng)) {
     INFO("mask " << mc.name);
-    const MaskView view = view_of(mc.mask, row_length);
+    const kernels::MaskArgs view = mask_args_of(mc.mask, row_length);
     auto theta = random_values(n, rng), grad = random_values(n, rng), vel = random_values(n, rng);
     auto m = random_values(n, rng), v = random_values(n, rng);
     for (auto& x : v) x = std::abs(x);
     const auto theta0 = theta, vel0 = vel, m0 = m, v0 = v;
     auto theta_adam = theta;
 
-    SgdConfig sgd{0.1f, 0.9f, 0.01f, false};
-    sgd_update_cpu(theta.data(), grad.data(), vel.data(), n, sgd, view, {});
-    adam_update_cpu(theta_adam.data(), grad.data(), m.data(), v.data(), n, 3, AdamConfig{}, view, {});
+    kernels::SgdArgs sgd{0.1f, 0.9f, 0.01f, false};
+    kernels::sgd_update_cpu(theta.data(), grad.data(), vel.data(), n, sgd, view, {});
+    kernels::adam_update_cpu(theta_adam.data(), grad.data(), m.data(), v.data(), n, 3, kernels::AdamArgs{}, view, {});
     for (int64_t i = 0; i < n; ++i) {
       const bool open = mc.mask.selects_element(i, row_length);
       const size_t k = static_cast<size_t>(i);
@@ -71,14 +71,14 @@ TEST_CASE("masked SGD and Adam leave masked-out values and state bit-identical",
 
 TEST_CASE("SGD momentum and Adam follow their textbook formulas", "[optim]") {
   float theta = 1.0f, grad = 0.5f, vel = 0.2f;
-  SgdConfig sgd{0.1f, 0.9f, 0.0f, false};
-  sgd_update_cpu(&theta, &grad, &vel, 1, sgd, {}, {});
+  kernels::SgdArgs sgd{0.1f, 0.9f, 0.0f, false};
+  kernels::sgd_update_cpu(&theta, &grad, &vel, 1, sgd, {}, {});
   REQUIRE(vel == Approx(0.9f * 0.2f + 0.5f));
   REQUIRE(theta == Approx(1.0f - 0.1f * vel));
 
   // Adam after one step moves by lr * sign(g) (bias-corrected m̂ = g, v̂ = g²).
   float t = 2.0f, g = -3.0f, m = 0.0f, v = 0.0f;
-  adam_update_cpu(&t, &g, &m, &v, 1, 1, AdamConfig{}, {}, {});
+  kernels::adam_update_cpu(&t, &g, &m, &v, 1, 1, kernels::AdamArgs{}, {}, {});
   REQUIRE(t == Approx(2.0f + 1e-3f).epsilon(1e-5));
 }
 
@@ -90,13 +90,13 @@ TEST_CASE("penalised step equals the closed-form proximal step and reports λΣ�
   for (auto& o : omega) o = std::abs(o);
   const auto theta0 = theta;
   const float lr = 0.05f, lambda = 3.0f;
-  PenaltyView p;
+  kernels::PenaltyArgs p;
   p.anchor = anchor.data();
   p.omega = omega.data();
   p.lambda = lambda;
   p.want_value = true;
-  SgdConfig sgd{lr, 0.0f, 0.0f, false};
-  const double value = sgd_update_cpu(theta.data(), grad.data(), nullptr, n, sgd, {}, p);
+  kernels::SgdArgs sgd{lr, 0.0f, 0.0f, false};
+  const double value = kernels::sgd_update_cpu(theta.data(), grad.data(), nullptr, n, sgd, {}, p);
   double expected_value = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     const size_t k = static_cast<size_t>(i);
@@ -113,11 +113,11 @@ TEST_CASE("for small lr the proximal step agrees with a gradient step on the pen
   // d/dθ λΩ(θ−θ*)² = 2λΩ(θ−θ*): for lr·2λΩ << 1 the closed form ≈ θ − lr(g + 2λΩ(θ−θ*)).
   float theta = 0.7f, grad = 0.3f, anchor = -0.2f, omega = 0.5f;
   const float lr = 1e-4f, lambda = 2.0f;
-  PenaltyView p;
+  kernels::PenaltyArgs p;
   p.anchor = &anchor;
   p.omega = &omega;
   p.lambda = lambda;
-  sgd_update_cpu(&theta, &grad, nullptr, 1, SgdConfig{lr, 0.0f, 0.0f, false}, {}, p);
+  kernels::sgd_update_cpu(&theta, &grad, nullptr, 1, kernels::SgdArgs{lr, 0.0f, 0.0f, false}, {}, p);
   const double plain = 0.7 - lr * (0.3 + 2.0 * lambda * omega * (0.7 + 0.2));
   REQUIRE(theta == Approx(plain).epsilon(1e-6));
 }
@@ -127,15 +127,15 @@ TEST_CASE("penalised updates stay finite and converge to the anchor for any λ u
     INFO("lambda " << lambda);
     float theta = 5.0f, anchor = 1.0f, omega = 1.0f, m = 0.0f, v = 0.0f, vel = 0.0f;
     float theta_adam = 5.0f;
-    PenaltyView p;
+    kernels::PenaltyArgs p;
     p.anchor = &anchor;
     p.omega = &omega;
     p.lambda = lambda;
     for (int step = 1; step <= 200; ++step) {
       float grad = 0.1f * (theta - 3.0f);  // the loss pulls towards 3
-      sgd_update_cpu(&theta, &grad, &vel, 1, SgdConfig{0.5f, 0.9f, 0.0f, false}, {}, p);
+      kernels::sgd_update_cpu(&theta, &grad, &vel, 1, kernels::SgdArgs{0.5f, 0.9f, 0.0f, false}, {}, p);
       float grad_adam = 0.1f * (theta_adam - 3.0f);
-      adam_update_cpu(&theta_adam, &grad_adam, &m, &v, 1, step, AdamConfig{0.5f}, {}, p);
+      kernels::adam_update_cpu(&theta_adam, &grad_adam, &m, &v, 1, step, kernels::AdamArgs{0.5f}, {}, p);
       REQUIRE(std::isfinite(theta));
       REQUIRE(std::isfinite(theta_adam));
     }
@@ -145,10 +145,10 @@ TEST_CASE("penalised updates stay finite and converge to the anchor for any λ u
 
 TEST_CASE("SI path integral accumulates −g·Δθ on updated entries only", "[optim][si]") {
   float theta[3] = {1.0f, 2.0f, 3.0f}, grad[3] = {0.5f, -1.0f, 2.0f}, path[3] = {0.0f, 0.0f, 0.0f};
-  PenaltyView p;
+  kernels::PenaltyArgs p;
   p.path_integral = path;
   UpdateMask mask = UpdateMask::of_elements({1, 0, 1});
-  sgd_update_cpu(theta, grad, nullptr, 3, SgdConfig{0.1f, 0.0f, 0.0f, false}, view_of(mask, 1), p);
+  kernels::sgd_update_cpu(theta, grad, nullptr, 3, kernels::SgdArgs{0.1f, 0.0f, 0.0f, false}, mask_args_of(mask, 1), p);
   // Δθ = −lr·g, so −g·Δθ = lr·g².
   REQUIRE(path[0] == Approx(0.1f * 0.25f));
   REQUIRE(path[1] == 0.0f);
@@ -176,7 +176,7 @@ namespace {
 
 // torch.optim.Adam in double: m ← β1 m + (1−β1) g, v ← β2 v + (1−β2) g², θ ← θ − lr m̂ / (√v̂ + ε)
 // with m̂ = m / (1 − β1^t), v̂ = v / (1 − β2^t), t the 1-based step.
-void adam_reference(double& theta, double& m, double& v, double g, int t, const AdamConfig& c) {
+void adam_reference(double& theta, double& m, double& v, double g, int t, const kernels::AdamArgs& c) {
   g += c.weight_decay * theta;
   m = c.beta1 * m + (1.0 - c.beta1) * g;
   v = c.beta2 * v + (1.0 - c.beta2) * g * g;
@@ -190,7 +190,7 @@ void adam_reference(double& theta, double& m, double& v, double g, int t, const 
 TEST_CASE("Adam's bias correction uses the step count t, over five steps of changing gradients", "[optim]") {
   // After step 1 m̂ = g for any t-independent slip too; only later steps, with gradients that
   // change sign and size, tell 1 − β^t from 1 − β^(t±1).
-  for (const AdamConfig c : {AdamConfig{}, AdamConfig{0.05f, 0.5f, 0.8f, 1e-8f, 0.01f}}) {
+  for (const kernels::AdamArgs c : {kernels::AdamArgs{}, kernels::AdamArgs{0.05f, 0.5f, 0.8f, 1e-8f, 0.01f}}) {
     INFO("beta1 " << c.beta1 << " beta2 " << c.beta2);
     const std::vector<float> grads{0.7f, -0.2f, 1.5f, 0.1f, -0.9f};
     float theta = 0.4f, m = 0.0f, v = 0.0f;
@@ -199,7 +199,7 @@ TEST_CASE("Adam's bias correction uses the step count t, over five steps of chan
       const float g = grads[static_cast<size_t>(t - 1)];
       const double before = rt;
       const float theta_before = theta;
-      adam_update_cpu(&theta, &g, &m, &v, 1, t, c, {}, {});
+      kernels::adam_update_cpu(&theta, &g, &m, &v, 1, t, c, {}, {});
       adam_reference(rt, rm, rv, g, t, c);
       INFO("step " << t);
       REQUIRE(m == Approx(rm).epsilon(1e-5));
@@ -219,12 +219,12 @@ TEST_CASE("masked SGD momentum follows the textbook formula on open entries, pla
     for (const MaskCase& mc : mask_cases(rows, row_length, rng)) {
       if (mc.mask.selects_none()) continue;
       INFO("mask " << mc.name << (nesterov ? ", nesterov" : ""));
-      const SgdConfig c{0.1f, 0.8f, 0.05f, nesterov};
+      const kernels::SgdArgs c{0.1f, 0.8f, 0.05f, nesterov};
       auto theta = random_values(n, rng), vel = random_values(n, rng);
       std::vector<double> rt(theta.begin(), theta.end()), rv(vel.begin(), vel.end());
       for (int step = 0; step < 3; ++step) {
         const auto grad = random_values(n, rng);
-        sgd_update_cpu(theta.data(), grad.data(), vel.data(), n, c, view_of(mc.mask, row_length), {});
+        kernels::sgd_update_cpu(theta.data(), grad.data(), vel.data(), n, c, mask_args_of(mc.mask, row_length), {});
         for (int64_t i = 0; i < n; ++i) {
           const size_t k = static_cast<size_t>(i);
           if (!mc.mask.selects_element(i, row_length)) continue;

@@ -7,12 +7,12 @@
 // of a double). expf differs from the host's by ≤ 2 ulp, so probs agree to a few ulps.
 // Backward: elementwise, p·scale then − scale at the label, rounded as the CPU rounds it
 // (no FMA), so it is bit-identical to the reference given the same probs.
-#include "kernels/softmax_xent.h"
+#include "kernels/softmax_cross_entropy.h"
 
 #include <algorithm>
 #include <string>
 
-#include "kernels/launch.h"
+#include "kernels/cuda/launch.h"
 
 namespace nnr::kernels {
 namespace {
@@ -53,7 +53,7 @@ __global__ void softmax_rows_kernel(int64_t n, int64_t k, const float* __restric
   }
 }
 
-__global__ void softmax_xent_backward_kernel(int64_t total, const float* __restrict__ probs,
+__global__ void softmax_cross_entropy_backward_kernel(int64_t total, const float* __restrict__ probs,
                                              const int32_t* __restrict__ labels, int64_t k, float scale,
                                              float* __restrict__ dlogits) {
   for (int64_t i = first_index(); i < total; i += grid_stride()) {
@@ -75,20 +75,20 @@ unsigned row_grid(int64_t n) {
 
 }  // namespace
 
-void softmax_xent_forward(const float* logits, const int32_t* labels, int64_t n, int64_t k, float* probs, double* loss,
+void softmax_cross_entropy_forward(const float* logits, const int32_t* labels, int64_t n, int64_t k, float* probs, double* loss,
                           cudaStream_t stream) {
-  check_extent("softmax_xent_forward", n, k);
-  if (!loss) throw InvalidArgument("[softmax_xent_forward] null loss pointer");
+  check_extent("softmax_cross_entropy_forward", n, k);
+  if (!loss) throw InvalidArgument("[softmax_cross_entropy_forward] null loss pointer");
   NNR_CUDA_CHECK(cudaMemsetAsync(loss, 0, sizeof(double), stream));
   if (n == 0) return;
   softmax_rows_kernel<true><<<row_grid(n), kBlockSize, 0, stream>>>(n, k, logits, labels, probs, loss);
   NNR_CUDA_CHECK_LAUNCH();
 }
 
-void softmax_xent_backward(const float* probs, const int32_t* labels, int64_t n, int64_t k, float scale,
+void softmax_cross_entropy_backward(const float* probs, const int32_t* labels, int64_t n, int64_t k, float scale,
                            float* dlogits, cudaStream_t stream) {
-  check_extent("softmax_xent_backward", n, k);
-  launch_1d(n * k, stream, softmax_xent_backward_kernel, probs, labels, k, scale, dlogits);
+  check_extent("softmax_cross_entropy_backward", n, k);
+  launch_1d(n * k, stream, softmax_cross_entropy_backward_kernel, probs, labels, k, scale, dlogits);
 }
 
 void softmax_forward(const float* logits, int64_t n, int64_t k, float* probs, cudaStream_t stream) {

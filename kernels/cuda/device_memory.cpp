@@ -1,4 +1,4 @@
-#include "kernels/device_memory.h"
+#include "kernels/cuda/device_memory.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/cuda_check.h"
+#include "kernels/cuda/cuda_check.h"
 
 namespace nnr::kernels {
 

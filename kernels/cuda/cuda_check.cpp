@@ -1,4 +1,4 @@
-#include "kernels/cuda_check.h"
+#include "kernels/cuda/cuda_check.h"
 
 #include <string>
 

@@ -1,9 +1,9 @@
-// bench_softmax_xent: softmax cross-entropy forward and backward (kernels/softmax_xent.h).
+// bench_softmax_cross_entropy: softmax cross-entropy forward and backward (kernels/softmax_cross_entropy.h).
 // Checks both against the CPU reference (engine/ops/softmax_cross_entropy.h) at a small batch,
 // then times each: >= 10 warmups, >= 50 repeats with CUDA events after an L2 flush.
 // Bytes by hand: forward reads logits once (the row's re-reads hit L1/L2) and labels, writes
 // probs; backward reads probs and labels, writes dlogits.
-//   bench_softmax_xent --n 65536 --k 1000 [--repeats 50] [--json]     (--n is the number of rows)
+//   bench_softmax_cross_entropy --n 65536 --k 1000 [--repeats 50] [--json]     (--n is the number of rows)
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -14,7 +14,7 @@
 #include "engine/core/rng.h"
 #include "engine/core/tensor.h"
 #include "engine/ops/softmax_cross_entropy.h"
-#include "kernels/softmax_xent.h"
+#include "kernels/softmax_cross_entropy.h"
 
 using namespace nnr;
 
@@ -66,7 +66,7 @@ double check(int64_t k, cudaStream_t stream) {
   Rng rng(3);
   const int64_t n = 257;
   Data d(n, k, rng, stream);
-  kernels::softmax_xent_forward(d.d_logits.as<float>(), d.d_labels.as<int32_t>(), n, k, d.d_probs.as<float>(),
+  kernels::softmax_cross_entropy_forward(d.d_logits.as<float>(), d.d_labels.as<int32_t>(), n, k, d.d_probs.as<float>(),
                                 d.d_loss.as<double>(), stream);
   Tensor probs = Tensor::empty({n, k});
   const double loss = softmax_cross_entropy_forward(Tensor::from_vector({n, k}, d.logits), d.labels, probs);
@@ -99,13 +99,13 @@ int main(int argc, char** argv) {
     const double matrix = static_cast<double>(f.n * f.k) * 4.0, labels = static_cast<double>(f.n) * 4.0;
     const bench::Timing fwd = timer.time(
         [&] {
-          kernels::softmax_xent_forward(d.d_logits.as<float>(), d.d_labels.as<int32_t>(), f.n, f.k,
+          kernels::softmax_cross_entropy_forward(d.d_logits.as<float>(), d.d_labels.as<int32_t>(), f.n, f.k,
                                         d.d_probs.as<float>(), d.d_loss.as<double>(), stream);
         },
         f.warmups, f.repeats);
     const bench::Timing bwd = timer.time(
         [&] {
-          kernels::softmax_xent_backward(d.d_probs.as<float>(), d.d_labels.as<int32_t>(), f.n, f.k, 1.0f / f.n,
+          kernels::softmax_cross_entropy_backward(d.d_probs.as<float>(), d.d_labels.as<int32_t>(), f.n, f.k, 1.0f / f.n,
                                          d.d_dlogits.as<float>(), stream);
         },
         f.warmups, f.repeats);
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
       bench::Timing t;
       double bytes;
     };
-    for (const Row& r : {Row{"softmax_xent_forward", fwd, 2 * matrix + labels}, Row{"softmax_xent_backward", bwd, 2 * matrix + labels}}) {
+    for (const Row& r : {Row{"softmax_cross_entropy_forward", fwd, 2 * matrix + labels}, Row{"softmax_cross_entropy_backward", bwd, 2 * matrix + labels}}) {
       const double g = bench::gbs(r.bytes, r.t.median_ms);
       if (f.json)
         std::printf("{\"benchmark\":\"%s\",\"device\":\"%s\",\"git\":\"%s\",\"n\":%lld,\"k\":%lld,\"bytes\":%.0f,"

@@ -1,7 +1,8 @@
 #pragma once
 // 2-D convolution through cuDNN (built only when cuDNN is found: NNR_WITH_CUDNN). Cross-
 // correlation on NCHW float tensors, weights [O, C, KH, KW], square stride, zero padding:
-// the CPU reference is engine/ops/conv2d.h, whose three entry points these mirror.
+// the CPU reference is kernels/conv2d.h (which holds ConvShape), whose three entry points these
+// mirror. Defined in kernels/conv2d.cu.
 // One DnnHandle per device context: it owns the cuDNN handle bound to the engine's stream, a
 // cache of descriptors and chosen algorithms per shape (chosen once, by cuDNN's heuristics,
 // with no trial runs, so nothing is overwritten or allocated while choosing), and one workspace
@@ -16,17 +17,12 @@
 #include <cstdint>
 #include <memory>
 
+#include "kernels/conv2d.h"
+
 namespace nnr::kernels {
 
 class CachingAllocator;
 
-struct ConvShape {
-  int64_t n = 1, c = 1, h = 1, w = 1;  // input [n, c, h, w]
-  int64_t o = 1, kh = 1, kw = 1;       // weight [o, c, kh, kw]
-  int64_t stride = 1, padding = 0;
-  int64_t out_h() const { return (h + 2 * padding - kh) / stride + 1; }
-  int64_t out_w() const { return (w + 2 * padding - kw) / stride + 1; }
-};
 
 class DnnHandle {
  public:

@@ -1,0 +1,27 @@
+#pragma once
+// 2-D convolution (cross-correlation, as PyTorch's Conv2d) on NCHW float tensors, weights
+// [O, C, KH, KW], square stride and zero padding; three entry points as cuDNN's forward /
+// backward-data / backward-filter.
+//   *_cpu  the CPU reference (kernels/conv2d.cpp): im2col per sample and one gemm_cpu.
+//   CUDA   DnnHandle's members (kernels/cuda/dnn_handle.h, defined in kernels/conv2d.cu): cuDNN.
+#include <cstdint>
+
+namespace nnr::kernels {
+
+struct ConvShape {
+  int64_t n = 1, c = 1, h = 1, w = 1;  // input [n, c, h, w]
+  int64_t o = 1, kh = 1, kw = 1;       // weight [o, c, kh, kw]
+  int64_t stride = 1, padding = 0;
+  int64_t out_h() const { return (h + 2 * padding - kh) / stride + 1; }
+  int64_t out_w() const { return (w + 2 * padding - kw) / stride + 1; }
+};
+
+// y = conv(x, w) (+ bias[o] per output channel when bias is non-null); overwrites y.
+void conv2d_forward_cpu(const float* x, const float* w, const float* bias, const ConvShape& shape, float* y);
+// dx = conv_transpose(dy, w); overwrites dx.
+void conv2d_backward_data_cpu(const float* dy, const float* w, const ConvShape& shape, float* dx);
+// dw[r] += Σ_n dy[n, r] ⋆ x[n] for the `open_rows` filters `rows` (every filter when rows is null).
+void conv2d_backward_filter_cpu(const float* x, const float* dy, const ConvShape& shape, const int64_t* rows,
+                                int64_t open_rows, float* dw);
+
+}  // namespace nnr::kernels
