@@ -24,11 +24,17 @@ struct GzCloser {
 std::vector<uint8_t> read_file_bytes(const std::string& path, const char* op) {
   const std::string where = std::string("[") + op + "] " + path + ": ";
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw Error(where + "cannot open: " + std::strerror(errno));
+  if (::stat(path.c_str(), &st) != 0) {
+    const int error = errno;  // before the message's allocations can change it
+    throw Error(where + "cannot open: " + std::strerror(error));
+  }
   if (S_ISDIR(st.st_mode)) throw Error(where + "cannot open: is a directory, expected a file");
   errno = 0;
   std::unique_ptr<gzFile_s, GzCloser> file(gzopen(path.c_str(), "rb"));
-  if (!file) throw Error(where + "cannot open: " + (errno ? std::strerror(errno) : "out of memory"));
+  if (!file) {
+    const int error = errno;
+    throw Error(where + "cannot open: " + (error ? std::strerror(error) : "out of memory"));
+  }
   gzbuffer(file.get(), 1 << 17);
 
   // A plain file decompresses to its own size: read it straight into a buffer of exactly that
@@ -42,10 +48,11 @@ std::vector<uint8_t> read_file_bytes(const std::string& path, const char* op) {
     const unsigned want = static_cast<unsigned>(std::min(bytes.size() - filled, kChunk));
     const int got = gzread(file.get(), bytes.data() + filled, want);
     if (got < 0) {
+      const int error = errno;
       int code = 0;
       const char* msg = gzerror(file.get(), &code);
       throw Error(where + "corrupt or truncated gzip data: " +
-                  (code == Z_ERRNO ? std::strerror(errno) : std::string(msg ? msg : "unknown error")));
+                  (code == Z_ERRNO ? std::strerror(error) : std::string(msg ? msg : "unknown error")));
     }
     if (got == 0) break;
     filled += static_cast<size_t>(got);
@@ -61,12 +68,17 @@ std::vector<uint8_t> read_file_bytes(const std::string& path, const char* op) {
 
 void write_file_bytes(const std::string& path, const std::vector<uint8_t>& bytes, const char* op) {
   FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) throw Error(std::string("[") + op + "] " + path + ": cannot write: " + std::strerror(errno));
+  if (!f) {
+    const int error = errno;
+    throw Error(std::string("[") + op + "] " + path + ": cannot write: " + std::strerror(error));
+  }
   // No fwrite for an empty file: its data() may be null, which fwrite must not be given.
   const bool ok = (bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size()) && std::fflush(f) == 0;
-  const int saved = errno;
-  if (std::fclose(f) != 0 || !ok)
-    throw Error(std::string("[") + op + "] " + path + ": cannot write: " + std::strerror(ok ? errno : saved));
+  const int write_error = errno;
+  const bool closed = std::fclose(f) == 0;
+  const int close_error = errno;
+  if (!closed || !ok)
+    throw Error(std::string("[") + op + "] " + path + ": cannot write: " + std::strerror(ok ? close_error : write_error));
 }
 
 bool has_extension(const std::string& path, const std::string& suffix) {

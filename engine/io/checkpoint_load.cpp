@@ -62,7 +62,10 @@ void convert(const std::string& dtype, const uint8_t* src, float* dst, int64_t n
 
 std::vector<uint8_t> read_whole_file(const std::string& path, const std::string& where) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) throw Error(where + "cannot open: " + std::strerror(errno));
+  if (!f) {
+    const int error = errno;  // before the message's allocations can change it
+    throw Error(where + "cannot open: " + std::strerror(error));
+  }
   // Read straight into a buffer of the file's size plus one byte (the read that sees the end): no
   // regrowth, no copy. A file that grows meanwhile (or reports no size) makes the buffer double.
   struct stat st {};
@@ -73,7 +76,10 @@ std::vector<uint8_t> read_whole_file(const std::string& path, const std::string&
     filled += n;
     if (filled == bytes.size()) bytes.resize(2 * bytes.size());
   }
-  if (std::ferror(f.get())) throw Error(where + "cannot read: " + std::strerror(errno));
+  if (std::ferror(f.get())) {
+    const int error = errno;
+    throw Error(where + "cannot read: " + std::strerror(error));
+  }
   bytes.resize(filled);
   return bytes;
 }
