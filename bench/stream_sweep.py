@@ -44,6 +44,9 @@ CONFIGS = {
     "ewc + bandit share 0.05": ["--regularizer", "online-ewc", "--bandit-share", "0.05"],
     "ewc + replay 0.7": ["--regularizer", "online-ewc", "--replay-fraction", "0.7"],
     "ewc + weights all": ["--regularizer", "online-ewc", "--weights", "all"],
+    # Weight aligning of the output layer after rounds that bring new classes.
+    "align new classes": ["--align-new-classes"],
+    "ewc + align new classes": ["--regularizer", "online-ewc", "--align-new-classes"],
 }
 
 

@@ -140,6 +140,7 @@ void run_stream_command(StreamFlags f) {
                      {"weight_granularity", f.retrain.weight_granularity},
                      {"rows_per_group", f.retrain.rows_per_group},
                      {"lambda", f.lambda},
+                     {"align_new_classes", f.retrain.align_new_classes},
                      {"validation_fraction", f.stream.validation_fraction},
                      {"chunk_samples", f.stream.train_samples}};
   if (!f.report.empty()) write_stream_report(f.report, report);
@@ -236,6 +237,9 @@ Command add_stream(CLI::App& app) {
   cmd->add_option("--replay-fraction", f->retrain.replay_fraction, "Share of each batch drawn from memory (replay, bandit)")
       ->check(CLI::Range(0.0, 0.95))
       ->capture_default_str();
+  cmd->add_flag("--align-new-classes", f->retrain.align_new_classes,
+                "After a round that brings new classes, scale their output weights to the older classes' mean norm "
+                "(weight aligning; class-incremental streams)");
   cmd->add_option("--bandit-share", f->retrain.bandit_share, "Share of the replay part from the sample bandit's pulled arm (the rest uniform)")
       ->check(CLI::Range(0.01, 1.0))
       ->capture_default_str();

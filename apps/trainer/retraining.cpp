@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include "apps/trainer/train_loop.h"
@@ -714,6 +715,58 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
   compute.weight_grad_flops += step_counts.weight_grad_flops;
 }
 
+double align_new_class_weights(Sequential& model, const std::vector<int32_t>& old_classes,
+                               const std::vector<int32_t>& new_classes) {
+  const std::vector<Parameter*> params = model.parameters();
+  Parameter* out = nullptr;
+  for (auto it = params.rbegin(); it != params.rend() && !out; ++it) {
+    const std::string& name = (*it)->name;
+    if ((*it)->value.shape().size() == 2 && name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0)
+      out = *it;
+  }
+  if (!out) throw InvalidArgument("[retrain] weight aligning needs an output layer with a rank-2 weight");
+  const int64_t rows = out->value.shape()[0], cols = out->value.shape()[1];
+  float* w = out->value.data();
+  auto mean_norm = [&](const std::vector<int32_t>& classes) {
+    double sum = 0.0;
+    for (const int32_t c : classes) {
+      if (c < 0 || c >= rows)
+        throw InvalidArgument("[retrain] weight aligning: class " + std::to_string(c) + " outside the output layer's " +
+                              std::to_string(rows) + " rows");
+      double sq = 0.0;
+      for (int64_t j = 0; j < cols; ++j) sq += static_cast<double>(w[c * cols + j]) * w[c * cols + j];
+      sum += std::sqrt(sq);
+    }
+    return classes.empty() ? 0.0 : sum / static_cast<double>(classes.size());
+  };
+  const double old_norm = mean_norm(old_classes), new_norm = mean_norm(new_classes);
+  if (old_classes.empty() || new_classes.empty() || old_norm <= 0.0 || new_norm <= 0.0) return 1.0;
+  const double gamma = old_norm / new_norm;
+  for (const int32_t c : new_classes)
+    for (int64_t j = 0; j < cols; ++j) w[c * cols + j] = static_cast<float>(w[c * cols + j] * gamma);
+  return gamma;
+}
+
+namespace {
+
+// The classes a data set's labels name, sorted.
+std::set<int32_t> classes_of(const Dataset& data) { return {data.labels.begin(), data.labels.end()}; }
+
+}  // namespace
+
+void Retrainer::align_output_layer(const StreamChunk& chunk, nlohmann::json& choices) {
+  std::set<int32_t> old_classes;
+  for (size_t i = 0; i + 1 < seen_.size(); ++i) {  // every chunk before this round's (the last one)
+    const std::set<int32_t> c = classes_of(seen_[i].train ? *seen_[i].train : seen_[i].validation);
+    old_classes.insert(c.begin(), c.end());
+  }
+  std::vector<int32_t> fresh;
+  for (const int32_t c : classes_of(chunk.train))
+    if (!old_classes.count(c)) fresh.push_back(c);
+  const double gamma = align_new_class_weights(model_, {old_classes.begin(), old_classes.end()}, fresh);
+  choices["weight_aligning"] = {{"new_classes", fresh}, {"gamma", gamma}};
+}
+
 RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamChunk>& stream) {
   return round(chunk, &stream);
 }
@@ -783,6 +836,7 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
   record.lambda = regularizer_ ? lambda_ : 0.0f;
   if (!grad.empty()) reward_weights(grad, start_values);
   model_.open_all();
+  if (options_.align_new_classes) align_output_layer(chunk, record.choices);
 
   if (regularizer_) regularizer_->consolidate(model_, chunk.train);
   remember(chunk, rounds_);

@@ -71,6 +71,11 @@ struct RetrainOptions {
   static constexpr float kAutoLambda = -1.0f;     // chosen on validation data (below)
   float lambda = kDefaultLambda;   // penalty strength >= 0, or one of the two above
   double lambda_pilot_fraction = 0.25;
+  // Weight aligning (Zhao et al. 2020, "Maintaining discrimination and fairness in class
+  // incremental learning"): after a round that brought classes never seen before, scale the output
+  // layer's weight rows of those classes so that their mean norm equals the older classes' (the
+  // new classes' rows grow larger, which biases predictions towards them). No extra training.
+  bool align_new_classes = false;
   std::string base_lr_schedule = "constant";  // train_base: constant | cosine (train_loop.h)  // auto: each candidate trains this share of the first round
   RegularizerOptions regularizer = [] {
     RegularizerOptions r;
@@ -96,6 +101,13 @@ class NonFiniteError : public Error {
 // parameters' masks open when `open_only` (all of them otherwise). Vectorized integer scan of the
 // float bit patterns, no branch per entry: it reads each checked entry once.
 void check_finite_parameters(Sequential& model, bool open_only, const std::string& where);
+
+// Weight aligning of the output layer (the last rank-2 "*.weight" parameter, one row per class,
+// on the host): rows of `new_classes` are scaled by γ = mean norm of the `old_classes` rows / mean
+// norm of the new ones. Returns γ, or 1 (nothing changed) when either set is empty or a norm is 0.
+// Throws nnr::InvalidArgument for a class outside the layer's rows.
+double align_new_class_weights(Sequential& model, const std::vector<int32_t>& old_classes,
+                               const std::vector<int32_t>& new_classes);
 
 // A regularizer's default λ, and the values "auto" tries (a decade either side of the default).
 float default_lambda(const std::string& regularizer);
@@ -165,6 +177,8 @@ class Retrainer {
   std::vector<const Dataset*> seen_validation_parts() const;
   void make_memory(const Shape& sample_shape);
   void remember(const StreamChunk& chunk, int64_t index);
+  // options_.align_new_classes: align_new_class_weights for the classes this round brought.
+  void align_output_layer(const StreamChunk& chunk, nlohmann::json& choices);
 
   Sequential model_;
   Strategy strategy_;

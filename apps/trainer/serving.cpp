@@ -37,7 +37,7 @@ nlohmann::json setup_to_json(const ServingSetup& s) {
         {"probe_samples", r.probe_samples}, {"reward_gradient_samples", r.reward_gradient_samples},
         {"weight_budget", r.weight_budget}, {"weight_granularity", r.weight_granularity},
         {"rows_per_group", r.rows_per_group}, {"lambda", r.lambda}, {"lambda_pilot_fraction", r.lambda_pilot_fraction},
-        {"base_lr_schedule", r.base_lr_schedule}, {"seed", r.seed},
+        {"base_lr_schedule", r.base_lr_schedule}, {"align_new_classes", r.align_new_classes}, {"seed", r.seed},
         {"regularizer", {{"gamma", g.gamma}, {"samples", g.samples}, {"batch_size", g.batch_size},
                          {"sampled_fisher", g.sampled_fisher}, {"si_damping", g.si_damping}, {"synapse", g.synapse},
                          {"synapse_weight", g.synapse_weight}, {"neuron_out_weight", g.neuron_out_weight},
@@ -73,6 +73,7 @@ ServingSetup setup_from_json(const nlohmann::json& j) {
   o.weight_granularity = r.at("weight_granularity").get<std::string>();
   o.rows_per_group = r.at("rows_per_group").get<int64_t>();
   o.lambda = r.at("lambda").get<float>();
+  o.align_new_classes = r.value("align_new_classes", false);  // absent in states written before it existed
   o.lambda_pilot_fraction = r.at("lambda_pilot_fraction").get<double>();
   o.base_lr_schedule = r.at("base_lr_schedule").get<std::string>();
   o.seed = r.at("seed").get<uint64_t>();

@@ -215,3 +215,50 @@ TEST_CASE("with nothing to replay the bandit and replay strategies train on new 
       }
   }
 }
+
+TEST_CASE("weight aligning scales the new classes' output rows to the old classes' mean norm", "[trainer]") {
+  Sequential model = build_model("mlp:3-4-5", 7);
+  Parameter* out = model.parameters()[2];  // "2.weight", [5, 4]
+  REQUIRE(out->name == "2.weight");
+  float* w = out->value.data();
+  for (int64_t c = 0; c < 5; ++c)  // row c = (c + 1) * (1, 1, 1, 1): norm 2 (c + 1)
+    for (int64_t j = 0; j < 4; ++j) w[c * 4 + j] = static_cast<float>(c + 1);
+  const std::vector<float> before(w, w + 20);
+  // Old classes 0 and 1 (norms 2 and 4, mean 3), new classes 3 and 4 (norms 8 and 10, mean 9).
+  const double gamma = align_new_class_weights(model, {0, 1}, {3, 4});
+  CHECK(gamma == Approx(3.0 / 9.0).epsilon(1e-12));
+  for (int64_t j = 0; j < 4; ++j) {
+    CHECK(w[0 * 4 + j] == before[0 * 4 + j]);  // old classes and a class in neither set stay
+    CHECK(w[1 * 4 + j] == before[1 * 4 + j]);
+    CHECK(w[2 * 4 + j] == before[2 * 4 + j]);
+    CHECK(w[3 * 4 + j] == Approx(4.0 / 3.0).epsilon(1e-6));
+    CHECK(w[4 * 4 + j] == Approx(5.0 / 3.0).epsilon(1e-6));
+  }
+  // Nothing to align: no new class, or no old one.
+  CHECK(align_new_class_weights(model, {0, 1}, {}) == 1.0);
+  CHECK(align_new_class_weights(model, {}, {3}) == 1.0);
+  CHECK_THROWS_WITH(align_new_class_weights(model, {0}, {5}), Catch::Contains("class 5 outside"));
+}
+
+TEST_CASE("with align_new_classes a split stream's rounds align exactly the classes each chunk brings", "[trainer]") {
+  const auto stream = small_split_stream(3);
+  StreamRunOptions run = small_run();
+  run.retrain.align_new_classes = true;
+  const StreamReport report = run_stream(stream, {strategy_preset("replay")}, run);
+  const auto& rounds = report.strategies.at(0).rounds;
+  REQUIRE(rounds.size() == 3);
+  std::set<int32_t> earlier(stream[0].train.labels.begin(), stream[0].train.labels.end());
+  for (size_t r = 1; r < rounds.size(); ++r) {
+    INFO("round " << r);
+    const auto& aligned = rounds[r].choices.at("weight_aligning");
+    std::vector<int32_t> expected;
+    for (const int32_t c : std::set<int32_t>(stream[r].train.labels.begin(), stream[r].train.labels.end()))
+      if (!earlier.count(c)) expected.push_back(c);
+    CHECK(aligned.at("new_classes").get<std::vector<int32_t>>() == expected);
+    CHECK(aligned.at("gamma").get<double>() > 0.0);
+    earlier.insert(stream[r].train.labels.begin(), stream[r].train.labels.end());
+  }
+  // Off by default: no aligning recorded.
+  const StreamReport plain = run_stream(stream, {strategy_preset("replay")}, small_run());
+  CHECK_FALSE(plain.strategies.at(0).rounds.at(1).choices.contains("weight_aligning"));
+}
