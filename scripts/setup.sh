@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make libeigen3-dev catch2 libcli11-dev zlib1g-dev nlohmann-json3-dev libbenchmark-dev libcpp-httplib-dev
-          dataset-fashion-mnist python3-numpy python3-torch clang libclang-rt-14-dev wrk)
+          dataset-fashion-mnist python3-numpy python3-torch clang libclang-rt-14-dev wrk openmpi-bin libopenmpi-dev)
 if [ "${NNR_BENCH_PEERS:-0}" = 1 ]; then
   packages+=(libopenblas0-pthread libdlib-dev)
 fi

@@ -1,7 +1,10 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "apps/nnr/commands.h"
@@ -12,6 +15,7 @@
 #include "apps/trainer/serving.h"
 #include "regularizers/importance_state.h"
 #include "apps/trainer/train_loop.h"
+#include "engine/core/collective.h"
 #include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/core/threads.h"
@@ -71,13 +75,43 @@ void run_train_model_dir(const TrainFlags& f, bool model_given) {
   std::printf("%s: version %lld written\n", f.model_dir.c_str(), static_cast<long long>(r.version));
 }
 
+// Under an MPI launcher with several ranks (mpirun -np N nnr train ...): the data-parallel run's
+// collective (engine/core/collective.h), after the checks of what this slice of issue #18 runs in
+// parallel; null for a single process (nothing is loaded).
+Collective* data_parallel_collective(const TrainFlags& f) {
+  const int ranks = launched_ranks();
+  if (ranks <= 1) return nullptr;
+  if (!f.model_dir.empty())
+    throw InvalidArgument("[train] --model-dir is not data-parallel yet: run it without mpirun");
+  if (f.device != "cpu" || f.cuda_graph)
+    throw InvalidArgument("[train] data-parallel training runs on the CPU only: run with --device cpu under mpirun");
+  Collective& c = collective();
+  if (f.batch_size < c.size())
+    throw InvalidArgument("[train] --batch-size " + std::to_string(f.batch_size) + " is smaller than the " +
+                          std::to_string(c.size()) + " ranks of this data-parallel run (every global batch is "
+                          "split across the ranks: each needs at least one sample)");
+  if (f.threads == 0) {
+    // Ranks on one machine share its cores: each takes the cores the launcher bound it to, else
+    // an equal part of the machine's.
+    set_num_threads(0);
+    const int bound = num_threads();
+    const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    const int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
+    set_num_threads(bound < hardware ? bound : std::max(1, hardware / local_ranks));
+  }
+  return &c;
+}
+
 void run_train(const TrainFlags& f, bool model_given) {
   set_num_threads(f.threads);
+  Collective* const parallel = data_parallel_collective(f);
+  const bool root = !parallel || parallel->rank() == 0;
   if (!f.model_dir.empty()) return run_train_model_dir(f, model_given);
   if (f.output.empty()) throw InvalidArgument("[train] -o/--output is required (or --model-dir DIR)");
   if (f.cuda_graph && f.device != "cuda")
     throw InvalidArgument("[train] --cuda-graph needs --device cuda (it records the GPU training step as a CUDA graph)");
-  check_output_writable(f.output);
+  if (root) check_output_writable(f.output);  // rank 0 alone writes it
   // Declared before the model and the optimizer: it must outlive their CUDA tensors.
   const std::unique_ptr<Context> cuda = open_device(f.device, "train");
   Dataset train = load_dataset(f.data);
@@ -101,25 +135,32 @@ void run_train(const TrainFlags& f, bool model_given) {
   // 0.05 with the cosine schedule.
   const float lr = f.lr > 0.0f ? f.lr : (f.optimizer == "adam" ? 0.002f : 0.05f);
   auto optimizer = make_optimizer({f.optimizer, lr, f.momentum, f.weight_decay});
-  std::fprintf(stderr, "nnr train: %s on %s (%lld samples), %s lr %g (%s), batch %lld, seed %llu, %d threads%s\n",
-               model.spec().c_str(), f.data.c_str(), static_cast<long long>(train.size()), optimizer->name(),
-               static_cast<double>(lr), f.schedule.c_str(), static_cast<long long>(f.batch_size),
-               static_cast<unsigned long long>(f.seed), num_threads(),
-               cuda ? (f.cuda_graph ? ", cuda, cuda graph" : ", cuda") : "");
+  const std::string ranks_note =
+      parallel ? ", data parallel on " + std::to_string(parallel->size()) + " ranks (threads are per rank)" : "";
+  if (root)
+    std::fprintf(stderr, "nnr train: %s on %s (%lld samples), %s lr %g (%s), batch %lld, seed %llu, %d threads%s%s\n",
+                 model.spec().c_str(), f.data.c_str(), static_cast<long long>(train.size()), optimizer->name(),
+                 static_cast<double>(lr), f.schedule.c_str(), static_cast<long long>(f.batch_size),
+                 static_cast<unsigned long long>(f.seed), num_threads(),
+                 cuda ? (f.cuda_graph ? ", cuda, cuda graph" : ", cuda") : "", ranks_note.c_str());
+  // Every rank starts from rank 0's weights (the same seed builds the same model; --init files
+  // could differ between machines).
+  if (parallel) broadcast_parameters(model, *parallel, 0);
   if (cuda) model.to(Device::CUDA, *cuda);
   // After the move: it records the parameters' device storage.
   std::unique_ptr<GraphedTrainStep> graph;
   if (f.cuda_graph) graph = std::make_unique<GraphedTrainStep>(model, *optimizer, *cuda);
 
   Batcher batches(train, BatcherOptions{f.batch_size, true, false}, Rng(f.seed ^ 0x5eedba7c4ULL));
-  const ProgressCallback progress = make_progress_printer(f.quiet);
+  const ProgressCallback progress = make_progress_printer(f.quiet || !root);
   nlohmann::json epochs = nlohmann::json::array();
   double seconds = 0.0;
   const LearningRateSchedule lr_schedule{f.schedule, lr, batches.batches_per_epoch() * f.epochs};
   int64_t step = 0;
   for (int e = 1; e <= f.epochs; ++e) {
     const EpochResult r =
-        train_epoch(model, *optimizer, batches, e, f.epochs, progress, &lr_schedule, &step, cuda.get(), graph.get());
+        train_epoch(model, *optimizer, batches, e, f.epochs, progress, &lr_schedule, &step, cuda.get(), graph.get(),
+                    parallel);
     seconds += r.seconds;
     epochs.push_back({{"epoch", e}, {"loss", r.loss}, {"seconds", r.seconds}});
   }
@@ -129,16 +170,36 @@ void run_train(const TrainFlags& f, bool model_given) {
     graph_counts = {{"warmups", c.warmups}, {"recordings", c.recordings}, {"replays", c.replays}};
     graph.reset();  // returns the graph's memory before evaluation
   }
+  nlohmann::json data_parallel;
+  if (parallel) {
+    const int64_t bytes = parallel->bytes_all_reduced();
+    if (!parameters_identical(model, *parallel))
+      throw Error("[train] the ranks' weights differ after training (rank " + std::to_string(parallel->rank()) +
+                  "): the data-parallel run is not consistent; nothing was written");
+    data_parallel = {{"ranks", parallel->size()},
+                     {"global_batch", f.batch_size},
+                     {"steps", step},
+                     {"bytes_all_reduced_per_step", step ? bytes / step : 0}};
+  }
+  // Evaluation and the output are rank 0's; the other ranks wait until it is written, so that the
+  // run ends (on every rank) only once the output is there or rank 0 has failed.
   Evaluation held_out_result;
-  if (held_out.size()) held_out_result = evaluate(model, held_out, 1000, cuda.get());
+  if (root && held_out.size()) held_out_result = evaluate(model, held_out, 1000, cuda.get());
   if (cuda) model.to(Device::CPU, *cuda);  // saving reads the weights on the host
-  save_model(f.output, model, has_importance ? importance_extras(model) : std::vector<ExtraTensor>{},
-             {{"nnr.seed", std::to_string(f.seed)}, {"nnr.trained_on", f.data}});
+  if (root)
+    save_model(f.output, model, has_importance ? importance_extras(model) : std::vector<ExtraTensor>{},
+               {{"nnr.seed", std::to_string(f.seed)}, {"nnr.trained_on", f.data}});
+  if (parallel) {
+    parallel->barrier();
+    parallel->finish();
+    if (!root) return;
+  }
 
   nlohmann::json report = {{"command", "train"},   {"model", model.spec()}, {"data", f.data},
                            {"samples", train.size()}, {"seed", f.seed},      {"epochs", epochs},
                            {"seconds", seconds},     {"output", f.output}};
   if (!graph_counts.is_null()) report["cuda_graph"] = graph_counts;
+  if (!data_parallel.is_null()) report["data_parallel"] = data_parallel;
   if (held_out.size())
     report["eval"] = {{"data", f.eval_data}, {"accuracy", held_out_result.accuracy}, {"loss", held_out_result.loss}};
   if (f.json) {

@@ -1,8 +1,15 @@
 #include "apps/trainer/train_loop.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <sstream>
+#include <thread>
 
 #include "engine/core/error.h"
 #include "engine/nn/loss.h"
@@ -52,9 +59,130 @@ double train_step(Sequential& model, Optimizer& optimizer, const Batch& batch, C
   return value;
 }
 
+namespace {
+
+// Rows [begin, end) of a global batch of n rows that rank `rank` of `ranks` takes.
+struct Share {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+Share share_of(int64_t n, int rank, int ranks) {
+  const int64_t base = n / ranks, extra = n % ranks;
+  Share s;
+  s.begin = rank * base + std::min<int64_t>(rank, extra);
+  s.end = s.begin + base + (rank < extra ? 1 : 0);
+  return s;
+}
+
+// Rows [begin, end) of a host batch (x is contiguous along dimension 0).
+Batch rows_of(const Batch& batch, Share share) {
+  Batch part;
+  Shape shape = batch.x.shape();
+  const int64_t row = batch.size() ? batch.x.numel() / batch.size() : 0;
+  shape[0] = share.size();
+  part.x = Tensor::empty(shape);
+  std::copy(batch.x.data() + share.begin * row, batch.x.data() + share.end * row, part.x.data());
+  if (!batch.y.empty()) part.y.assign(batch.y.begin() + share.begin, batch.y.begin() + share.end);
+  part.indices.assign(batch.indices.begin() + share.begin, batch.indices.begin() + share.end);
+  return part;
+}
+
+// Test only: NNR_TEST_RANK_FAULT=exit:R:K (rank R _exits) or hang:R:K (rank R stops answering)
+// before its data-parallel step K + 1, to test that the other ranks end the run.
+void maybe_inject_rank_fault(int rank, int64_t steps_done) {
+  static const char* spec = std::getenv("NNR_TEST_RANK_FAULT");
+  if (!spec || !*spec) return;
+  char kind[8] = {0};
+  int fault_rank = -1;
+  long long after = -1;
+  if (std::sscanf(spec, "%7[a-z]:%d:%lld", kind, &fault_rank, &after) != 3 || fault_rank != rank || after != steps_done)
+    return;
+  if (std::strcmp(kind, "exit") == 0) {
+    std::fprintf(stderr, "nnr: test fault: rank %d exits after %lld steps\n", rank, after);
+    _exit(3);
+  }
+  if (std::strcmp(kind, "hang") == 0) {
+    std::fprintf(stderr, "nnr: test fault: rank %d hangs after %lld steps\n", rank, after);
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+uint64_t fnv1a(const void* data, size_t bytes, uint64_t h) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+}  // namespace
+
+double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const Batch& global_batch,
+                                Collective& collective, StepScratch& scratch, std::vector<float>& flat) {
+  const int64_t n = global_batch.size();
+  const Share share = share_of(n, collective.rank(), collective.size());
+  const std::vector<Parameter*> params = model.parameters();
+  size_t total = 0;
+  for (const Parameter* p : params) total += static_cast<size_t>(p->grad.numel());
+  flat.assign(total, 0.0f);  // an empty share (or a non-finite loss) adds zeros
+  double loss_sum = 0.0;
+  model.zero_grad();
+  if (share.size() > 0) {
+    const Batch mine = rows_of(global_batch, share);
+    model.forward(mine.x, scratch.tape);
+    const double value = scratch.tape.apply_loss(scratch.loss, mine.y);
+    loss_sum = value * static_cast<double>(share.size());
+    if (std::isfinite(value)) {
+      scratch.tape.backward();
+      // The gradient of this share's mean loss, times b_r / B: the ranks' sum is the gradient of
+      // the global batch's mean loss.
+      const float weight = static_cast<float>(static_cast<double>(share.size()) / static_cast<double>(n));
+      size_t at = 0;
+      for (const Parameter* p : params) {
+        const float* g = p->grad.data();
+        for (int64_t i = 0; i < p->grad.numel(); ++i) flat[at + static_cast<size_t>(i)] = g[i] * weight;
+        at += static_cast<size_t>(p->grad.numel());
+      }
+    }
+  }
+  collective.all_reduce_sum(&loss_sum, 1);
+  const double value = n ? loss_sum / static_cast<double>(n) : 0.0;
+  if (!std::isfinite(value)) return value;  // every rank sees it: none updates
+  collective.all_reduce_sum(flat.data(), static_cast<int64_t>(total));
+  size_t at = 0;
+  for (Parameter* p : params) {
+    std::copy(flat.begin() + static_cast<std::ptrdiff_t>(at),
+              flat.begin() + static_cast<std::ptrdiff_t>(at + static_cast<size_t>(p->grad.numel())), p->grad.data());
+    at += static_cast<size_t>(p->grad.numel());
+  }
+  optimizer.step(params);
+  return value;
+}
+
+void broadcast_parameters(Sequential& model, Collective& collective, int root) {
+  for (Parameter* p : model.parameters()) {
+    if (p->value.device() != Device::CPU) throw InvalidArgument("[train] data-parallel runs keep the model on the CPU");
+    collective.broadcast(p->value.data(), static_cast<size_t>(p->value.numel()) * sizeof(float), root);
+  }
+}
+
+bool parameters_identical(Sequential& model, Collective& collective) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (Parameter* p : model.parameters())
+    h = fnv1a(p->value.data(), static_cast<size_t>(p->value.numel()) * sizeof(float), h);
+  uint64_t root = h;
+  collective.broadcast(&root, sizeof root, 0);
+  double differing = root == h ? 0.0 : 1.0;
+  collective.all_reduce_sum(&differing, 1);
+  return differing == 0.0;
+}
+
 EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batches, int epoch, int epochs,
                         const ProgressCallback& progress, const LearningRateSchedule* schedule, int64_t* step,
-                        Context* cuda_context, GraphedTrainStep* graph) {
+                        Context* cuda_context, GraphedTrainStep* graph, Collective* collective) {
+  const bool parallel = collective && collective->size() > 1;
+  if (parallel && (cuda_context || graph))
+    throw InvalidArgument("[train] data-parallel training runs on the CPU only (no --device cuda, no --cuda-graph yet)");
+  std::vector<float> flat;  // the data-parallel all-reduce buffer
+  static int64_t parallel_steps = 0;  // this process's data-parallel steps (the test fault counts them)
   const auto start = Clock::now();
   Batch batch;
   StepScratch scratch;
@@ -67,7 +195,12 @@ EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batche
   while (batches.next(batch)) {
     if (schedule && step) optimizer.set_learning_rate(schedule->at((*step)++));
     double value = 0.0;
-    if (!graph || !graph->step(batch, value)) value = train_step(model, optimizer, batch, cuda_context, &scratch);
+    if (parallel) {
+      maybe_inject_rank_fault(collective->rank(), parallel_steps++);
+      value = train_step_data_parallel(model, optimizer, batch, *collective, scratch, flat);
+    } else if (!graph || !graph->step(batch, value)) {
+      value = train_step(model, optimizer, batch, cuda_context, &scratch);
+    }
     if (!std::isfinite(value)) {
       std::ostringstream msg;
       msg << "[train] loss is " << value << " at epoch " << epoch << ", batch " << p.batch + 1

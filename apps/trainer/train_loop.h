@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "apps/trainer/graphed_step.h"
+#include "engine/core/collective.h"
 #include "engine/core/context.h"
 #include "engine/data/batcher.h"
 #include "engine/data/dataset.h"
@@ -67,9 +68,34 @@ double train_step(Sequential& model, Optimizer& optimizer, const Batch& batch, C
 // CUDA graph (graphed_step.h); the others (an epoch's last, smaller batch) run as above.
 // When the loss of a batch is not finite its update is not applied (the eager path; a replayed
 // step has applied it by the time its loss is known).
+//
+// Data parallel (issue #18): with a collective of several ranks, every rank must run the same
+// epoch over the same batcher (same data, batch size and seed: the same global batches). Each
+// rank then takes its contiguous share of every global batch (rank r of N: rows
+// [r·B/N, (r+1)·B/N), the first B mod N ranks one row more; a share may be empty), computes the
+// gradient of its share's mean loss, scales it by its share of the batch (b_r / B) and the ranks
+// sum these: the update each rank applies is the single-process update for the whole global batch
+// (up to float summation order), so weights and optimizer state stay identical on every rank.
+// Every rank returns the same global losses (progress on every rank that passes a callback).
+// CPU only in this slice: no CUDA context, no graph. A collective of one rank is the plain loop.
 EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batches, int epoch, int epochs,
                         const ProgressCallback& progress = {}, const LearningRateSchedule* schedule = nullptr,
-                        int64_t* step = nullptr, Context* cuda_context = nullptr, GraphedTrainStep* graph = nullptr);
+                        int64_t* step = nullptr, Context* cuda_context = nullptr, GraphedTrainStep* graph = nullptr,
+                        Collective* collective = nullptr);
+
+// One data-parallel optimizer step on a global batch (see train_epoch): this rank's share
+// forward and backward, the all-reduce of the scaled gradients (one flat buffer of every
+// parameter, reused in `flat`) and of the loss, then the optimizer step on every rank. Returns the
+// global batch's mean loss, the same on every rank; when it is not finite, no rank updates.
+double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const Batch& global_batch,
+                                Collective& collective, StepScratch& scratch, std::vector<float>& flat);
+
+// Rank `root`'s parameter values copied to every rank (a data-parallel run's start).
+void broadcast_parameters(Sequential& model, Collective& collective, int root = 0);
+
+// Whether every rank's parameter values are bitwise those of rank 0 (a hash of each rank's is
+// compared with rank 0's); every rank gets the same answer.
+bool parameters_identical(Sequential& model, Collective& collective);
 
 struct Evaluation {
   int64_t samples = 0;
