@@ -106,6 +106,22 @@ void separable_features(T* x, int c, Rng& rng) {
   x[(c + 3) % 16] += static_cast<T>(1.0);
 }
 
+// n rows of separable_features cycling through `classes` (as write_chunk writes them), and their
+// labels when `labels` is given: the inputs of HTTP requests in the serve tests.
+inline std::vector<std::vector<double>> separable_rows(const std::vector<int>& classes, int n, uint64_t seed,
+                                                       std::vector<int>* labels) {
+  Rng rng(seed);
+  std::vector<std::vector<double>> xs;
+  for (int i = 0; i < n; ++i) {
+    const int c = classes[static_cast<size_t>(i) % classes.size()];
+    std::vector<double> x(16);
+    separable_features(x.data(), c, rng);
+    xs.push_back(x);
+    if (labels) labels->push_back(c);
+  }
+  return xs;
+}
+
 // n rows cycling through `classes` as CSV without a header: label, then separable_features; with
 // shuffle_labels every label is drawn uniformly from 0..9 (after the row's features) instead.
 inline void write_chunk(const std::string& path, const std::vector<int>& classes, int n, uint64_t seed,

@@ -104,18 +104,6 @@ json post(int port, const std::string& path, const json& body, int status = 200)
   return json::parse(r->body, nullptr, false);
 }
 
-std::vector<std::vector<double>> samples(const std::vector<int>& classes, int n, uint64_t seed, std::vector<int>* labels) {
-  Rng rng(seed);
-  std::vector<std::vector<double>> xs;
-  for (int i = 0; i < n; ++i) {
-    const int c = classes[static_cast<size_t>(i) % classes.size()];
-    std::vector<double> x(16);
-    nnr::test::separable_features(x.data(), c, rng);
-    xs.push_back(x);
-    if (labels) labels->push_back(c);
-  }
-  return xs;
-}
 
 // Sends the headers and the first half of `body` to POST `path`; returns the socket.
 int start_request(int port, const std::string& path, const std::string& body, size_t sent) {
@@ -173,7 +161,7 @@ TEST_CASE("nnr serve on SIGTERM answers the requests in flight, keeps their feed
   Child server(dir, {"--max-batch", "8", "--max-wait-us", "1000"}, tmp.file("serve.log"));
 
   std::vector<int> labels;
-  const auto xs = samples({4, 5}, 10, 3, &labels);
+  const auto xs = nnr::test::separable_rows({4, 5}, 10, 3, &labels);
   json fb_inputs = json::array();
   for (const auto& x : xs) fb_inputs.push_back(x);
   const std::string feedback = json{{"inputs", fb_inputs}, {"labels", labels}}.dump();
@@ -210,7 +198,7 @@ TEST_CASE("nnr serve end to end: predict, feedback rounds change the version, ki
   {
     Child server(dir, flags, tmp.file("serve.log"));
     std::vector<int> labels;
-    const auto xs = samples({4, 5, 6}, 110, 2, &labels);
+    const auto xs = nnr::test::separable_rows({4, 5, 6}, 110, 2, &labels);
     CHECK(post(server.port, "/v1/predict", json{{"input", xs[0]}})["version"] == 1);
     for (int r = 0; r < 3; ++r) {  // three labelled chunks of 30: the third starts a round
       json inputs = json::array();

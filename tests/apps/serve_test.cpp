@@ -36,19 +36,6 @@ using json = nlohmann::json;
 
 namespace {
 
-// Rows of separable_features (the classes of write_chunk's chunks) and their labels.
-std::vector<std::vector<double>> samples(const std::vector<int>& classes, int n, uint64_t seed, std::vector<int>* labels) {
-  Rng rng(seed);
-  std::vector<std::vector<double>> xs;
-  for (int i = 0; i < n; ++i) {
-    const int c = classes[static_cast<size_t>(i) % classes.size()];
-    std::vector<double> x(16);
-    nnr::test::separable_features(x.data(), c, rng);
-    xs.push_back(x);
-    if (labels) labels->push_back(c);
-  }
-  return xs;
-}
 
 // A model directory with version 1 trained on classes 0-3.
 struct ServedDir {
@@ -153,7 +140,7 @@ TEST_CASE("predictions, one and a batch, match predict_probabilities, and bad re
   REQUIRE(port > 0);
 
   std::vector<int> labels;
-  const auto xs = samples({0, 1, 2, 3}, 8, 77, &labels);
+  const auto xs = test::separable_rows({0, 1, 2, 3}, 8, 77, &labels);
   LoadedModel v1 = load_model(d.dir + "/1/" + kModelFile);
   Tensor x = Tensor::empty({8, 16});
   for (size_t i = 0; i < xs.size(); ++i)
@@ -191,7 +178,7 @@ TEST_CASE("predictions, one and a batch, match predict_probabilities, and bad re
       {"POST", "/v1/predict", json{{"inputs", json::array()}}.dump(), 400, "empty"},
       {"POST", "/v1/predict", json{{"input", non_numeric}}.dump(), 400, "value 5 is not a number"},
       {"POST", "/v1/predict", "{\"input\": [1e999, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}", 400, ""},
-      {"POST", "/v1/predict", json{{"inputs", inputs_json(samples({0}, 33, 5, nullptr))}}.dump(), 413,
+      {"POST", "/v1/predict", json{{"inputs", inputs_json(test::separable_rows({0}, 33, 5, nullptr))}}.dump(), 413,
        "too many inputs"},
       {"POST", "/v1/predict", "{\"input\": [" + std::string(20000, ' ') + "]}", 413, "over the limit"},  // oversized
       {"GET", "/v1/nowhere", "", 404, "no route GET /v1/nowhere"},  // unknown route
@@ -271,7 +258,7 @@ TEST_CASE("feedback is written durably, a round runs once N samples are pending,
     Server server(o);
     const int port = server.start(0);
     std::vector<int> labels;
-    const auto xs = samples({4, 5, 6}, 90, 2, &labels);
+    const auto xs = test::separable_rows({4, 5, 6}, 90, 2, &labels);
     // Three requests of 30: the first two leave the round waiting.
     for (int r = 0; r < 3; ++r) {
       const std::vector<std::vector<double>> part(xs.begin() + 30 * r, xs.begin() + 30 * (r + 1));
@@ -312,7 +299,7 @@ TEST_CASE("feedback is written durably, a round runs once N samples are pending,
     CHECK_THAT(call(port, "GET", "/metrics").text, Catch::Contains("\nnnr_served_version 2\n"));
 
     // 20 more stay pending across the restart.
-    const auto more = samples({7, 8}, 20, 3, &labels);
+    const auto more = test::separable_rows({7, 8}, 20, 3, &labels);
     const Answer a = call(port, "POST", "/v1/feedback",
                           json{{"inputs", inputs_json(more)}, {"labels", std::vector<int>(labels.end() - 20, labels.end())}}.dump());
     REQUIRE(a.status == 200);
@@ -342,7 +329,7 @@ TEST_CASE("a version written by another writer is picked up while serving") {
   REQUIRE(round.version == 2);
   CHECK(eventually(30, [&] { return call(port, "GET", "/v1/model").body["version"] == 2; }));
   std::vector<int> labels;
-  const auto xs = samples({5}, 1, 9, &labels);
+  const auto xs = test::separable_rows({5}, 1, 9, &labels);
   const Answer a = call(port, "POST", "/v1/predict", json{{"input", xs[0]}}.dump());
   CHECK(a.body["version"] == 2);
   CHECK(a.body["labels"][0] == 5);
@@ -373,7 +360,7 @@ TEST_CASE("batched concurrent predictions: each answer is its own, from the vers
   Server server(o);
   const int port = server.start(0);
 
-  const auto xs = samples({0, 1, 2, 3, 4, 5, 6}, 16, 11, nullptr);
+  const auto xs = test::separable_rows({0, 1, 2, 3, 4, 5, 6}, 16, 11, nullptr);
   // What each version predicts for each sample, batch-1.
   const auto expected = [&](int64_t version) {
     LoadedModel v = load_model(d.dir + "/" + std::to_string(version) + "/" + kModelFile);
