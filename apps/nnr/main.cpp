@@ -40,12 +40,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    // Only `nnr train` splits its work across the ranks of `mpirun -np N`; every other command
-    // would run whole on each rank and race on its outputs.
-    if (nnr::launched_ranks() > 1 && !app.got_subcommand("train"))
+    // `nnr train` and `nnr stream` split their work across the ranks of `mpirun -np N`; every other
+    // command would run whole on each rank and race on its outputs.
+    if (nnr::launched_ranks() > 1 && !app.got_subcommand("train") && !app.got_subcommand("stream"))
       throw nnr::InvalidArgument("[nnr] " + app.get_subcommands().front()->get_name() + " is not data-parallel yet (" +
                                  std::to_string(nnr::launched_ranks()) +
-                                 " ranks): run it without mpirun; nnr train is the command that runs under it");
+                                 " ranks): run it without mpirun; nnr train and nnr stream run under it");
     if (app.got_subcommand("train")) train();
     else if (app.got_subcommand("eval")) eval();
     else if (app.got_subcommand("predict")) predict();

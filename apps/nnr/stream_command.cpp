@@ -3,11 +3,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <sstream>
 
 #include "apps/nnr/commands.h"
+#include "apps/nnr/data_parallel.h"
 #include "apps/nnr/device.h"
+#include "apps/trainer/model_file.h"
 #include "apps/trainer/retraining.h"
 #include "apps/trainer/stream.h"
 #include "apps/trainer/stream_report.h"
@@ -20,7 +23,7 @@ namespace nnr::cli {
 namespace {
 
 struct StreamFlags {
-  std::string data = "fashion-mnist", test_data, model = "mlp:784-400-400-10", report, device = "cpu";
+  std::string data = "fashion-mnist", test_data, model = "mlp:784-400-400-10", report, save_models, device = "cpu";
   StreamOptions stream;
   std::string strategy = "paper", compare, samples, weights, regularizer;
   RetrainOptions retrain;
@@ -58,9 +61,9 @@ std::vector<Strategy> chosen_strategies(const StreamFlags& f) {
   return out;
 }
 
-// The report folder must be writable before the rounds run, not after. Nothing is created here
-// (a run that fails leaves no empty folder); write_stream_report creates it at the end.
-void check_report_dir(const std::string& dir) {
+// An output folder (--report, --save-models) must be writable before the rounds run, not after.
+// Nothing is created here (a run that fails leaves no empty folder); the writers create it at the end.
+void check_output_dir(const std::string& flag, const std::string& dir) {
   if (dir.empty()) return;
   std::string existing = dir;
   struct stat st;
@@ -69,7 +72,7 @@ void check_report_dir(const std::string& dir) {
     existing = slash == std::string::npos ? "." : (slash == 0 ? "/" : existing.substr(0, slash));
   }
   if (!S_ISDIR(st.st_mode) || access(existing.c_str(), W_OK) != 0)
-    throw InvalidArgument("[stream] cannot write --report " + dir + ": '" + existing + "' is not a writable directory");
+    throw InvalidArgument("[stream] cannot write " + flag + " " + dir + ": '" + existing + "' is not a writable directory");
 }
 
 void run_stream_command(StreamFlags f) {
@@ -91,7 +94,15 @@ void run_stream_command(StreamFlags f) {
   f.retrain.memory_grouping = parse_memory_grouping(f.memory_groups);
   f.retrain.optimizer = OptimizerOptions{f.optimizer, f.lr, f.retrain.optimizer.momentum, 0.0f};
   f.stream.seed = derive_seed(f.retrain.seed, "stream");
-  check_report_dir(f.report);
+  // mpirun -np N: every rank runs the same stream and seed; each step's batch and every evaluation
+  // are split across the ranks (RetrainOptions::collective). Rank 0 alone prints and writes.
+  Collective* const parallel = data_parallel_collective("stream", f.device, f.retrain.batch_size, f.threads);
+  const bool root = !parallel || parallel->rank() == 0;
+  f.retrain.collective = parallel;
+  if (root) {
+    check_output_dir("--report", f.report);
+    check_output_dir("--save-models", f.save_models);
+  }
   const std::unique_ptr<Context> cuda = open_device(f.device, "stream");
   f.retrain.cuda = cuda.get();
 
@@ -111,12 +122,16 @@ void run_stream_command(StreamFlags f) {
   check_model_accepts(build_model(f.model, 0), chunks.front().train.sample_shape(), chunks.front().train.num_classes,
                       f.data);
   StreamRunOptions run{f.model, f.retrain, f.stream.scenario, f.stream.scenario == "files" ? "files" : f.data, f.device};
-  std::fprintf(stderr, "nnr stream: %s, %s, %zu chunks, %s, seed %llu, %d threads%s\n", run.data.c_str(),
-               f.stream.scenario.c_str(), chunks.size(), f.model.c_str(),
-               static_cast<unsigned long long>(f.retrain.seed), num_threads(), cuda ? ", cuda" : "");
+  const std::string ranks_note =
+      parallel ? ", data parallel on " + std::to_string(parallel->size()) + " ranks (threads are per rank)" : "";
+  if (root)
+    std::fprintf(stderr, "nnr stream: %s, %s, %zu chunks, %s, seed %llu, %d threads%s%s\n", run.data.c_str(),
+                 f.stream.scenario.c_str(), chunks.size(), f.model.c_str(),
+                 static_cast<unsigned long long>(f.retrain.seed), num_threads(), cuda ? ", cuda" : "",
+                 ranks_note.c_str());
 
   const auto on_round = [&](const std::string& strategy, const RoundRecord& r) {
-    if (f.quiet) return;
+    if (f.quiet || !root) return;
     double acc = 0.0;
     for (size_t j = 0; j <= static_cast<size_t>(r.round) && j < r.test_accuracy.size(); ++j) acc += r.test_accuracy[j];
     acc /= static_cast<double>(r.round + 1);
@@ -124,7 +139,27 @@ void run_stream_command(StreamFlags f) {
                  r.round, chunks.size() - 1, r.chunk.c_str(), 100.0 * acc, 100.0 * r.validation_accuracy,
                  static_cast<double>(r.compute.train_flops()) * 1e-9, r.compute.round_seconds);
   };
-  StreamReport report = run_stream(chunks, strategies, run, on_round);
+  int64_t models_saved = 0;
+  const auto on_model = [&](const std::string& strategy, Sequential& model) {
+    if (parallel && !parameters_identical(model, *parallel))
+      throw Error("[stream] the ranks' weights differ after strategy " + strategy + " (rank " +
+                  std::to_string(parallel->rank()) + "): the data-parallel run is not consistent");
+    if (f.save_models.empty() || !root) return;
+    std::error_code ec;
+    std::filesystem::create_directories(f.save_models, ec);
+    if (ec) throw Error("[stream] cannot create --save-models " + f.save_models + ": " + ec.message());
+    save_model(f.save_models + "/" + strategy + ".safetensors", model, {},
+               {{"nnr.seed", std::to_string(f.retrain.seed)}, {"nnr.stream", f.stream.scenario}});
+    ++models_saved;
+  };
+  StreamReport report = run_stream(chunks, strategies, run, on_round, on_model);
+  if (parallel) {
+    // Every rank has the report; the run ends on every rank together, then rank 0 writes.
+    report.data_parallel = {{"ranks", parallel->size()}, {"bytes_all_reduced", parallel->bytes_all_reduced()}};
+    parallel->barrier();
+    parallel->finish();
+    if (!root) return;
+  }
   report.settings = {{"epochs", f.retrain.epochs},
                      {"batch_size", f.retrain.batch_size},
                      {"optimizer", f.optimizer},
@@ -151,6 +186,8 @@ void run_stream_command(StreamFlags f) {
   for (const StrategyReport& s : report.strategies) std::printf("%s\n", format_round_table(s, report.chunks).c_str());
   std::printf("%s", format_summary_table(report).c_str());
   if (!f.report.empty()) std::printf("report: %s/report.json, rounds.csv, report.svg\n", f.report.c_str());
+  if (models_saved) std::printf("models: %s/<strategy>.safetensors (%lld)\n", f.save_models.c_str(),
+                                static_cast<long long>(models_saved));
 }
 
 std::string presets_help() {
@@ -260,6 +297,7 @@ Command add_stream(CLI::App& app) {
   cmd->add_option("--threads", f->threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
   add_device_option(cmd, f->device, "Train and evaluate");
   cmd->add_option("--report", f->report, "Folder for report.json, rounds.csv and report.svg");
+  cmd->add_option("--save-models", f->save_models, "Folder for each strategy's model after its last round (<strategy>.safetensors)");
   cmd->add_flag("--json", f->json, "Print the report as JSON on stdout");
   cmd->add_flag("-q,--quiet", f->quiet, "No progress lines on stderr");
   return [f] { run_stream_command(*f); };

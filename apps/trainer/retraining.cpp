@@ -122,24 +122,61 @@ int64_t first_nonfinite(const float* p, int64_t n) {
   return -1;
 }
 
+bool is_parallel(const Collective* c) { return c && c->size() > 1; }
+
 // dL/dθ of the mean loss on `data` with every weight open (masks restored after), on the host.
-std::vector<Tensor> validation_gradient(Sequential& model, const Dataset& data) {
+// Data parallel: each rank takes its contiguous share of the samples, weighs its share's mean-loss
+// gradient by its share of the samples, and the ranks sum (every rank gets the whole gradient).
+std::vector<Tensor> validation_gradient(Sequential& model, const Dataset& data, Collective* collective) {
   const std::vector<Parameter*> params = model.parameters();
   std::vector<UpdateMask> masks;
   for (Parameter* p : params) masks.push_back(p->mask);
   model.open_all();
   model.zero_grad();
-  StepScratch scratch;
-  model.forward(data.features, scratch.tape);
-  scratch.tape.apply_loss(scratch.loss, data.labels);
-  scratch.tape.backward();
+  const int64_t n = data.size();
+  int64_t begin = 0, end = n;
+  if (is_parallel(collective)) {
+    const int64_t ranks = collective->size(), r = collective->rank();
+    begin = r * (n / ranks) + std::min<int64_t>(r, n % ranks);
+    end = begin + n / ranks + (r < n % ranks ? 1 : 0);
+  }
+  if (end > begin) {
+    StepScratch scratch;
+    std::vector<int64_t> rows(static_cast<size_t>(end - begin));
+    std::iota(rows.begin(), rows.end(), begin);
+    Tensor share;  // this rank's rows when it has only some
+    if (end - begin < n) share = gather_rows(data.features, rows);
+    const std::vector<int32_t> y(data.labels.begin() + begin, data.labels.begin() + end);
+    model.forward(end - begin < n ? share : data.features, scratch.tape);
+    scratch.tape.apply_loss(scratch.loss, y);
+    scratch.tape.backward();
+  }
   std::vector<Tensor> grads;
   for (size_t i = 0; i < params.size(); ++i) {
     grads.push_back(params[i]->grad.clone());
     params[i]->mask = masks[i];
   }
+  if (is_parallel(collective)) {
+    const float weight = n ? static_cast<float>(static_cast<double>(end - begin) / static_cast<double>(n)) : 0.0f;
+    for (Tensor& g : grads) {
+      for (int64_t i = 0; i < g.numel(); ++i) g.data()[i] *= weight;
+      collective->all_reduce_sum(g.data(), g.numel());
+    }
+  }
   model.zero_grad();
   return grads;
+}
+
+// Data parallel: the round's FLOPs summed over the ranks (each counted its own share of the steps
+// and evaluations, and the work every rank repeats), identical on every rank.
+void sum_over_ranks(Collective* collective, ComputeCounts& c) {
+  if (!is_parallel(collective)) return;
+  double v[3] = {static_cast<double>(c.forward_flops), static_cast<double>(c.input_grad_flops),
+                 static_cast<double>(c.weight_grad_flops)};
+  collective->all_reduce_sum(v, 3);
+  c.forward_flops = static_cast<int64_t>(v[0]);
+  c.input_grad_flops = static_cast<int64_t>(v[1]);
+  c.weight_grad_flops = static_cast<int64_t>(v[2]);
 }
 
 std::vector<Tensor> parameter_values(Sequential& model) {
@@ -164,12 +201,13 @@ RoundCompute compute_between(const ComputeCounts& before, const ComputeCounts& a
 }
 
 // Mean over the data sets (each chunk's validation part counts once, whatever its size).
-double mean_accuracy(Sequential& model, const std::vector<const Dataset*>& parts, Context* cuda) {
+double mean_accuracy(Sequential& model, const std::vector<const Dataset*>& parts, Context* cuda,
+                     Collective* collective) {
   double sum = 0.0;
   int counted = 0;
   for (const Dataset* d : parts) {
     if (d->size() == 0) continue;
-    sum += evaluate(model, *d, 1000, cuda).accuracy;
+    sum += evaluate(model, *d, 1000, cuda, collective).accuracy;
     ++counted;
   }
   return counted ? sum / counted : 0.0;
@@ -304,6 +342,8 @@ RoundCompute train_base(Sequential& model, const StreamChunk& chunk, const Retra
   const ComputeCounts before = model.compute_counts();
   model.open_all();
   auto optimizer = make_optimizer(options.optimizer);
+  if (options.cuda && is_parallel(options.collective))
+    throw InvalidArgument("[retrain] data-parallel retraining runs on the CPU only (no --device cuda yet)");
   if (options.cuda) model.to(Device::CUDA, *options.cuda);
   Batcher batches(chunk.train, BatcherOptions{options.batch_size, true, false},
                   Rng(derive_seed(options.seed, "batches.base")));
@@ -311,9 +351,13 @@ RoundCompute train_base(Sequential& model, const StreamChunk& chunk, const Retra
                                       batches.batches_per_epoch() * options.epochs};
   int64_t samples = 0, step = 0;
   for (int e = 1; e <= options.epochs; ++e)
-    samples += train_epoch(model, *optimizer, batches, e, options.epochs, {}, &schedule, &step, options.cuda).samples;
+    samples += train_epoch(model, *optimizer, batches, e, options.epochs, {}, &schedule, &step, options.cuda, nullptr,
+                           options.collective)
+                   .samples;
   if (options.cuda) model.to(Device::CPU, *options.cuda);
-  RoundCompute c = compute_between(before, model.compute_counts());
+  ComputeCounts spent = model.compute_counts() - before;
+  sum_over_ranks(options.collective, spent);
+  RoundCompute c = compute_between(ComputeCounts{}, spent);
   c.samples = samples;
   c.parameters_updated = model.parameter_count();
   c.train_seconds = c.round_seconds = seconds_since(start);
@@ -322,13 +366,14 @@ RoundCompute train_base(Sequential& model, const StreamChunk& chunk, const Retra
 }
 
 void evaluate_round(Sequential& model, const std::vector<StreamChunk>& stream, size_t round, Context* cuda,
-                    RoundRecord& record) {
+                    Collective* collective, RoundRecord& record) {
   if (cuda) model.to(Device::CUDA, *cuda);
   record.test_accuracy.clear();
-  for (const StreamChunk& c : stream) record.test_accuracy.push_back(evaluate(model, c.test, 1000, cuda).accuracy);
+  for (const StreamChunk& c : stream)
+    record.test_accuracy.push_back(evaluate(model, c.test, 1000, cuda, collective).accuracy);
   std::vector<const Dataset*> seen;
   for (size_t j = 0; j <= round && j < stream.size(); ++j) seen.push_back(&stream[j].validation);
-  record.validation_accuracy = mean_accuracy(model, seen, cuda);
+  record.validation_accuracy = mean_accuracy(model, seen, cuda, collective);
   if (cuda) model.to(Device::CPU, *cuda);
 }
 
@@ -436,7 +481,7 @@ double Retrainer::validation_accuracy(const Dataset* extra) {
   if (extra) parts.push_back(extra);
   Context* cuda = options_.cuda;
   if (cuda) model_.to(Device::CUDA, *cuda);
-  const double accuracy = mean_accuracy(model_, parts, cuda);
+  const double accuracy = mean_accuracy(model_, parts, cuda, options_.collective);
   if (cuda) model_.to(Device::CPU, *cuda);
   return accuracy;
 }
@@ -577,6 +622,8 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
   Context* cuda = options_.cuda;
   if (cuda) model_.to(Device::CUDA, *cuda);
   StepScratch scratch;
+  Collective* const parallel = is_parallel(options_.collective) ? options_.collective : nullptr;
+  std::vector<float> flat;  // the data-parallel all-reduce buffer
   ComputeCounts step_counts;
   int64_t samples = 0, step = 0;
   auto where = [&] {
@@ -584,7 +631,10 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
   };
   auto run_step = [&](const Batch& batch) {
     const ComputeCounts before = model_.compute_counts();
-    const double loss = train_step(model_, *optimizer, batch, cuda, &scratch);
+    // Data parallel: every rank builds the same global batch (same seeds, same memory) and takes
+    // its share of it; the bandits read only all-reduced numbers, so they choose alike on every rank.
+    const double loss = parallel ? train_step_data_parallel(model_, *optimizer, batch, *parallel, scratch, flat)
+                                 : train_step(model_, *optimizer, batch, cuda, &scratch);
     step_counts += model_.compute_counts() - before;
     if (!std::isfinite(loss)) {
       std::ostringstream msg;
@@ -663,7 +713,7 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
         if (c.validation.size()) parts.push_back(&c.validation);
       Rng probe_rng(derive_seed(options_.seed, "probe") + round_seed);
       const Dataset probe = stratified_subset(parts, options_.probe_samples, probe_rng);
-      double probe_loss = evaluate(model_, probe, 1000, cuda).loss;
+      double probe_loss = evaluate(model_, probe, 1000, cuda, options_.collective).loss;
       std::map<bandits::ArmId, int64_t> pulls;
       // The pulled arm supplies bandit_share of the replay part; the rest is uniform over the memory,
       // so every stored group stays in every batch (what keeps a class-incremental model's old
@@ -692,7 +742,7 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
           for (const int64_t i : draw_distinct(m, uniform_part, draws)) chosen.push_back(i);
           run_step(mixed_batch(chunk.train, mine, memory, chosen));
         }
-        const double after = evaluate(model_, probe, 1000, cuda).loss;
+        const double after = evaluate(model_, probe, 1000, cuda, options_.collective).loss;
         samples_->update(probe_loss - after);
         probe_loss = after;
       }
@@ -709,6 +759,7 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
     const NonFiniteEntry bad = find_nonfinite(model_, true);
     if (bad.parameter) throw_nonfinite(bad, where() + " (the round's last; checked on the host after it)");
   }
+  sum_over_ranks(options_.collective, step_counts);
   compute.samples += samples;
   compute.forward_flops += step_counts.forward_flops;
   compute.input_grad_flops += step_counts.input_grad_flops;
@@ -784,12 +835,14 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
   record.round = rounds_;
   record.chunk = chunk.name;
   const ComputeCounts before = model_.compute_counts();
+  if (options_.cuda && is_parallel(options_.collective))
+    throw InvalidArgument("[retrain] data-parallel retraining runs on the CPU only (no --device cuda yet)");
 
   record.compute.parameters_updated = choose_weights(record.choices);
   const std::vector<Parameter*> params = model_.parameters();
   std::vector<Tensor> grad, start_values;
   if (weights_ && strategy_.weights_from_bandit()) {
-    grad = validation_gradient(model_, seen_validation());
+    grad = validation_gradient(model_, seen_validation(), options_.collective);
     start_values = parameter_values(model_);
   }
 
@@ -816,7 +869,7 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
       restore(s0);
       nlohmann::json ignored;
       train_round(chunk, candidate, pilot_steps, ignored, record.compute);
-      const double accuracy = mean_accuracy(model_, seen_validation_parts(), nullptr);
+      const double accuracy = mean_accuracy(model_, seen_validation_parts(), nullptr, options_.collective);
       std::ostringstream key;
       key << candidate;
       tried[key.str()] = accuracy;
@@ -841,18 +894,19 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
   if (regularizer_) regularizer_->consolidate(model_, chunk.train);
   remember(chunk, rounds_);
   // Everything the layers ran this round that was not a training step.
-  const ComputeCounts all = model_.compute_counts() - before;
+  ComputeCounts all = model_.compute_counts() - before;
+  sum_over_ranks(options_.collective, all);
   record.compute.other_flops = all.total() - record.compute.forward_flops - record.compute.input_grad_flops -
                                record.compute.weight_grad_flops;
 
   if (stream) {
-    evaluate_round(model_, *stream, static_cast<size_t>(rounds_), options_.cuda, record);
+    evaluate_round(model_, *stream, static_cast<size_t>(rounds_), options_.cuda, options_.collective, record);
   } else {
     // No stream to report on (a served model's round): the chunk's own test part, and validation.
     Context* cuda = options_.cuda;
     if (cuda) model_.to(Device::CUDA, *cuda);
-    record.test_accuracy = {evaluate(model_, chunk.test, 1000, cuda).accuracy};
-    record.validation_accuracy = mean_accuracy(model_, seen_validation_parts(), cuda);
+    record.test_accuracy = {evaluate(model_, chunk.test, 1000, cuda, options_.collective).accuracy};
+    record.validation_accuracy = mean_accuracy(model_, seen_validation_parts(), cuda, options_.collective);
     if (cuda) model_.to(Device::CPU, *cuda);
   }
   record.compute.round_seconds = seconds_since(start);
@@ -940,7 +994,8 @@ void Retrainer::load_state(const nlohmann::json& meta, const std::map<std::strin
 }
 
 StreamReport run_stream(const std::vector<StreamChunk>& stream, const std::vector<Strategy>& strategies,
-                        const StreamRunOptions& options, const RoundCallback& on_round) {
+                        const StreamRunOptions& options, const RoundCallback& on_round,
+                        const ModelCallback& on_model) {
   if (stream.size() < 2) throw InvalidArgument("[stream] a stream needs at least 2 chunks (a base and a round)");
   if (strategies.empty()) throw InvalidArgument("[stream] no strategy to run");
   for (const Strategy& s : strategies) validate_strategy(s);
@@ -954,6 +1009,8 @@ StreamReport run_stream(const std::vector<StreamChunk>& stream, const std::vecto
 
   const uint64_t init_seed = derive_seed(options.retrain.seed, "init");
   Sequential base = build_model(options.model_spec, init_seed);
+  // Data parallel: every rank builds the same model from the seed; rank 0's weights make it certain.
+  if (is_parallel(options.retrain.collective)) broadcast_parameters(base, *options.retrain.collective, 0);
   const RoundCompute base_compute = train_base(base, stream[0], options.retrain);
   for (const Strategy& strategy : strategies) {
     Sequential model = build_model(options.model_spec, init_seed);
@@ -969,13 +1026,14 @@ StreamReport run_stream(const std::vector<StreamChunk>& stream, const std::vecto
     first.chunk = stream[0].name;
     first.compute = base_compute;
     first.compute.round_seconds += seconds_since(adopt_start);
-    evaluate_round(retrainer.model(), stream, 0, options.retrain.cuda, first);
+    evaluate_round(retrainer.model(), stream, 0, options.retrain.cuda, options.retrain.collective, first);
     sr.rounds.push_back(first);
     if (on_round) on_round(strategy.name, first);
     for (size_t i = 1; i < stream.size(); ++i) {
       sr.rounds.push_back(retrainer.round(stream[i], stream));
       if (on_round) on_round(strategy.name, sr.rounds.back());
     }
+    if (on_model) on_model(strategy.name, retrainer.model());
     report.strategies.push_back(std::move(sr));
   }
   return report;

@@ -38,6 +38,7 @@
 #include "apps/trainer/strategy.h"
 #include "apps/trainer/stream.h"
 #include "apps/trainer/stream_report.h"
+#include "engine/core/collective.h"
 #include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/nn/sequential.h"
@@ -83,6 +84,11 @@ struct RetrainOptions {
     return r;
   }();                             // its seed is derived from `seed`
   uint64_t seed = 0;               // the one user seed; every component derives its own
+  // Data parallel (issue #18): with a collective of several ranks, every rank runs the same rounds
+  // on the same stream and seed; each step's batch, every evaluation (rewards, probes, λ choice,
+  // reports) and the weight rewards' validation gradient are split across the ranks and reduced,
+  // so every rank keeps the same weights, memory and bandit state. CPU only. Not serialized.
+  Collective* collective = nullptr;
   Context* cuda = nullptr;         // train and evaluate on this CUDA context (the model lives on the
                                    // host between rounds: consolidation and the memory read it there)
 };
@@ -206,9 +212,9 @@ class Retrainer {
 RoundCompute train_base(Sequential& model, const StreamChunk& chunk, const RetrainOptions& options);
 
 // Evaluation of round `round` for the report: R row over every chunk's test part and the mean
-// validation accuracy over chunks 0..round.
+// validation accuracy over chunks 0..round (split across the ranks of a data-parallel collective).
 void evaluate_round(Sequential& model, const std::vector<StreamChunk>& stream, size_t round, Context* cuda,
-                    RoundRecord& record);
+                    Collective* collective, RoundRecord& record);
 
 // Copies every parameter value of `from` into `to` (same spec), on the host.
 void copy_parameters(Sequential& from, Sequential& to);
@@ -226,7 +232,10 @@ struct StreamRunOptions {
 };
 // Called after each round of each strategy (progress and per-round tables).
 using RoundCallback = std::function<void(const std::string& strategy, const RoundRecord& record)>;
+// Called with each strategy's model after its last round (on the host), e.g. to save it.
+using ModelCallback = std::function<void(const std::string& strategy, Sequential& model)>;
 StreamReport run_stream(const std::vector<StreamChunk>& stream, const std::vector<Strategy>& strategies,
-                        const StreamRunOptions& options, const RoundCallback& on_round = {});
+                        const StreamRunOptions& options, const RoundCallback& on_round = {},
+                        const ModelCallback& on_model = {});
 
 }  // namespace nnr

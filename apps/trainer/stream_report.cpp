@@ -451,6 +451,7 @@ json to_json(const StreamReport& report) {
               {"device", report.device},     {"seed", report.seed},         {"chunks", report.chunks},
               {"settings", report.settings}, {"strategies", json::array()}};
   for (const StrategyReport& s : report.strategies) out["strategies"].push_back(strategy_json(s));
+  if (!report.data_parallel.is_null()) out["data_parallel"] = report.data_parallel;
   return out;
 }
 

@@ -70,6 +70,7 @@ struct StreamReport {
   std::vector<std::string> chunks;     // chunk names in arrival order
   nlohmann::json settings = nlohmann::json::object();  // epochs, memory, budget, λ, ... as run
   std::vector<StrategyReport> strategies;
+  nlohmann::json data_parallel;  // a data-parallel run: ranks and bytes all-reduced; null otherwise
 };
 
 // Per strategy: strategy, description, average_accuracy, bwt, forgetting, newest_accuracy,
