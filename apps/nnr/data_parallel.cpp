@@ -16,7 +16,7 @@ Collective* data_parallel_collective(const std::string& command, const std::stri
   if (device != "cpu")
     throw InvalidArgument(where + "data-parallel runs are on the CPU only: run with --device cpu under mpirun");
   Collective& c = collective();
-  if (batch_size < c.size())
+  if (batch_size > 0 && batch_size < c.size())
     throw InvalidArgument(where + "--batch-size " + std::to_string(batch_size) + " is smaller than the " +
                           std::to_string(c.size()) + " ranks of this data-parallel run (every global batch is "
                           "split across the ranks: each needs at least one sample)");

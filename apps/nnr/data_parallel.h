@@ -9,7 +9,7 @@ namespace nnr::cli {
 
 // Under an MPI launcher with several ranks: the run's collective (engine/core/collective.h), after
 // the checks every data-parallel command makes (CPU only; a global batch of at least one sample
-// per rank), and with --threads 0 each rank's thread count set to the cores the launcher bound it
+// per rank, unless batch_size is 0: not known here), and with --threads 0 each rank's thread count set to the cores the launcher bound it
 // to, else an equal part of the machine's. Null for a single process: nothing is loaded.
 // `command` names the command in errors.
 Collective* data_parallel_collective(const std::string& command, const std::string& device, int64_t batch_size,

@@ -7,12 +7,10 @@
 #include <string>
 
 #include "apps/nnr/commands.h"
-#include "apps/nnr/openmp_wait.h"
 #include "engine/core/collective.h"
 #include "engine/core/error.h"
 
 int main(int argc, char** argv) {
-  nnr::cli::use_passive_openmp_wait(argv);
   std::signal(SIGXFSZ, SIG_IGN);  // a write past RLIMIT_FSIZE fails with EFBIG and is reported, not a silent kill
   CLI::App app{"nnr: retrain a served neural network on new data without forgetting the old.\n"
                "Run 'nnr <command> --help' for a command's flags."};
@@ -40,12 +38,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    // `nnr train` and `nnr stream` split their work across the ranks of `mpirun -np N`; every other
-    // command would run whole on each rank and race on its outputs.
-    if (nnr::launched_ranks() > 1 && !app.got_subcommand("train") && !app.got_subcommand("stream"))
+    // `nnr train`, `nnr stream` and `nnr retrain` split their work across the ranks of `mpirun -np N`;
+    // every other command would run whole on each rank and race on its outputs.
+    if (nnr::launched_ranks() > 1 && !app.got_subcommand("train") && !app.got_subcommand("stream") &&
+        !app.got_subcommand("retrain"))
       throw nnr::InvalidArgument("[nnr] " + app.get_subcommands().front()->get_name() + " is not data-parallel yet (" +
                                  std::to_string(nnr::launched_ranks()) +
-                                 " ranks): run it without mpirun; nnr train and nnr stream run under it");
+                                 " ranks): run it without mpirun; nnr train, stream and retrain run under it");
     if (app.got_subcommand("train")) train();
     else if (app.got_subcommand("eval")) eval();
     else if (app.got_subcommand("predict")) predict();

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "apps/nnr/commands.h"
+#include "apps/nnr/data_parallel.h"
 #include "apps/nnr/device.h"
 #include "apps/trainer/serving.h"
 #include "engine/core/error.h"
@@ -45,6 +46,13 @@ void print_round(const ServingRound& r, const std::string& dir) {
 
 int run_retrain(const RetrainFlags& f, bool strategy_given) {
   set_num_threads(f.threads);
+  // mpirun -np N: the round is split across the ranks; rank 0 alone writes and prints. The batch
+  // size is the directory's (every share may be empty but one: the step is still exact).
+  Collective* const parallel = data_parallel_collective("retrain", f.device, 0, f.threads);
+  const bool root = !parallel || parallel->rank() == 0;
+  if (parallel && !f.init.empty())
+    throw InvalidArgument("[retrain] --init is not data-parallel: adopt the model without mpirun, then run the rounds "
+                          "under it");
   const std::unique_ptr<Context> cuda = open_device(f.device, "retrain");
   ServingRound result;
   if (!f.init.empty()) {
@@ -63,10 +71,20 @@ int run_retrain(const RetrainFlags& f, bool strategy_given) {
       throw InvalidArgument("[retrain] --model-spec and --memory-data apply only with --init: a directory keeps "
                             "the model and options it was started with");
     result = retrain_model_dir(f.model_dir, f.data, f.max_regression, cuda.get(),
-                               parse_nonfinite_policy(f.on_nonfinite), strategy_given ? f.strategy : "");
+                               parse_nonfinite_policy(f.on_nonfinite), strategy_given ? f.strategy : "", parallel);
   }
-  if (f.json) std::printf("%s\n", to_json(result).dump(2).c_str());
-  else print_round(result, f.model_dir);
+  if (parallel) {
+    parallel->barrier();
+    parallel->finish();
+  }
+  if (!root) return result.refused ? 3 : 0;
+  if (f.json) {
+    nlohmann::json j = to_json(result);
+    if (parallel) j["data_parallel"] = {{"ranks", parallel->size()}, {"bytes_all_reduced", parallel->bytes_all_reduced()}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    print_round(result, f.model_dir);
+  }
   return result.refused ? 3 : 0;
 }
 

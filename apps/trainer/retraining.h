@@ -150,6 +150,7 @@ class Retrainer {
   int rounds() const { return rounds_; }
   // Train and evaluate on this CUDA context from now on (null: the CPU).
   void set_device(Context* cuda) { options_.cuda = cuda; }
+  void set_collective(Collective* collective) { options_.collective = collective; }
 
   // What a served model carries to its next round besides its weights, Ω and θ* (which live in
   // the parameters): the round counter, λ, the bandits', memory's and regularizer's state and the

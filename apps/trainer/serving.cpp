@@ -200,16 +200,26 @@ ServingRound adopt_model_dir(const std::string& dir, const std::string& init_fil
 }
 
 ServingRound retrain_model_dir(const std::string& dir, const std::string& data_spec, double max_regression,
-                               Context* cuda, NonFinitePolicy on_nonfinite, const std::string& strategy) {
+                               Context* cuda, NonFinitePolicy on_nonfinite, const std::string& strategy,
+                               Collective* collective) {
   if (!(max_regression >= 0.0)) throw InvalidArgument("[retrain] --max-regression must be >= 0 points");
+  Collective* const parallel = collective && collective->size() > 1 ? collective : nullptr;
+  if (parallel && cuda) throw InvalidArgument("[retrain] data-parallel rounds run on the CPU only (no --device cuda yet)");
+  const bool root = !parallel || parallel->rank() == 0;
   const std::optional<ModelVersion> newest = newest_version(dir);
   if (!newest)
     throw InvalidArgument("[retrain] " + dir + " holds no model version: start it with nnr train --model-dir " + dir +
                           " or nnr retrain --model-dir " + dir + " --init FILE --memory-data SPEC");
   // The lock is held from here to the commit: a second retrain fails at once instead of training.
-  VersionWriter writer(dir);
-  const ModelVersion base = *newest_version(dir);
+  // Data parallel: rank 0 holds it and says which version the round starts from (versions on disk
+  // are whole and never change, so the other ranks read it without the lock).
+  std::optional<VersionWriter> writer;
+  if (root) writer.emplace(dir);
+  int64_t base_number = root ? newest_version(dir)->number : 0;
+  if (parallel) parallel->broadcast(&base_number, sizeof base_number, 0);
+  const ModelVersion base{base_number, dir + "/" + std::to_string(base_number)};
   Restored restored = restore(base);
+  restored.retrainer->set_collective(parallel);
   if (!strategy.empty() && strategy != restored.setup.strategy.name)
     throw InvalidArgument("[retrain] " + dir + " was started with strategy " + restored.setup.strategy.name +
                           " and its rounds keep it (its state is that strategy's); --strategy " + strategy +
@@ -234,6 +244,7 @@ ServingRound retrain_model_dir(const std::string& dir, const std::string& data_s
     out.retry_lr = restored.setup.retrain.optimizer.lr * kRetryScale;
     restored.retrainer = std::move(again.retrainer);
     restored.retrainer->set_device(cuda);
+    restored.retrainer->set_collective(parallel);
     try {
       out.record = restored.retrainer->round(chunk);
     } catch (const NonFiniteError& e2) {
@@ -257,8 +268,14 @@ ServingRound retrain_model_dir(const std::string& dir, const std::string& data_s
     out.reason = buffer;
     return out;  // the writer's destructor removes its temporary folder: DIR is as it was
   }
-  write_version_files(writer.temp_path(), retrainer, restored.setup);
-  out.version = writer.commit().number;
+  if (root) {
+    write_version_files(writer->temp_path(), retrainer, restored.setup);
+    out.version = writer->commit().number;
+  }
+  if (parallel) {
+    // The other ranks end once the version is on disk (or rank 0 has failed and the launcher ends them).
+    parallel->broadcast(&out.version, sizeof out.version, 0);
+  }
   return out;
 }
 

@@ -72,9 +72,13 @@ ServingRound adopt_model_dir(const std::string& dir, const std::string& init_fil
 // DIR as it was too: the version is written only after the round and the gate, into a temporary
 // folder that is removed unless it is committed whole (model_dir.h).
 // `strategy`, when given, must be the one the directory was started with (its rounds keep it).
+// Data parallel (a collective of several ranks, every rank calling with the same arguments): rank 0
+// takes the directory's lock and chooses the base version, every rank restores it and runs the
+// round split across the ranks (RetrainOptions::collective), rank 0 alone writes the new version;
+// every rank returns the same ServingRound.
 ServingRound retrain_model_dir(const std::string& dir, const std::string& data_spec, double max_regression,
                                Context* cuda = nullptr, NonFinitePolicy on_nonfinite = NonFinitePolicy::Fail,
-                               const std::string& strategy = "");
+                               const std::string& strategy = "", Collective* collective = nullptr);
 
 nlohmann::json to_json(const ServingRound& round);
 
