@@ -624,6 +624,7 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
   StepScratch scratch;
   Collective* const parallel = is_parallel(options_.collective) ? options_.collective : nullptr;
   std::vector<float> flat;  // the data-parallel all-reduce buffer
+  int64_t step_bytes = 0;   // what the data-parallel steps all-reduced (per rank)
   ComputeCounts step_counts;
   int64_t samples = 0, step = 0;
   auto where = [&] {
@@ -633,8 +634,10 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
     const ComputeCounts before = model_.compute_counts();
     // Data parallel: every rank builds the same global batch (same seeds, same memory) and takes
     // its share of it; the bandits read only all-reduced numbers, so they choose alike on every rank.
+    const int64_t bytes_before = parallel ? parallel->bytes_all_reduced() : 0;
     const double loss = parallel ? train_step_data_parallel(model_, *optimizer, batch, *parallel, scratch, flat)
                                  : train_step(model_, *optimizer, batch, cuda, &scratch);
+    if (parallel) step_bytes += parallel->bytes_all_reduced() - bytes_before;
     step_counts += model_.compute_counts() - before;
     if (!std::isfinite(loss)) {
       std::ostringstream msg;
@@ -760,6 +763,8 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
     if (bad.parameter) throw_nonfinite(bad, where() + " (the round's last; checked on the host after it)");
   }
   sum_over_ranks(options_.collective, step_counts);
+  if (parallel && step > 0)
+    choices["data_parallel"] = {{"ranks", parallel->size()}, {"steps", step}, {"bytes_all_reduced_per_step", step_bytes / step}};
   compute.samples += samples;
   compute.forward_flops += step_counts.forward_flops;
   compute.input_grad_flops += step_counts.input_grad_flops;

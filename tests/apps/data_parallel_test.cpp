@@ -128,11 +128,16 @@ const std::string kStream =
     " stream --scenario split --chunks 3 --model mlp:16-24-10 --epochs 1 --batch-size 16 --memory 60 --probe 20"
     " --rows-per-group 4 --weight-budget 0.5 --seed 4 --threads 1 -q --json --compare paper,bandit-ewc,full";
 
-// Every choice the bandits made, per strategy and round (samples pulled, weight groups opened).
+// Every choice the bandits made, per strategy and round (samples pulled, weight groups opened),
+// without the data-parallel steps' own record.
 nlohmann::json choices_of(const nlohmann::json& report) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& s : report["strategies"])
-    for (const auto& r : s["rounds"]) out.push_back(r.value("choices", nlohmann::json()));
+    for (const auto& r : s["rounds"]) {
+      nlohmann::json c = r.value("choices", nlohmann::json());
+      if (c.is_object()) c.erase("data_parallel");
+      out.push_back(c);
+    }
   return out;
 }
 
@@ -158,6 +163,14 @@ TEST_CASE("mpirun -np 2 and -np 3 nnr stream make the bandit choices and weights
     CHECK(report["data_parallel"]["ranks"] == ranks);
     CHECK(report["data_parallel"]["bytes_all_reduced"].get<int64_t>() > 0);
     CHECK(choices_of(report) == choices_of(one_report));
+    // Only the open entries travel: paper and bandit-ewc open half the weights (--weight-budget
+    // 0.5), full all of them. Per step: the open gradient entries as floats, and the loss.
+    const auto& paper_round = report["strategies"][0]["rounds"][1]["choices"];
+    const auto& full_round = report["strategies"][2]["rounds"][1]["choices"];
+    const int64_t params = 16 * 24 + 24 + 24 * 10 + 10;
+    CHECK(full_round["data_parallel"]["bytes_all_reduced_per_step"] == params * 4 + 8);
+    CHECK(paper_round["data_parallel"]["bytes_all_reduced_per_step"] ==
+          static_cast<int64_t>(std::llround(paper_round["weights"]["open_fraction"].get<double>() * params)) * 4 + 8);
     for (size_t s = 0; s < 3; ++s) {
       const auto& a = one_report["strategies"][s];
       const auto& b = report["strategies"][s];
@@ -247,7 +260,10 @@ TEST_CASE("mpirun -np 2 nnr retrain writes the version one process writes, from 
     const nlohmann::json a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(two.out);  // rank 0's alone
     CHECK(b["data_parallel"]["ranks"] == 2);
     CHECK(b["version"] == a["version"]);
-    CHECK(b["choices"] == a["choices"]);
+    nlohmann::json choices = b["choices"];
+    CHECK(choices["data_parallel"]["ranks"] == 2);
+    choices.erase("data_parallel");
+    CHECK(choices == a["choices"]);
     CHECK(b["new_validation_accuracy"].get<double>() == Approx(a["new_validation_accuracy"].get<double>()).margin(0.011));
     const std::string version = "/" + std::to_string(a["version"].get<int64_t>()) + "/model.safetensors";
     // Float sums in another order: measured ≤ 1e-6, tolerance 1e-4 absolute.
