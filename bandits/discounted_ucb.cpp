@@ -7,7 +7,7 @@
 namespace nnr::bandits {
 
 DiscountedUcbPolicy::DiscountedUcbPolicy(const PolicyOptions& options)
-    : Policy("discounted-ucb", options, {{"gamma", 0.9995}, {"c", 0.3}}) {
+    : IndexPolicy("discounted-ucb", options, {{"gamma", 0.9995}, {"c", 0.3}}) {
   if (!(option("gamma") > 0.0 && option("gamma") <= 1.0)) fail("option 'gamma' must be in (0, 1]");
   if (option("c") < 0.0) fail("option 'c' must be >= 0");
 }
@@ -21,16 +21,7 @@ double DiscountedUcbPolicy::index(ArmId arm) const {
   return s.mean() + std::sqrt(option("c") * log_n / s.pulls);
 }
 
-std::vector<ArmId> DiscountedUcbPolicy::choose(size_t k) {
-  std::vector<double> scores;
-  for (ArmId id : arms()) scores.push_back(index(id));
-  return top_k(k, scores);
-}
-
-void DiscountedUcbPolicy::observe(ArmId arm, double reward) { observe_round({{arm, reward}}); }
-
 void DiscountedUcbPolicy::observe_round(const std::vector<std::pair<ArmId, double>>& rewards) {
-  for (const auto& kv : rewards) require_unit_reward(kv.second);
   const double gamma = option("gamma");
   // A faded arm keeps at least the smallest normal count, so it stays "pulled" (a finite,
   // large index) instead of looking like a new arm.
@@ -39,11 +30,7 @@ void DiscountedUcbPolicy::observe_round(const std::vector<std::pair<ArmId, doubl
     kv.second.pulls = std::max(kv.second.pulls * gamma, std::numeric_limits<double>::min());
     kv.second.reward_sum *= gamma;
   }
-  for (const auto& [arm, reward] : rewards) {
-    ArmStats& s = stats_[arm];
-    s.pulls += 1.0;
-    s.reward_sum += reward;
-  }
+  for (const auto& [arm, reward] : rewards) observe(arm, reward);
 }
 
 }  // namespace nnr::bandits

@@ -6,20 +6,17 @@
 //   discounted mean + sqrt(c * ln(n_t) / N_i),   n_t = sum of discounted counts.
 // An arm not pulled for a while regains a large bonus and is tried again. Deterministic,
 // rewards in [0, 1]. Options: gamma (0.9995, half-life ~1400 steps), c (0.3), seed.
-#include "bandits/policy.h"
+#include "bandits/index_policy.h"
 
 namespace nnr::bandits {
 
-class DiscountedUcbPolicy : public Policy {
+class DiscountedUcbPolicy : public IndexPolicy {
  public:
   explicit DiscountedUcbPolicy(const PolicyOptions& options = {});
-  double index(ArmId arm) const;
+  double index(ArmId arm) const override;
 
  protected:
-  std::vector<ArmId> choose(size_t k) override;
-  void observe(ArmId arm, double reward) override;
   void observe_round(const std::vector<std::pair<ArmId, double>>& rewards) override;
-  bool unit_rewards() const override { return true; }
 };
 
 }  // namespace nnr::bandits

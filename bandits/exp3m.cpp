@@ -11,7 +11,7 @@ namespace nnr::bandits {
 // the arm had in the last choose (0: no choose since the last round), pulls / reward_sum =
 // rewards actually received.
 
-std::vector<size_t> dependent_rounding(std::vector<double> p, BanditRng& rng) {
+std::vector<size_t> dependent_rounding(std::vector<double> p, Rng& rng) {
   constexpr double kSnap = 1e-12;  // closer than this to 0 or 1 counts as 0 or 1
   double sum = 0.0;
   for (double& v : p) {

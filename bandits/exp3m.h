@@ -29,7 +29,7 @@ namespace nnr::bandits {
 // index i included with probability exactly p_i. Uses at most p.size() - 1 uniform draws.
 // Throws BanditError ("[bandits] ...") if a p_i is outside [0, 1] or the sum is not within
 // 1e-6 of an integer.
-std::vector<size_t> dependent_rounding(std::vector<double> p, BanditRng& rng);
+std::vector<size_t> dependent_rounding(std::vector<double> p, Rng& rng);
 
 class Exp3MPolicy : public Policy {
  public:

@@ -11,7 +11,7 @@ constexpr double kClamp = 1e-15;      // keeps log() finite at 0 and 1
 constexpr int kBisectionSteps = 40;  // interval width 2^-40: far below any reward gap
 }  // namespace
 
-KlUcbPolicy::KlUcbPolicy(const PolicyOptions& options) : Policy("kl-ucb", options, {{"c", 0.0}}) {
+KlUcbPolicy::KlUcbPolicy(const PolicyOptions& options) : IndexPolicy("kl-ucb", options, {{"c", 0.0}}) {
   if (option("c") < 0.0) fail("option 'c' must be >= 0");
 }
 
@@ -37,19 +37,6 @@ double KlUcbPolicy::index(ArmId arm) const {
       lo = mid;
   }
   return lo;
-}
-
-std::vector<ArmId> KlUcbPolicy::choose(size_t k) {
-  std::vector<double> scores;
-  for (ArmId id : arms()) scores.push_back(index(id));
-  return top_k(k, scores);
-}
-
-void KlUcbPolicy::observe(ArmId arm, double reward) {
-  require_unit_reward(reward);
-  ArmStats& s = stats_[arm];
-  s.pulls += 1.0;
-  s.reward_sum += reward;
 }
 
 }  // namespace nnr::bandits

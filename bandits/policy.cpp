@@ -22,6 +22,14 @@ std::string format_options(const PolicyOptions& options) {
 
 }  // namespace
 
+nlohmann::json rng_state(const Rng& rng) { return rng.words(); }
+
+std::array<uint64_t, 4> state_rng_words(const nlohmann::json& value) {
+  const auto words = state_integer<std::vector<uint64_t>>(value, "rng");
+  if (words.size() != 4) throw BanditError("[bandits] malformed state: generator state must have 4 words");
+  return {words[0], words[1], words[2], words[3]};
+}
+
 Policy::Policy(std::string name, const PolicyOptions& given, const PolicyOptions& defaults)
     : name_(std::move(name)), options_(defaults) {
   options_.emplace("seed", 0.0);
@@ -146,9 +154,8 @@ nlohmann::json Policy::save_state() const {
                     {"weight", s.weight},
                     {"aux", s.aux}});
   }
-  const auto& r = rng_.state();
   return {{"format", kStateFormat}, {"version", kStateVersion}, {"policy", name()},
-          {"options", options_},    {"steps", steps_},          {"rng", {r[0], r[1], r[2], r[3]}},
+          {"options", options_},    {"steps", steps_},          {"rng", rng_state(rng_)},
           {"arms", arms},           {"extra", save_extra()}};
 }
 
@@ -165,8 +172,7 @@ void Policy::load_state(const nlohmann::json& state) {
     if (saved_options != options_)
       fail("state was saved with options {" + format_options(saved_options) + "} but this policy has {" +
            format_options(options_) + "}; use restore_policy(state) to rebuild it with the saved options");
-    const auto words = state_integer<std::vector<uint64_t>>(state.at("rng"), "rng");
-    if (words.size() != 4) fail("generator state must have 4 words");
+    const auto words = state_rng_words(state.at("rng"));
     std::vector<ArmId> arms;
     std::map<ArmId, ArmStats> stats;
     for (const auto& a : state.at("arms")) {
@@ -199,7 +205,7 @@ void Policy::load_state(const nlohmann::json& state) {
       steps_ = old_steps;
       throw;
     }
-    rng_.set_state({words[0], words[1], words[2], words[3]});
+    rng_.set_words(words);
   } catch (const nlohmann::json::exception& e) {
     fail(std::string("malformed state: ") + e.what());
   }

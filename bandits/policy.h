@@ -10,13 +10,13 @@
 // update(arm, reward) (one play, one reward); after select_k(k), report the rewards of the
 // arms actually used in one update_round() call (one play, one tick). Calling update() once
 // per arm after select_k would count k rounds.
-// All randomness comes from the policy's own seeded BanditRng ("seed" option), and the whole
+// All randomness comes from the policy's own seeded nnr::Rng ("seed" option), and the whole
 // state (options, arms, statistics, generator) round-trips through save_state/load_state.
 //
 // Subclasses implement choose/observe and, if they keep more than ArmStats, the extra state.
+#include <array>
 #include <cstdint>
 #include <map>
-#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -24,7 +24,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bandits/rng.h"
+#include "engine/core/error.h"
+#include "engine/core/rng.h"
 
 namespace nnr::bandits {
 
@@ -32,10 +33,12 @@ using ArmId = int64_t;
 // Numeric options by name, e.g. {{"c", 2.0}, {"seed", 7}}. Each policy lists its own keys.
 using PolicyOptions = std::map<std::string, double>;
 
-// Every error from bandits/ is this type; messages start with "[bandits]" or "[<policy>]".
-class BanditError : public std::runtime_error {
+// Every error from bandits/ is this type; messages start with "[bandits]" or "[<policy>]". It is
+// a usage error (exit 2): a bad policy name or option, a reward the chosen policy cannot take, or
+// a state that does not fit; callers that read a state from disk rethrow it as nnr::Error.
+class BanditError : public InvalidArgument {
  public:
-  using std::runtime_error::runtime_error;
+  using InvalidArgument::InvalidArgument;
 };
 
 // An integer of a saved state (T an integer type, or std::vector of one). nlohmann's get<T>() of a
@@ -52,6 +55,11 @@ T state_integer(const nlohmann::json& value, const std::string& what) {
   }
   return value.get<T>();
 }
+
+// A generator as a saved state holds it (four JSON integers), and back; state_rng_words refuses
+// anything else with BanditError.
+nlohmann::json rng_state(const Rng& rng);
+std::array<uint64_t, 4> state_rng_words(const nlohmann::json& value);
 
 // Statistics a policy keeps per arm. `pulls` and `reward_sum` may be discounted or windowed;
 // `aux` holds a policy-specific number (log-weight, last selection probability, ...).
@@ -143,7 +151,7 @@ class Policy {
   std::vector<ArmId> draw_k(size_t k, std::vector<double> weights);
   [[noreturn]] void fail(const std::string& message) const;
 
-  BanditRng rng_;
+  Rng rng_;
   std::map<ArmId, ArmStats> stats_;
 
  private:

@@ -96,7 +96,7 @@ RegretRun run_policy(const Scenario& scenario, const std::string& policy_name, P
   auto policy = make_policy(policy_name, options);
   const int64_t k = scenario.arms();
   for (int64_t a = 0; a < k; ++a) policy->add_arm(a);
-  BanditRng rewards(seed ^ kRewardStream);
+  Rng rewards(seed ^ kRewardStream);
   RegretRun run;
   run.cumulative_regret.reserve(static_cast<size_t>(scenario.horizon));
   run.choices.reserve(static_cast<size_t>(scenario.horizon));

@@ -7,7 +7,7 @@
 namespace nnr::bandits {
 
 SlidingWindowUcbPolicy::SlidingWindowUcbPolicy(const PolicyOptions& options)
-    : Policy("sliding-window-ucb", options, {{"window", 2500.0}, {"c", 0.3}}) {
+    : IndexPolicy("sliding-window-ucb", options, {{"window", 2500.0}, {"c", 0.3}}) {
   const double window = option("window");
   if (!(window >= 1.0 && window == std::floor(window) && window <= 9007199254740992.0))
     fail("option 'window' must be an integer from 1 to 2^53");
@@ -21,21 +21,10 @@ double SlidingWindowUcbPolicy::index(ArmId arm) const {
   return s.mean() + std::sqrt(option("c") * std::log(std::max(1.0, horizon)) / s.pulls);
 }
 
-std::vector<ArmId> SlidingWindowUcbPolicy::choose(size_t k) {
-  std::vector<double> scores;
-  for (ArmId id : arms()) scores.push_back(index(id));
-  return top_k(k, scores);
-}
-
-void SlidingWindowUcbPolicy::observe(ArmId arm, double reward) { observe_round({{arm, reward}}); }
-
 void SlidingWindowUcbPolicy::observe_round(const std::vector<std::pair<ArmId, double>>& rewards) {
-  for (const auto& kv : rewards) require_unit_reward(kv.second);
   for (const auto& [arm, reward] : rewards) {
     recent_.push_back({arm, reward, steps()});
-    ArmStats& s = stats_[arm];
-    s.pulls += 1.0;
-    s.reward_sum += reward;
+    observe(arm, reward);
   }
   const int64_t oldest = steps() - static_cast<int64_t>(option("window"));  // rounds <= this slide out
   while (!recent_.empty() && recent_.front().round <= oldest) {

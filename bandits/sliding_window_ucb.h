@@ -8,20 +8,17 @@
 #include <deque>
 #include <utility>
 
-#include "bandits/policy.h"
+#include "bandits/index_policy.h"
 
 namespace nnr::bandits {
 
-class SlidingWindowUcbPolicy : public Policy {
+class SlidingWindowUcbPolicy : public IndexPolicy {
  public:
   explicit SlidingWindowUcbPolicy(const PolicyOptions& options = {});
-  double index(ArmId arm) const;
+  double index(ArmId arm) const override;
 
  protected:
-  std::vector<ArmId> choose(size_t k) override;
-  void observe(ArmId arm, double reward) override;
   void observe_round(const std::vector<std::pair<ArmId, double>>& rewards) override;
-  bool unit_rewards() const override { return true; }
   void on_retire(ArmId arm) override;
   nlohmann::json save_extra() const override;
   void load_extra(const nlohmann::json& extra) override;

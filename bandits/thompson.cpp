@@ -28,7 +28,7 @@ double ThompsonPolicy::draw_mean(const ArmStats& s) {
     const double mean = s.mean();
     variance = std::max(0.0, (s.reward_sq_sum - s.pulls * mean * mean) / (s.pulls - 1.0));
   }
-  return s.mean() + std::sqrt(variance / s.pulls) * rng_.normal();
+  return s.mean() + std::sqrt(variance / s.pulls) * rng_.single_normal();
 }
 
 std::vector<ArmId> ThompsonPolicy::choose(size_t k) {

@@ -5,7 +5,7 @@
 // a fraction of the device-to-device memcpy bandwidth measured in the same run.
 //   bench_masked_update --n 10M --density 0.25 --optimizer adam [--mask rows|elements|all]
 //                       [--row-length 1024] [--penalty none|anchor|omega|si] [--path auto|scalar|vector4]
-//                       [--repeats 50] [--json]
+//                       [--repeats 50] [--warmups 10] [--json]
 // --path forces the kernels' memory access (kernels::UpdatePath): one entry or four per access.
 #include <cmath>
 #include <cstdio>
@@ -33,35 +33,26 @@ struct Flags : bench::CommonFlags {
   }
 };
 
-Flags parse(int argc, char** argv) {
-  Flags f;
-  for (int i = 1; i < argc; ++i) {
-    std::string v;
-    if (bench::parse_flag(i, argc, argv, "--n", v)) f.n = bench::parse_count(v, "--n");
-    else if (bench::parse_flag(i, argc, argv, "--density", v)) f.density = std::stod(v);
-    else if (bench::parse_flag(i, argc, argv, "--optimizer", v)) f.optimizer = v;
-    else if (bench::parse_flag(i, argc, argv, "--mask", v)) f.mask = v;
-    else if (bench::parse_flag(i, argc, argv, "--penalty", v)) f.penalty = v;
-    else if (bench::parse_flag(i, argc, argv, "--path", v)) f.path = v;
-    else if (bench::parse_flag(i, argc, argv, "--row-length", v)) f.row_length = bench::parse_count(v, "--row-length");
-    else if (bench::parse_flag(i, argc, argv, "--repeats", v)) f.repeats = std::stoi(v);
-    else if (bench::parse_flag(i, argc, argv, "--warmups", v)) f.warmups = std::stoi(v);
-    else if (std::string(argv[i]) == "--json") f.json = true;
-    else throw std::runtime_error(std::string("unknown flag ") + argv[i]);
-  }
+// The flags; checks what CLI11's validators do not (the mask's default and combinations).
+void add_flags(CLI::App& app, Flags& f) {
+  bench::add_common_flags(app, f, "Parameters");
+  app.add_option("--density", f.density, "Share of the entries updated, in (0, 1]")
+      ->check(CLI::Range(1e-9, 1.0))
+      ->capture_default_str();
+  app.add_option("--optimizer", f.optimizer)->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
+  app.add_option("--mask", f.mask, "all, rows or elements (default: all at density 1, else rows)")
+      ->check(CLI::IsMember({"all", "rows", "elements"}));
+  app.add_option("--penalty", f.penalty)->check(CLI::IsMember({"none", "anchor", "omega", "si"}))->capture_default_str();
+  app.add_option("--path", f.path, "The kernels' memory access: one entry or four per access")
+      ->check(CLI::IsMember({"auto", "scalar", "vector4"}))
+      ->capture_default_str();
+  bench::add_count(app, "--row-length", f.row_length, "Entries per row");
+}
+
+void check_flags(Flags& f) {
   if (f.mask.empty()) f.mask = f.density >= 1.0 ? "all" : "rows";
-  if (!(f.density > 0.0 && f.density <= 1.0)) throw std::runtime_error("--density must be in (0, 1]");
-  if (f.optimizer != "sgd" && f.optimizer != "adam") throw std::runtime_error("--optimizer must be sgd or adam, got " + f.optimizer);
-  if (f.mask != "all" && f.mask != "rows" && f.mask != "elements")
-    throw std::runtime_error("--mask must be all, rows or elements, got " + f.mask);
-  if (f.penalty != "none" && f.penalty != "anchor" && f.penalty != "omega" && f.penalty != "si")
-    throw std::runtime_error("--penalty must be none, anchor, omega or si, got " + f.penalty);
-  if (f.path != "auto" && f.path != "scalar" && f.path != "vector4")
-    throw std::runtime_error("--path must be auto, scalar or vector4, got " + f.path);
-  if (f.mask == "all" && f.density < 1.0) throw std::runtime_error("--mask all needs --density 1");
-  if (f.n < f.row_length) throw std::runtime_error("--n must be at least --row-length");
-  bench::check_repeats(f);
-  return f;
+  if (f.mask == "all" && f.density < 1.0) throw CLI::ValidationError("--mask", "--mask all needs --density 1");
+  if (f.row_length < 1 || f.n < f.row_length) throw CLI::ValidationError("--n", "--n must be at least --row-length >= 1");
 }
 
 // Bytes moved per selected entry: reads of θ, g, state, θ*, Ω, path integral; writes of θ,
@@ -192,8 +183,11 @@ double check_against_cpu(const Flags& f, cudaStream_t stream) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    const Flags f = parse(argc, argv);
+  CLI::App app{"bench_masked_update: the fused masked SGD-momentum / Adam update on the GPU"};
+  Flags f;
+  add_flags(app, f);
+  return bench::run_main(app, argc, argv, [&] {
+    check_flags(f);
     cudaStream_t stream;
     NNR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     const double check_error = check_against_cpu(f, stream);
@@ -207,28 +201,18 @@ int main(int argc, char** argv) {
     int64_t step = 1;
     const bench::Timing t = timer.time([&] { p.launch(f, step++, stream); }, f.warmups, f.repeats);
     const double copy = timer.copy_bandwidth_gbs(static_cast<size_t>(f.n) * sizeof(float), f.warmups, f.repeats);
-    const double achieved = bench::gbs(bytes, t.median_ms), best = bench::gbs(bytes, t.min_ms);
-    const char* device = timer.device().name;
-    if (f.json) {
-      std::printf(
-          "{\"benchmark\":\"masked_update\",\"device\":\"%s\",\"git\":\"%s\",\"optimizer\":\"%s\",\"mask\":\"%s\",\"path\":\"%s\","
-          "\"penalty\":\"%s\",\"n\":%lld,\"density\":%.4f,\"selected\":%lld,\"bytes\":%.0f,\"repeats\":%d,"
-          "\"median_ms\":%.6f,\"min_ms\":%.6f,\"gbs\":%.2f,\"gbs_at_min\":%.2f,\"copy_gbs\":%.2f,"
-          "\"pct_copy\":%.2f,\"check_max_rel_error\":%.3g}\n",
-          device, bench::git_hash().c_str(), f.optimizer.c_str(), f.mask.c_str(), f.path.c_str(), f.penalty.c_str(),
-          static_cast<long long>(f.n), f.density, static_cast<long long>(selected), bytes, t.repeats, t.median_ms,
-          t.min_ms, achieved, best, copy, 100.0 * achieved / copy, check_error);
-    } else {
-      std::printf("masked_update %s mask=%s path=%s penalty=%s n=%lld density=%.2f on %s: median %.4f ms (min %.4f), "
-                  "%.1f GB/s = %.1f%% of D2D copy %.1f GB/s [check max rel err %.2g]\n",
-                  f.optimizer.c_str(), f.mask.c_str(), f.path.c_str(), f.penalty.c_str(), static_cast<long long>(f.n),
-                  f.density, device,
-                  t.median_ms, t.min_ms, achieved, 100.0 * achieved / copy, copy, check_error);
-    }
+    nlohmann::ordered_json row = bench::row_of("masked_update", timer.device().name);
+    row["optimizer"] = f.optimizer;
+    row["mask"] = f.mask;
+    row["path"] = f.path;
+    row["penalty"] = f.penalty;
+    row["n"] = f.n;
+    row["density"] = f.density;
+    row["selected"] = selected;
+    bench::add_bandwidth(row, bytes, t, copy);
+    row["gbs_at_min"] = bench::gbs(bytes, t.min_ms);
+    row["check_max_rel_error"] = check_error;
+    bench::print_row(f, row);
     NNR_CUDA_CHECK(cudaStreamDestroy(stream));
-    return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
+  });
 }

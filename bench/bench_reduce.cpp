@@ -1,7 +1,7 @@
 // bench_reduce: whole-array sum / L2 norm and the per-channel bias gradient (kernels/reduce.h).
 // Checks against double loops / the CPU bias_backward first, then times each: >= 10 warmups,
 // >= 50 repeats with CUDA events after an L2 flush. Bytes by hand: each reads its input once.
-//   bench_reduce --n 10M [--channels 256] [--repeats 50] [--json]
+//   bench_reduce --n 10M [--channels 256] [--repeats 50] [--warmups 10] [--json]
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -22,22 +22,6 @@ namespace {
 struct Flags : bench::CommonFlags {
   int64_t channels = 256;
 };
-
-Flags parse(int argc, char** argv) {
-  Flags f;
-  for (int i = 1; i < argc; ++i) {
-    std::string v;
-    if (bench::parse_flag(i, argc, argv, "--n", v)) f.n = bench::parse_count(v, "--n");
-    else if (bench::parse_flag(i, argc, argv, "--channels", v)) f.channels = bench::parse_count(v, "--channels");
-    else if (bench::parse_flag(i, argc, argv, "--repeats", v)) f.repeats = std::stoi(v);
-    else if (bench::parse_flag(i, argc, argv, "--warmups", v)) f.warmups = std::stoi(v);
-    else if (std::string(argv[i]) == "--json") f.json = true;
-    else throw std::runtime_error(std::string("unknown flag ") + argv[i]);
-  }
-  if (f.channels < 1 || f.n < f.channels) throw std::runtime_error("need --n >= --channels >= 1");
-  bench::check_repeats(f);
-  return f;
-}
 
 void check(int64_t channels, cudaStream_t stream) {
   Rng rng(5);
@@ -69,8 +53,12 @@ void check(int64_t channels, cudaStream_t stream) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    const Flags f = parse(argc, argv);
+  CLI::App app{"bench_reduce: whole-array sum and L2 norm, and the per-channel bias gradient, on the GPU"};
+  Flags f;
+  bench::add_common_flags(app, f, "Elements");
+  bench::add_count(app, "--channels", f.channels, "Channels of the bias gradient");
+  return bench::run_main(app, argc, argv, [&] {
+    if (f.channels < 1 || f.n < f.channels) throw CLI::ValidationError("--n", "need --n >= --channels >= 1");
     cudaStream_t stream;
     NNR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     check(f.channels, stream);
@@ -91,24 +79,13 @@ int main(int argc, char** argv) {
         {"bias_backward_planes", timer.time([&] { kernels::bias_backward(d_x.as<float>(), d_db.as<float>(), 1, f.channels, rows, false, stream); }, f.warmups, f.repeats)},
     };
     const double copy = timer.copy_bandwidth_gbs(static_cast<size_t>(bytes), f.warmups, f.repeats);
-    const char* device = timer.device().name;
     for (const Row& r : rows_out) {
-      const double g = bench::gbs(bytes, r.t.median_ms);
-      if (f.json)
-        std::printf("{\"benchmark\":\"%s\",\"device\":\"%s\",\"git\":\"%s\",\"n\":%lld,\"channels\":%lld,\"bytes\":%.0f,"
-                    "\"repeats\":%d,\"median_ms\":%.6f,\"min_ms\":%.6f,\"gbs\":%.2f,\"copy_gbs\":%.2f,\"pct_copy\":%.2f}\n",
-                    r.name, device, bench::git_hash().c_str(), static_cast<long long>(n),
-                    static_cast<long long>(f.channels), bytes, r.t.repeats, r.t.median_ms, r.t.min_ms, g, copy,
-                    100.0 * g / copy);
-      else
-        std::printf("%s n=%lld channels=%lld on %s: median %.4f ms (min %.4f), %.1f GB/s = %.1f%% of D2D copy %.1f GB/s\n",
-                    r.name, static_cast<long long>(n), static_cast<long long>(f.channels), device, r.t.median_ms,
-                    r.t.min_ms, g, 100.0 * g / copy, copy);
+      nlohmann::ordered_json row = bench::row_of(r.name, timer.device().name);
+      row["n"] = n;
+      row["channels"] = f.channels;
+      bench::add_bandwidth(row, bytes, r.t, copy);
+      bench::print_row(f, row);
     }
     NNR_CUDA_CHECK(cudaStreamDestroy(stream));
-    return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -3,7 +3,7 @@
 // then times each: >= 10 warmups, >= 50 repeats with CUDA events after an L2 flush.
 // Bytes by hand: forward reads logits once (the row's re-reads hit L1/L2) and labels, writes
 // probs; backward reads probs and labels, writes dlogits.
-//   bench_softmax_cross_entropy --n 65536 --k 1000 [--repeats 50] [--json]     (--n is the number of rows)
+//   bench_softmax_cross_entropy --n 65536 --k 1000 [--repeats 50] [--warmups 10] [--json]   (--n: rows)
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -22,24 +22,8 @@ namespace {
 
 struct Flags : bench::CommonFlags {
   int64_t k = 1000;
+  Flags() { n = 65536; }
 };
-
-Flags parse(int argc, char** argv) {
-  Flags f;
-  f.n = 65536;
-  for (int i = 1; i < argc; ++i) {
-    std::string v;
-    if (bench::parse_flag(i, argc, argv, "--n", v)) f.n = bench::parse_count(v, "--n");
-    else if (bench::parse_flag(i, argc, argv, "--k", v)) f.k = bench::parse_count(v, "--k");
-    else if (bench::parse_flag(i, argc, argv, "--repeats", v)) f.repeats = std::stoi(v);
-    else if (bench::parse_flag(i, argc, argv, "--warmups", v)) f.warmups = std::stoi(v);
-    else if (std::string(argv[i]) == "--json") f.json = true;
-    else throw std::runtime_error(std::string("unknown flag ") + argv[i]);
-  }
-  if (f.n < 1 || f.k < 1) throw std::runtime_error("--n and --k must be >= 1");
-  bench::check_repeats(f);
-  return f;
-}
 
 struct Data {
   std::vector<float> logits;
@@ -88,8 +72,12 @@ double check(int64_t k, cudaStream_t stream) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    const Flags f = parse(argc, argv);
+  CLI::App app{"bench_softmax_cross_entropy: softmax cross-entropy forward and backward on the GPU"};
+  Flags f;
+  bench::add_common_flags(app, f, "Rows");
+  bench::add_count(app, "--k", f.k, "Classes");
+  return bench::run_main(app, argc, argv, [&] {
+    if (f.n < 1 || f.k < 1) throw CLI::ValidationError("--n", "--n and --k must be >= 1");
     cudaStream_t stream;
     NNR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     const double check_error = check(f.k, stream);
@@ -110,29 +98,20 @@ int main(int argc, char** argv) {
         },
         f.warmups, f.repeats);
     const double copy = timer.copy_bandwidth_gbs(static_cast<size_t>(matrix), f.warmups, f.repeats);
-    const char* device = timer.device().name;
     struct Row {
       const char* name;
       bench::Timing t;
       double bytes;
     };
-    for (const Row& r : {Row{"softmax_cross_entropy_forward", fwd, 2 * matrix + labels}, Row{"softmax_cross_entropy_backward", bwd, 2 * matrix + labels}}) {
-      const double g = bench::gbs(r.bytes, r.t.median_ms);
-      if (f.json)
-        std::printf("{\"benchmark\":\"%s\",\"device\":\"%s\",\"git\":\"%s\",\"n\":%lld,\"k\":%lld,\"bytes\":%.0f,"
-                    "\"repeats\":%d,\"median_ms\":%.6f,\"min_ms\":%.6f,\"gbs\":%.2f,\"copy_gbs\":%.2f,"
-                    "\"pct_copy\":%.2f,\"check_max_rel_error\":%.3g}\n",
-                    r.name, device, bench::git_hash().c_str(), static_cast<long long>(f.n), static_cast<long long>(f.k),
-                    r.bytes, r.t.repeats, r.t.median_ms, r.t.min_ms, g, copy, 100.0 * g / copy, check_error);
-      else
-        std::printf("%s [%lld, %lld] on %s: median %.4f ms (min %.4f), %.1f GB/s = %.1f%% of D2D copy %.1f GB/s\n",
-                    r.name, static_cast<long long>(f.n), static_cast<long long>(f.k), device, r.t.median_ms, r.t.min_ms,
-                    g, 100.0 * g / copy, copy);
+    for (const Row& r : {Row{"softmax_cross_entropy_forward", fwd, 2 * matrix + labels},
+                         Row{"softmax_cross_entropy_backward", bwd, 2 * matrix + labels}}) {
+      nlohmann::ordered_json row = bench::row_of(r.name, timer.device().name);
+      row["n"] = f.n;
+      row["k"] = f.k;
+      bench::add_bandwidth(row, r.bytes, r.t, copy);
+      row["check_max_rel_error"] = check_error;
+      bench::print_row(f, row);
     }
     NNR_CUDA_CHECK(cudaStreamDestroy(stream));
-    return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
+  });
 }

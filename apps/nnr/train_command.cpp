@@ -4,10 +4,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "apps/nnr/commands.h"
+#include "apps/nnr/data_parallel.h"
 #include "apps/nnr/device.h"
 #include "apps/nnr/progress.h"
 #include "apps/trainer/continual_tasks.h"
@@ -15,6 +15,7 @@
 #include "apps/trainer/serving.h"
 #include "regularizers/importance_state.h"
 #include "apps/trainer/train_loop.h"
+#include "apps/trainer/training_run.h"
 #include "engine/core/collective.h"
 #include "engine/core/context.h"
 #include "engine/core/error.h"
@@ -56,7 +57,7 @@ void run_train_model_dir(const TrainFlags& f, bool model_given) {
   setup.strategy = strategy_preset(f.strategy);
   setup.retrain.epochs = f.epochs;
   setup.retrain.batch_size = f.batch_size;
-  const float lr = f.lr > 0.0f ? f.lr : (f.optimizer == "adam" ? 0.002f : 0.05f);
+  const float lr = f.lr > 0.0f ? f.lr : default_learning_rate(f.optimizer);
   setup.retrain.optimizer = OptimizerOptions{f.optimizer, lr, f.momentum, f.weight_decay};
   setup.retrain.base_lr_schedule = f.schedule;
   setup.retrain.seed = f.seed;
@@ -75,37 +76,19 @@ void run_train_model_dir(const TrainFlags& f, bool model_given) {
   std::printf("%s: version %lld written\n", f.model_dir.c_str(), static_cast<long long>(r.version));
 }
 
-// Under an MPI launcher with several ranks (mpirun -np N nnr train ...): the data-parallel run's
-// collective (engine/core/collective.h), after the checks of what this slice of issue #18 runs in
-// parallel; null for a single process (nothing is loaded).
-Collective* data_parallel_collective(const TrainFlags& f) {
-  const int ranks = launched_ranks();
-  if (ranks <= 1) return nullptr;
-  if (!f.model_dir.empty())
+// Under `mpirun -np N nnr train ...`: the run's collective (data_parallel.h), after refusing what
+// train does not run in parallel yet; null for a single process.
+Collective* train_collective(const TrainFlags& f) {
+  if (launched_ranks() > 1 && !f.model_dir.empty())
     throw InvalidArgument("[train] --model-dir is not data-parallel yet: run it without mpirun");
-  if (f.device != "cpu" || f.cuda_graph)
+  if (launched_ranks() > 1 && f.cuda_graph)
     throw InvalidArgument("[train] data-parallel training runs on the CPU only: run with --device cpu under mpirun");
-  Collective& c = collective();
-  if (f.batch_size < c.size())
-    throw InvalidArgument("[train] --batch-size " + std::to_string(f.batch_size) + " is smaller than the " +
-                          std::to_string(c.size()) + " ranks of this data-parallel run (every global batch is "
-                          "split across the ranks: each needs at least one sample)");
-  if (f.threads == 0) {
-    // Ranks on one machine share its cores: each takes the cores the launcher bound it to, else
-    // an equal part of the machine's.
-    set_num_threads(0);
-    const int bound = num_threads();
-    const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    const int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
-    set_num_threads(bound < hardware ? bound : std::max(1, hardware / local_ranks));
-  }
-  return &c;
+  return data_parallel_collective("train", f.device, f.batch_size, f.threads);
 }
 
 void run_train(const TrainFlags& f, bool model_given) {
   set_num_threads(f.threads);
-  Collective* const parallel = data_parallel_collective(f);
+  Collective* const parallel = train_collective(f);
   const bool root = !parallel || parallel->rank() == 0;
   if (!f.model_dir.empty()) return run_train_model_dir(f, model_given);
   if (f.output.empty()) throw InvalidArgument("[train] -o/--output is required (or --model-dir DIR)");
@@ -131,9 +114,7 @@ void run_train(const TrainFlags& f, bool model_given) {
   check_model_accepts(model, train.sample_shape(), train.num_classes, f.data);
   if (held_out.size()) check_model_accepts(model, held_out.sample_shape(), held_out.num_classes, f.eval_data);
 
-  // Defaults measured on Fashion-MNIST (bench/fashion_mnist_accuracy.sh): Adam 0.002 and SGD
-  // 0.05 with the cosine schedule.
-  const float lr = f.lr > 0.0f ? f.lr : (f.optimizer == "adam" ? 0.002f : 0.05f);
+  const float lr = f.lr > 0.0f ? f.lr : default_learning_rate(f.optimizer);
   auto optimizer = make_optimizer({f.optimizer, lr, f.momentum, f.weight_decay});
   const std::string ranks_note =
       parallel ? ", data parallel on " + std::to_string(parallel->size()) + " ranks (threads are per rank)" : "";
@@ -143,44 +124,22 @@ void run_train(const TrainFlags& f, bool model_given) {
                  static_cast<double>(lr), f.schedule.c_str(), static_cast<long long>(f.batch_size),
                  static_cast<unsigned long long>(f.seed), num_threads(),
                  cuda ? (f.cuda_graph ? ", cuda, cuda graph" : ", cuda") : "", ranks_note.c_str());
-  // Every rank starts from rank 0's weights (the same seed builds the same model; --init files
-  // could differ between machines).
-  if (parallel) broadcast_parameters(model, *parallel, 0);
   if (cuda) model.to(Device::CUDA, *cuda);
-  // After the move: it records the parameters' device storage.
-  std::unique_ptr<GraphedTrainStep> graph;
-  if (f.cuda_graph) graph = std::make_unique<GraphedTrainStep>(model, *optimizer, *cuda);
-
-  Batcher batches(train, BatcherOptions{f.batch_size, true, false}, Rng(f.seed ^ 0x5eedba7c4ULL));
-  const ProgressCallback progress = make_progress_printer(f.quiet || !root);
+  const TrainingRunResult run =
+      run_training(model, *optimizer, train, {f.epochs, f.batch_size, f.schedule, f.seed, f.cuda_graph}, cuda.get(),
+                   parallel, make_progress_printer(f.quiet || !root));
   nlohmann::json epochs = nlohmann::json::array();
-  double seconds = 0.0;
-  const LearningRateSchedule lr_schedule{f.schedule, lr, batches.batches_per_epoch() * f.epochs};
-  int64_t step = 0;
-  for (int e = 1; e <= f.epochs; ++e) {
-    const EpochResult r =
-        train_epoch(model, *optimizer, batches, e, f.epochs, progress, &lr_schedule, &step, cuda.get(), graph.get(),
-                    parallel);
-    seconds += r.seconds;
-    epochs.push_back({{"epoch", e}, {"loss", r.loss}, {"seconds", r.seconds}});
-  }
+  for (size_t e = 0; e < run.epochs.size(); ++e)
+    epochs.push_back({{"epoch", e + 1}, {"loss", run.epochs[e].loss}, {"seconds", run.epochs[e].seconds}});
   nlohmann::json graph_counts;
-  if (graph) {
-    const GraphedTrainStep::Counts c = graph->counts();
-    graph_counts = {{"warmups", c.warmups}, {"recordings", c.recordings}, {"replays", c.replays}};
-    graph.reset();  // returns the graph's memory before evaluation
-  }
+  if (run.graph)
+    graph_counts = {{"warmups", run.graph->warmups}, {"recordings", run.graph->recordings}, {"replays", run.graph->replays}};
   nlohmann::json data_parallel;
-  if (parallel) {
-    const int64_t bytes = parallel->bytes_all_reduced();
-    if (!parameters_identical(model, *parallel))
-      throw Error("[train] the ranks' weights differ after training (rank " + std::to_string(parallel->rank()) +
-                  "): the data-parallel run is not consistent; nothing was written");
+  if (parallel)
     data_parallel = {{"ranks", parallel->size()},
                      {"global_batch", f.batch_size},
-                     {"steps", step},
-                     {"bytes_all_reduced_per_step", step ? bytes / step : 0}};
-  }
+                     {"steps", run.steps},
+                     {"bytes_all_reduced_per_step", run.steps ? run.bytes_all_reduced / run.steps : 0}};
   // Evaluation and the output are rank 0's; the other ranks wait until it is written, so that the
   // run ends (on every rank) only once the output is there or rank 0 has failed.
   Evaluation held_out_result;
@@ -197,7 +156,7 @@ void run_train(const TrainFlags& f, bool model_given) {
 
   nlohmann::json report = {{"command", "train"},   {"model", model.spec()}, {"data", f.data},
                            {"samples", train.size()}, {"seed", f.seed},      {"epochs", epochs},
-                           {"seconds", seconds},     {"output", f.output}};
+                           {"seconds", run.seconds}, {"output", f.output}};
   if (!graph_counts.is_null()) report["cuda_graph"] = graph_counts;
   if (!data_parallel.is_null()) report["data_parallel"] = data_parallel;
   if (held_out.size())
@@ -206,7 +165,7 @@ void run_train(const TrainFlags& f, bool model_given) {
     std::printf("%s\n", report.dump(2).c_str());
     return;
   }
-  std::printf("trained %s for %d epochs in %.1f s (final train loss %.4f)\n", model.spec().c_str(), f.epochs, seconds,
+  std::printf("trained %s for %d epochs in %.1f s (final train loss %.4f)\n", model.spec().c_str(), f.epochs, run.seconds,
               epochs.empty() ? 0.0 : epochs.back()["loss"].get<double>());
   if (held_out.size())
     std::printf("%s: accuracy %.2f %%, loss %.4f\n", f.eval_data.c_str(),

@@ -15,7 +15,7 @@ class SparseShuffle {
  public:
   explicit SparseShuffle(size_t n) : n_(n) {}
   size_t remaining() const { return n_ - i_; }
-  size_t next(BanditRng& rng) {
+  size_t next(Rng& rng) {
     const size_t j = i_ + static_cast<size_t>(rng.below(n_ - i_));
     const size_t pick = at(j);
     swapped_[j] = at(i_);
@@ -33,7 +33,7 @@ class SparseShuffle {
   std::unordered_map<size_t, size_t> swapped_;
 };
 
-std::vector<size_t> draw_positions(BanditRng& rng, size_t n, size_t take) {
+std::vector<size_t> draw_positions(Rng& rng, size_t n, size_t take) {
   SparseShuffle shuffle(n);
   std::vector<size_t> out;
   out.reserve(take);
@@ -115,11 +115,10 @@ void SampleSelector::update(double reward) {
 nlohmann::json SampleSelector::save_state() const {
   nlohmann::json groups = nlohmann::json::array();
   for (const auto& [id, indices] : groups_) groups.push_back({{"id", id}, {"indices", indices}});
-  const auto& r = rng_.state();
   return {{"format", "nnr.bandits.sample_selector"},
           {"groups", groups},
           {"pending", pending_ ? nlohmann::json(*pending_) : nlohmann::json(nullptr)},
-          {"rng", {r[0], r[1], r[2], r[3]}},
+          {"rng", rng_state(rng_)},
           {"mixed_batches", mixed_batches_},
           {"policy", policy_->save_state()}};
 }
@@ -130,26 +129,25 @@ void SampleSelector::load_state(const nlohmann::json& state) {
       fail("not a sample selector state");
     std::map<ArmId, std::vector<int64_t>> groups;
     for (const auto& g : state.at("groups")) {
-      auto indices = g.at("indices").get<std::vector<int64_t>>();
+      auto indices = state_integer<std::vector<int64_t>>(g.at("indices"), "group indices");
       if (indices.empty()) fail("saved group with no samples");
-      groups[g.at("id").get<ArmId>()] = std::move(indices);
+      groups[state_integer<ArmId>(g.at("id"), "group id")] = std::move(indices);
     }
     std::optional<ArmId> pending;
-    if (!state.at("pending").is_null()) pending = state.at("pending").get<ArmId>();
+    if (!state.at("pending").is_null()) pending = state_integer<ArmId>(state.at("pending"), "pending group");
     if (pending && !groups.count(*pending)) fail("saved pending group is not a saved group");
-    const auto words = state.at("rng").get<std::vector<uint64_t>>();
-    if (words.size() != 4) fail("generator state must have 4 words");
+    const auto words = state_rng_words(state.at("rng"));
     const bool mixed = state.value("mixed_batches", false);  // absent in states saved before it existed
     std::vector<ArmId> ids;
     for (const auto& kv : groups) ids.push_back(kv.first);
     std::vector<ArmId> policy_ids;
-    for (const auto& a : state.at("policy").at("arms")) policy_ids.push_back(a.at("id").get<ArmId>());
+    for (const auto& a : state.at("policy").at("arms")) policy_ids.push_back(state_integer<ArmId>(a.at("id"), "arm id"));
     if (ids != policy_ids) fail("saved groups and the saved policy's arms differ");
     policy_->load_state(state.at("policy"));
     groups_ = std::move(groups);
     pending_ = pending;
     mixed_batches_ = mixed;
-    rng_.set_state({words[0], words[1], words[2], words[3]});
+    rng_.set_words(words);
   } catch (const nlohmann::json::exception& e) {
     fail(std::string("malformed state: ") + e.what());
   }

@@ -59,7 +59,7 @@ class SampleSelector {
 
  private:
   std::unique_ptr<Policy> policy_;
-  BanditRng rng_;
+  Rng rng_;
   std::map<ArmId, std::vector<int64_t>> groups_;
   std::optional<ArmId> pending_;
   bool mixed_batches_ = false;

@@ -235,7 +235,7 @@ constexpr int kStateVersion = 2;
 
 std::string describe(const nlohmann::json& p) {
   std::string follows = p.at("follows").get<std::string>();
-  return "'" + p.at("name").get<std::string>() + "' " + nnr::shape_to_string(p.at("shape").get<nnr::Shape>()) +
+  return "'" + p.at("name").get<std::string>() + "' " + nnr::shape_to_string(state_integer<nnr::Shape>(p.at("shape"), "parameter shape")) +
          (follows.empty() ? "" : " (rows follow '" + follows + "')");
 }
 }  // namespace
@@ -245,7 +245,6 @@ nlohmann::json WeightSelector::save_state() const {
   for (const auto& o : opened_) opened.push_back({o.id, o.rows});
   nlohmann::json priority = nlohmann::json::array();
   for (const auto& [parameter, values] : row_priority_) priority.push_back({parameter, values});
-  const auto& r = rng_.state();
   return {{"format", kStateFormat},
           {"version", kStateVersion},
           {"groups", groups_.size()},
@@ -255,17 +254,17 @@ nlohmann::json WeightSelector::save_state() const {
           {"opened", opened},
           {"pending", pending_},
           {"row_priority", priority},
-          {"rng", {r[0], r[1], r[2], r[3]}},
+          {"rng", rng_state(rng_)},
           {"policy", policy_->save_state()}};
 }
 
 void WeightSelector::load_state(const nlohmann::json& state) {
   try {
     if (!state.is_object() || state.value("format", "") != kStateFormat) fail("not a weight selector state");
-    if (state.at("groups").get<size_t>() != groups_.size())
+    if (state_integer<size_t>(state.at("groups"), "groups") != groups_.size())
       fail("state has " + state.at("groups").dump() + " groups but these parameters make " +
            std::to_string(groups_.size()));
-    if (!state.contains("version") || state.at("version").get<int>() != kStateVersion)
+    if (!state.contains("version") || state_integer<int>(state.at("version"), "version") != kStateVersion)
       fail("state version " + (state.contains("version") ? state.at("version").dump() : std::string("1")) +
            " is not supported (expected " + std::to_string(kStateVersion) +
            ", which records budget, granularity and shapes)");
@@ -273,7 +272,7 @@ void WeightSelector::load_state(const nlohmann::json& state) {
     if (budget != options_.budget_fraction)
       fail("state was saved with budget fraction " + nlohmann::json(budget).dump() + " but this selector has " +
            nlohmann::json(options_.budget_fraction).dump());
-    const int64_t rows_per_group = state.at("rows_per_group").get<int64_t>();
+    const int64_t rows_per_group = state_integer<int64_t>(state.at("rows_per_group"), "rows_per_group");
     if (rows_per_group != options_.rows_per_group)
       fail("state was saved with " + std::to_string(rows_per_group) + " rows per group but this selector has " +
            std::to_string(options_.rows_per_group) + " (0: one group per parameter)");
@@ -290,7 +289,7 @@ void WeightSelector::load_state(const nlohmann::json& state) {
     std::vector<OpenedGroup> opened;
     std::vector<ArmId> selected;
     for (const auto& e : state.at("opened")) {
-      const ArmId id = e.at(0).get<ArmId>();
+      const ArmId id = state_integer<ArmId>(e.at(0), "opened group id");
       if (id < 0 || id >= static_cast<ArmId>(groups_.size())) fail("saved selection names no group");
       if (!selected.empty() && id <= selected.back()) fail("saved selection is not in increasing id order");
       const WeightGroup& g = groups_[static_cast<size_t>(id)];
@@ -299,7 +298,7 @@ void WeightSelector::load_state(const nlohmann::json& state) {
       o.parameter = g.parameter;
       o.row_begin = g.row_begin;
       o.row_end = g.row_end;
-      o.rows = e.at(1).get<std::vector<int64_t>>();
+      o.rows = state_integer<std::vector<int64_t>>(e.at(1), "opened rows");
       if (o.rows.empty() || !std::is_sorted(o.rows.begin(), o.rows.end()) ||
           std::adjacent_find(o.rows.begin(), o.rows.end()) != o.rows.end() || o.rows.front() < g.row_begin ||
           o.rows.back() >= g.row_end)
@@ -312,20 +311,19 @@ void WeightSelector::load_state(const nlohmann::json& state) {
     const bool pending = state.at("pending").get<bool>();
     std::map<size_t, std::vector<double>> priority;
     for (const auto& e : state.at("row_priority")) {
-      const size_t parameter = e.at(0).get<size_t>();
+      const size_t parameter = state_integer<size_t>(e.at(0), "row priority parameter");
       auto values = e.at(1).get<std::vector<double>>();
       if (parameter >= parameters_.size() || static_cast<int64_t>(values.size()) != rows_of(parameters_[parameter].shape))
         fail("saved row priority does not fit parameter " + std::to_string(parameter));
       priority[parameter] = std::move(values);
     }
-    const auto words = state.at("rng").get<std::vector<uint64_t>>();
-    if (words.size() != 4) fail("generator state must have 4 words");
+    const auto words = state_rng_words(state.at("rng"));
     policy_->load_state(state.at("policy"));
     opened_ = std::move(opened);
     selected_ = std::move(selected);
     pending_ = pending;
     row_priority_ = std::move(priority);
-    rng_.set_state({words[0], words[1], words[2], words[3]});
+    rng_.set_words(words);
   } catch (const nlohmann::json::exception& e) {
     fail(std::string("malformed state: ") + e.what());
   }

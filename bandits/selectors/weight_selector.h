@@ -129,7 +129,7 @@ class WeightSelector {
   std::vector<ArmId> selected_;
   std::vector<OpenedGroup> opened_;
   std::map<size_t, std::vector<double>> row_priority_;  // by parameter index
-  BanditRng rng_;
+  Rng rng_;
   bool pending_ = false;
 };
 

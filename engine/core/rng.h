@@ -1,7 +1,8 @@
 #pragma once
-// Seeded random numbers that give the same sequence on every machine and compiler: the
-// standard library's distributions are implementation-defined, so uniform and normal draws
-// are computed here from xoshiro256** output.
+// nnr's one seeded generator (engine, regularizers, bandits): the same sequence on every machine
+// and compiler, because the standard library's distributions are implementation-defined, so
+// uniform, normal, gamma and beta draws are computed here from xoshiro256** output. Standard
+// library only, so every layer may include it.
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -37,12 +38,18 @@ class Rng {
     double spare_normal = 0.0;
     bool has_spare_normal = false;
   };
-  State state() const { return State{{state_[0], state_[1], state_[2], state_[3]}, spare_normal_, has_spare_normal_}; }
+  State state() const { return State{state_, spare_normal_, has_spare_normal_}; }
   void set_state(const State& s) {
-    for (int i = 0; i < 4; ++i) state_[i] = s.words[static_cast<size_t>(i)];
+    state_ = s.words;
     spare_normal_ = s.spare_normal;
     has_spare_normal_ = s.has_spare_normal;
   }
+  // The four words alone: the whole state of a generator that never calls normal() (the bandits
+  // use single_normal, gamma and beta, so their saved state is four integers). set_words drops
+  // any spare normal.
+  const std::array<uint64_t, 4>& words() const { return state_; }
+  void set_words(const std::array<uint64_t, 4>& words) { set_state(State{words, 0.0, false}); }
+
   // Uniform in [0, 1) with 53 random bits.
   double uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
@@ -66,6 +73,49 @@ class Rng {
       has_spare_normal_ = false;
       return spare_normal_;
     }
+    const double x = polar(&spare_normal_);
+    has_spare_normal_ = true;
+    return x;
+  }
+
+  // Standard normal by the same method, keeping no spare (so words() stays the whole state).
+  double single_normal() {
+    double unused;
+    return polar(&unused);
+  }
+
+  // Gamma(shape, 1) by Marsaglia & Tsang (2000); shape < 1 uses the boost
+  // Gamma(a) = Gamma(a + 1) * U^(1/a).
+  double gamma(double shape) {
+    if (shape < 1.0) {
+      const double u = 1.0 - uniform();  // in (0, 1]
+      return gamma(shape + 1.0) * std::pow(u, 1.0 / shape);
+    }
+    const double d = shape - 1.0 / 3.0;
+    const double c = 1.0 / std::sqrt(9.0 * d);
+    for (;;) {
+      double x, v;
+      do {
+        x = single_normal();
+        v = 1.0 + c * x;
+      } while (v <= 0.0);
+      v = v * v * v;
+      const double u = uniform();
+      if (u < 1.0 - 0.0331 * x * x * x * x) return d * v;
+      if (u > 0.0 && std::log(u) < 0.5 * x * x + d * (1.0 - v + std::log(v))) return d * v;
+    }
+  }
+
+  // Beta(a, b) as X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b).
+  double beta(double a, double b) {
+    const double x = gamma(a);
+    const double y = gamma(b);
+    return x / (x + y);
+  }
+
+ private:
+  // One pair of independent standard normals: returns one, the other goes to *second.
+  double polar(double* second) {
     double u, v, s;
     do {
       u = 2.0 * uniform() - 1.0;
@@ -73,12 +123,10 @@ class Rng {
       s = u * u + v * v;
     } while (s >= 1.0 || s == 0.0);
     const double f = std::sqrt(-2.0 * std::log(s) / s);
-    spare_normal_ = v * f;
-    has_spare_normal_ = true;
+    *second = v * f;
     return u * f;
   }
 
- private:
   static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
   static uint64_t splitmix64(uint64_t& x) {
     uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
@@ -87,7 +135,7 @@ class Rng {
     return z ^ (z >> 31);
   }
 
-  uint64_t state_[4];
+  std::array<uint64_t, 4> state_{};
   double spare_normal_ = 0.0;
   bool has_spare_normal_ = false;
 };

@@ -6,6 +6,7 @@
 #include <new>
 #include <sstream>
 
+#include "engine/core/backend.h"
 #include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
@@ -176,11 +177,9 @@ void require_placement(const Tensor& t, const Placement& where, const char* op, 
 }
 
 void throw_not_implemented_on_cuda(const char* op) {
-#ifdef NNR_WITH_CUDA
-  throw Error(std::string("[") + op + "] not implemented on CUDA");
-#else
-  throw Error(std::string("[") + op + "] not implemented on CUDA (built without CUDA)");
-#endif
+  std::string why;  // says why when there is no CUDA backend at all (e.g. built without CUDA)
+  const bool have_cuda = cuda_library(&why) != nullptr;
+  throw Error(std::string("[") + op + "] not implemented on CUDA" + (have_cuda ? "" : " (" + why + ")"));
 }
 
 void require_shape(const Tensor& t, const Shape& expected, const char* op, const char* what) {

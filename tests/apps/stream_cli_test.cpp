@@ -261,6 +261,10 @@ TEST_CASE("nnr stream usage errors exit 2 with a message naming the problem and 
       {"--compare finetune,bogus" + split, "unknown strategy 'bogus' (presets: finetune, full"},
       {"--compare ," + split, "--compare needs preset names"},
       {"--samples bandit:nope" + split, "samples policy 'nope'"},
+      // A bad bandit policy, also under the normaliser: the bandits' own message, listing the valid ones.
+      {"--samples bandit:norm:nonsense" + split,
+       "samples policy 'norm:nonsense': [bandits] unknown policy 'nonsense'; valid policies: discounted-ucb"},
+      {"--weights bandit:nonsense" + split, "weights policy 'nonsense': [bandits] unknown policy 'nonsense'"},
       {"--samples sometimes" + split, "unknown samples choice 'sometimes'"},
       {"--weights bandit:" + split, "weights bandit needs a policy"},
       {"--regularizer magic" + split, "unknown regularizer 'magic'"},

@@ -6,11 +6,14 @@
 
 #include "bandits/exp3.h"
 #include "bandits/factory.h"
+#include "bandits/index_policy.h"
 #include "bandits/reward_normalizer.h"
-#include "bandits/rng.h"
+#include "engine/core/error.h"
+#include "engine/core/rng.h"
 #include "bandits/ucb1.h"
 
 using namespace nnr::bandits;
+using nnr::Rng;
 
 namespace {
 
@@ -26,7 +29,7 @@ std::unique_ptr<Policy> with_arms(const std::string& name, int arms, uint64_t se
 
 // A little Bernoulli stream so the policies have statistics to act on.
 void feed(Policy& p, int steps, uint64_t seed) {
-  BanditRng env(seed);
+  Rng env(seed);
   for (int t = 0; t < steps; ++t) {
     const ArmId arm = p.select();
     const double mean = 0.1 + 0.8 * static_cast<double>(arm) / (10.0 * static_cast<double>(p.arms().size()));
@@ -38,14 +41,14 @@ void feed(Policy& p, int steps, uint64_t seed) {
 
 TEST_CASE("generator gives the same numbers on every machine", "[bandits]") {
   // First outputs of xoshiro256** seeded by splitmix64(0): fixed by the algorithm alone.
-  BanditRng rng(0);
+  Rng rng(0);
   const uint64_t first = rng.next_u64();
-  BanditRng again(0);
+  Rng again(0);
   CHECK(again.next_u64() == first);
   CHECK(first == 0x99ec5f36cb75f2b4ULL);
-  BanditRng draws(7);
+  Rng draws(7);
   double sum = 0.0, beta_sum = 0.0;
-  for (int i = 0; i < 20000; ++i) sum += draws.normal();
+  for (int i = 0; i < 20000; ++i) sum += draws.single_normal();
   for (int i = 0; i < 20000; ++i) beta_sum += draws.beta(2.0, 6.0);
   CHECK(std::abs(sum / 20000) < 0.03);                 // N(0, 1): 4 standard errors
   CHECK(beta_sum / 20000 == Approx(0.25).margin(0.005));  // Beta(2, 6) mean, sd 0.145
@@ -62,6 +65,34 @@ TEST_CASE("factory lists valid names and options on error", "[bandits]") {
   CHECK(parse_policy_options("c=2,seed=7") == PolicyOptions{{"c", 2.0}, {"seed", 7.0}});
   for (const auto& name : policy_names()) CHECK(make_policy(name)->name() == name);
   CHECK(make_policy("norm:thompson", {{"norm_window", 50}})->name() == "norm:thompson");
+}
+
+TEST_CASE("a bandit error is a usage error of nnr (exit 2), with the policy's message", "[bandits]") {
+  CHECK_THROWS_AS(make_policy("nonsense"), nnr::InvalidArgument);
+  CHECK_THROWS_AS(make_policy("ucb1", {{"c", -1.0}}), nnr::InvalidArgument);
+  try {
+    make_policy("discounted-ucb", {{"gamma", 2.0}});
+    FAIL("no error");
+  } catch (const nnr::Error& e) {
+    CHECK(std::string(e.what()) == "[discounted-ucb] option 'gamma' must be in (0, 1]");
+  }
+}
+
+TEST_CASE("the UCB family shares one index policy: the largest index wins, ties to the lower id", "[bandits]") {
+  for (const std::string name : {"ucb1", "kl-ucb", "discounted-ucb", "sliding-window-ucb"}) {
+    INFO(name);
+    auto p = make_policy(name);
+    auto* index = dynamic_cast<IndexPolicy*>(p.get());
+    REQUIRE(index);
+    for (ArmId a : {4, 2, 9}) p->add_arm(a);
+    CHECK(p->select_k(3) == std::vector<ArmId>{2, 4, 9});  // all +infinity: by id
+    p->update_round({{2, 1.0}, {4, 0.0}, {9, 0.5}});
+    CHECK(index->index(2) > index->index(9));
+    CHECK(index->index(9) > index->index(4));
+    CHECK(p->select_k(3) == std::vector<ArmId>{2, 9, 4});
+    CHECK(p->stats(9).pulls == 1.0);
+    CHECK(p->stats(9).reward_sum == 0.5);
+  }
 }
 
 TEST_CASE("select_k returns k distinct live arms and never a retired one", "[bandits]") {
@@ -113,7 +144,7 @@ TEST_CASE("same seed gives the same choices, another seed differs", "[bandits]")
     INFO(name);
     auto a = with_arms(name, 6, 11), b = with_arms(name, 6, 11), c = with_arms(name, 6, 12);
     std::vector<ArmId> ca, cb, cc;
-    BanditRng env_a(1), env_b(1), env_c(1);
+    Rng env_a(1), env_b(1), env_c(1);
     for (int t = 0; t < 300; ++t) {
       ca.push_back(a->select());
       cb.push_back(b->select());

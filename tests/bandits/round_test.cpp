@@ -13,13 +13,14 @@
 #include "bandits/sliding_window_ucb.h"
 
 using namespace nnr::bandits;
+using nnr::Rng;
 
 namespace {
 
 using Round = std::vector<std::pair<ArmId, double>>;
 
 // One round: k arms chosen, their Bernoulli rewards (mean rising with the id) reported at once.
-Round play_round(Policy& p, size_t k, BanditRng& env) {
+Round play_round(Policy& p, size_t k, Rng& env) {
   Round rewards;
   for (ArmId a : p.select_k(k))
     rewards.emplace_back(a, env.uniform() < 0.1 + 0.1 * static_cast<double>(a % 8) ? 1.0 : 0.0);
@@ -38,7 +39,7 @@ TEST_CASE("the clock advances once per round, not once per reward", "[bandits][r
     INFO(name);
     auto p = make_policy(name, {{"seed", 3}});
     for (ArmId a = 0; a < 6; ++a) p->add_arm(a);
-    BanditRng env(1);
+    Rng env(1);
     for (int r = 0; r < kRounds; ++r) play_round(*p, 3, env);
     CHECK(p->steps() == kRounds);  // 3 rewards per round: 120 under the old per-reward clock
     if (const auto* norm = dynamic_cast<const RewardNormalizer*>(p.get())) CHECK(norm->inner().steps() == kRounds);
@@ -55,7 +56,7 @@ TEST_CASE("the clock advances once per round, not once per reward", "[bandits][r
   // Epsilon-greedy's decay runs on rounds.
   auto eg = make_policy("epsilon-greedy", {{"epsilon", 0.5}, {"decay", 0.1}});
   for (ArmId a = 0; a < 4; ++a) eg->add_arm(a);
-  BanditRng env(2);
+  Rng env(2);
   for (int r = 0; r < 10; ++r) play_round(*eg, 2, env);
   CHECK(dynamic_cast<EpsilonGreedyPolicy&>(*eg).current_epsilon() == Approx(0.5 / (1.0 + 0.1 * 10)));
 }
@@ -87,7 +88,7 @@ TEST_CASE("discounted UCB discounts every arm once per round, opened or not", "[
   // as for one arm per round at k times the rate (per-reward discounting would give less).
   DiscountedUcbPolicy e({{"gamma", 0.9}});
   for (ArmId a = 0; a < 5; ++a) e.add_arm(a);
-  BanditRng env(4);
+  Rng env(4);
   constexpr int kRounds = 30;
   for (int r = 0; r < kRounds; ++r) play_round(e, 2, env);
   double total = 0.0;
@@ -98,7 +99,7 @@ TEST_CASE("discounted UCB discounts every arm once per round, opened or not", "[
 TEST_CASE("the sliding window counts rounds", "[bandits][rounds]") {
   SlidingWindowUcbPolicy sw({{"window", 5}, {"c", 0.3}});
   for (ArmId a = 0; a < 4; ++a) sw.add_arm(a);
-  BanditRng env(5);
+  Rng env(5);
   for (int r = 0; r < 12; ++r) play_round(sw, 2, env);
   double pulls = 0.0;
   for (ArmId a : sw.arms()) pulls += sw.stats(a).pulls;
@@ -134,7 +135,7 @@ TEST_CASE("dependent rounding keeps every marginal and picks exactly k distinct"
   const std::vector<double> p = {1.0, 0.0, 0.35, 0.65, 0.5, 0.5, 0.2, 0.8, 0.123, 0.877};
   constexpr int kDraws = 200000;
   std::vector<int> hits(p.size(), 0);
-  BanditRng rng(17);
+  Rng rng(17);
   for (int d = 0; d < kDraws; ++d) {
     const auto chosen = dependent_rounding(p, rng);
     REQUIRE(chosen.size() == 5);
@@ -185,7 +186,7 @@ TEST_CASE("exp3m: capped marginals sum to k, and its importance-weighted gain is
   std::vector<int> opened(6, 0);
   for (int seed = 1; seed <= kSeeds; ++seed) {
     auto state = saved;
-    const auto words = BanditRng(static_cast<uint64_t>(seed)).state();
+    const auto words = Rng(static_cast<uint64_t>(seed)).words();
     state["rng"] = {words[0], words[1], words[2], words[3]};
     Exp3MPolicy policy({{"gamma", 0.1}, {"seed", 1}});
     policy.load_state(state);
@@ -212,7 +213,7 @@ TEST_CASE("exp3m: capped marginals sum to k, and its importance-weighted gain is
 TEST_CASE("exp3m learns the best k arms and restores exactly", "[bandits][rounds]") {
   auto p = make_policy("exp3m", {{"seed", 8}, {"gamma", 0.05}});
   for (ArmId a = 0; a < 8; ++a) p->add_arm(a);
-  BanditRng env(3);
+  Rng env(3);
   std::vector<int> count(8, 0);
   for (int r = 0; r < 3000; ++r) {
     const auto rewards = play_round(*p, 3, env);  // means 0.1 .. 0.8 by id
@@ -222,7 +223,7 @@ TEST_CASE("exp3m learns the best k arms and restores exactly", "[bandits][rounds
   // The best three (5, 6, 7) take most of the last 1000 rounds' picks.
   CHECK(count[5] + count[6] + count[7] > 2 * (count[0] + count[1] + count[2] + count[3] + count[4]));
   auto copy = restore_policy(nlohmann::json::parse(p->save_state().dump()));
-  BanditRng env_copy = env;
+  Rng env_copy = env;
   for (int r = 0; r < 50; ++r) CHECK(play_round(*p, 3, env) == play_round(*copy, 3, env_copy));
   CHECK(copy->save_state() == p->save_state());
 }

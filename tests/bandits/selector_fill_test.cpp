@@ -11,6 +11,7 @@
 #include "bandits/selectors/weight_selector.h"
 
 using namespace nnr::bandits;
+using nnr::Rng;
 
 namespace {
 
@@ -82,7 +83,7 @@ TEST_CASE("weight selector: every arm is opened within a few rounds, whatever it
       REQUIRE(sel.groups().size() == 3);
       REQUIRE(sel.total_numel() == kTotal);
       REQUIRE(sel.budget_numel() == kTotal / 4);
-      BanditRng env(seed * 1000 + 7);
+      Rng env(seed * 1000 + 7);
       const double mean[3] = {0.1, 0.5, 0.9};
       std::set<ArmId> seen;
       int first_all = -1;
@@ -220,7 +221,7 @@ TEST_CASE("weight selector with exp3m: k groups of average size, within budget",
   // average group size kTotal / 261 = 1031.9; floor(67330 / 1031.9) = 65.
   CHECK(sel.multiple_play_k() == 65);
   std::set<ArmId> seen;
-  BanditRng env(2);
+  Rng env(2);
   for (int round = 0; round < 200; ++round) {
     const auto masks = sel.select();
     check_masks(sel, masks);

@@ -83,6 +83,15 @@ TEST_CASE("sample selector is reproducible and restores exactly", "[bandits][sel
     c->update(0.3);
   }
   CHECK_THROWS_AS(c->load_state(nlohmann::json{{"format", "nnr.bandits.sample_selector"}}), BanditError);
+  // Integers of a saved state must be JSON integers (a float there would be undefined behaviour).
+  nlohmann::json bad = a->save_state();
+  bad["groups"][0]["indices"][0] = 1e300;
+  CHECK_THROWS_WITH(c->load_state(bad), Catch::Contains("group indices is not an integer"));
+  bad = a->save_state();
+  bad["rng"][1] = 1.5;
+  CHECK_THROWS_WITH(c->load_state(bad), Catch::Contains("rng is not an integer"));
+  bad["rng"] = {1, 2, 3};
+  CHECK_THROWS_WITH(c->load_state(bad), Catch::Contains("generator state must have 4 words"));
 }
 
 TEST_CASE("weight selector: rows of Linear and Conv weights, biases follow, budget respected",
@@ -159,6 +168,14 @@ TEST_CASE("weight selector: whole-parameter groups, reproducibility and state", 
   }
   WeightSelector rows(params, make_policy("ucb1"), {1, 0.5});
   CHECK_THROWS_WITH(rows.load_state(a.save_state()), Catch::Contains("[weight selector] state has 3 groups"));
+  for (const std::string key : {"groups", "rows_per_group"}) {
+    nlohmann::json bad = a.save_state();
+    bad[key] = 1e300;
+    CHECK_THROWS_WITH(c.load_state(bad), Catch::Contains(key + " is not an integer"));
+  }
+  nlohmann::json bad = a.save_state();
+  bad["parameters"][0]["shape"][0] = 2.5;
+  CHECK_THROWS_WITH(c.load_state(bad), Catch::Contains("parameter shape is not an integer"));
 }
 
 TEST_CASE("weight selector rejects bad descriptions", "[bandits][selectors]") {

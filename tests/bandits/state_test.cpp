@@ -3,12 +3,13 @@
 #include "bandits/factory.h"
 
 using namespace nnr::bandits;
+using nnr::Rng;
 
 namespace {
 
 // Runs `steps` rounds (k arms at a time, their rewards reported as one round) with rewards
 // from its own stream.
-std::vector<ArmId> play(Policy& p, BanditRng& env, int steps, size_t k) {
+std::vector<ArmId> play(Policy& p, Rng& env, int steps, size_t k) {
   std::vector<ArmId> chosen;
   for (int t = 0; t < steps; ++t) {
     std::vector<std::pair<ArmId, double>> rewards;
@@ -34,7 +35,7 @@ TEST_CASE("save, restore and continue gives exactly the choices of never stoppin
       INFO(name << " k=" << k);
       auto straight = make_policy(name, {{"seed", 5}});
       for (ArmId a : {3, 7, 11, 20, 42, 50}) straight->add_arm(a);
-      BanditRng env(9);
+      Rng env(9);
       play(*straight, env, 150, k);
       straight->retire_arm(7);
       straight->add_arm(60);
@@ -43,7 +44,7 @@ TEST_CASE("save, restore and continue gives exactly the choices of never stoppin
       // Round trip through text, as a file written days earlier would be.
       const std::string saved = straight->save_state().dump();
       auto restored = restore_policy(nlohmann::json::parse(saved));
-      BanditRng env_copy = env;
+      Rng env_copy = env;
       const auto expected = play(*straight, env, 200, k);
       const auto got = play(*restored, env_copy, 200, k);
       CHECK(got == expected);

@@ -7,36 +7,19 @@
 #include "fuzz/replay.h"
 #include "fuzz/targets.h"
 
-namespace {
-
-using Run = std::string (*)(const uint8_t*, size_t);
-
-void replay(const std::string& target, Run run) {
-  for (const std::string& kind : {std::string("regressions"), std::string("corpus")}) {
-    for (const std::string& file : nnr::fuzz::committed_inputs(kind, target)) {
-      INFO(file);
-      const std::vector<uint8_t> bytes = nnr::fuzz::file_contents(file);
-      std::string error;
-      REQUIRE_NOTHROW(error = run(bytes.data(), bytes.size()));
-      if (kind == "corpus") CHECK(error.empty());
-      if (!error.empty()) CHECK(error.find("/proc/self/fd/") != std::string::npos);  // names the file
-    }
-  }
-}
-
-}  // namespace
+using nnr::fuzz::replay;
 
 TEST_CASE("fuzz inputs: idx regressions fail cleanly and seeds load", "[fuzz]") {
   REQUIRE_FALSE(nnr::fuzz::committed_inputs("corpus", "idx").empty());
-  replay("idx", nnr::fuzz::run_idx);
+  replay("idx", nnr::fuzz::run_idx, true);
 }
 
 TEST_CASE("fuzz inputs: csv regressions fail cleanly and seeds load", "[fuzz]") {
   REQUIRE_FALSE(nnr::fuzz::committed_inputs("corpus", "csv").empty());
-  replay("csv", nnr::fuzz::run_csv);
+  replay("csv", nnr::fuzz::run_csv, true);
 }
 
 TEST_CASE("fuzz inputs: npy regressions fail cleanly and seeds load", "[fuzz]") {
   REQUIRE_FALSE(nnr::fuzz::committed_inputs("corpus", "npy").empty());
-  replay("npy", nnr::fuzz::run_npy);
+  replay("npy", nnr::fuzz::run_npy, true);
 }

@@ -3,35 +3,12 @@
 // (fuzz/targets.h): every regression input must end in the parser's clean error (or load), every
 // seed must load. Each finding the fuzzers made is also pinned by name below. Under the ASan +
 // UBSan build this also proves them free of memory errors and undefined behaviour.
-#include <map>
-
 #include <catch2/catch.hpp>
 
 #include "fuzz/replay.h"
 #include "fuzz/targets.h"
 
-namespace {
-
-using Run = std::string (*)(const uint8_t*, size_t);
-
-// Replays every input; returns the error message of each regression input by file name.
-std::map<std::string, std::string> replay(const std::string& target, Run run, bool names_file) {
-  std::map<std::string, std::string> errors;
-  for (const std::string kind : {"regressions", "corpus"}) {
-    for (const std::string& file : nnr::fuzz::committed_inputs(kind, target)) {
-      INFO(file);
-      const std::vector<uint8_t> bytes = nnr::fuzz::file_contents(file);
-      std::string error;
-      REQUIRE_NOTHROW(error = run(bytes.data(), bytes.size()));
-      if (kind == "corpus") CHECK(error.empty());
-      if (!error.empty() && names_file) CHECK(error.find("/proc/self/fd/") != std::string::npos);
-      if (kind == "regressions") errors[std::filesystem::path(file).filename().string()] = error;
-    }
-  }
-  return errors;
-}
-
-}  // namespace
+using nnr::fuzz::replay;
 
 TEST_CASE("fuzz inputs: checkpoint regressions fail cleanly and seeds load", "[fuzz]") {
   REQUIRE_FALSE(nnr::fuzz::committed_inputs("corpus", "checkpoint").empty());
