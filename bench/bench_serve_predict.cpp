@@ -20,7 +20,6 @@
 #include <sstream>
 #include <vector>
 
-#include "apps/nnr/openmp_wait.h"
 #include "apps/trainer/model_dir.h"
 #include "apps/trainer/model_file.h"
 #include "apps/trainer/serving.h"
@@ -63,7 +62,6 @@ nlohmann::json time_loop(double seconds, F&& call) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  nnr::cli::use_passive_openmp_wait(argv);  // as the nnr CLI runs
   CLI::App app{"Batch-1 predictions in a loop in one process: the in-process baseline of bench/serve_load.sh"};
   std::string model_dir, body_path;
   double seconds = 5.0;

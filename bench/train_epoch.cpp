@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "apps/nnr/openmp_wait.h"
 #include "apps/trainer/train_loop.h"
 #include "engine/core/threads.h"
 #include "engine/nn/linear.h"
@@ -61,7 +60,6 @@ double time_gemm_floor(Sequential& model, int64_t samples, int64_t batch_size) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  nnr::cli::use_passive_openmp_wait(argv);  // as the nnr CLI runs
   CLI::App app{"Time one nnr training epoch on Fashion-MNIST (after a warm-up epoch)"};
   std::string spec = "mlp:784-256-256-10", optimizer = "sgd";
   int threads = 2;

@@ -32,7 +32,6 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "apps/nnr/openmp_wait.h"
 #include "apps/trainer/graphed_step.h"
 #include "engine/core/context.h"
 #include "engine/core/error.h"
@@ -219,7 +218,6 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  nnr::cli::use_passive_openmp_wait(argv);  // as the nnr CLI runs
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

@@ -8,3 +8,5 @@ target_link_libraries(bench_train_step PRIVATE nnr_trainer CLI11::CLI11 nlohmann
 if(TARGET nnr_kernels)
   target_link_libraries(bench_train_step PRIVATE nnr_kernels)  # reads the device allocator's counters
 endif()
+add_executable(bench_selective_step ${CMAKE_CURRENT_SOURCE_DIR}/selective_step.cpp)  # bench/selective_step.sh
+target_link_libraries(bench_selective_step PRIVATE nnr_engine nnr_bandit_selectors CLI11::CLI11 nlohmann_json::nlohmann_json)

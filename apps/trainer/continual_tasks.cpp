@@ -20,13 +20,15 @@ double mean_of(const std::vector<double>& v) {
 Dataset permuted(const Dataset& data, const std::vector<int64_t>& perm, const std::vector<int64_t>* rows) {
   const int64_t n = rows ? static_cast<int64_t>(rows->size()) : data.size();
   const int64_t per = static_cast<int64_t>(perm.size());
-  Shape shape = data.features.shape();
-  shape[0] = n;
+  Shape shape{n};
+  for (int64_t d : data.sample_shape()) shape.push_back(d);
   Tensor features = Tensor::empty(shape);
   std::vector<int32_t> labels(static_cast<size_t>(n));
+  std::vector<float> sample(static_cast<size_t>(per));
+  const float* in = sample.data();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t src = rows ? (*rows)[static_cast<size_t>(i)] : i;
-    const float* in = data.features.data() + src * per;
+    data.copy_sample(src, sample.data());
     float* out = features.data() + i * per;
     for (int64_t k = 0; k < per; ++k) out[k] = in[perm[static_cast<size_t>(k)]];
     labels[static_cast<size_t>(i)] = data.labels[static_cast<size_t>(src)];
@@ -44,8 +46,8 @@ std::vector<ContinualTask> make_permuted_tasks(const Dataset& train, const Datas
   if (count < 1) throw InvalidArgument("[continual] need at least one task, got " + std::to_string(count));
   if (train.size() == 0 || train.labels.empty() || test.labels.empty())
     throw InvalidArgument("[continual] permuted tasks need labelled, non-empty train and test sets");
-  const int64_t per = train.features.numel() / train.size();
-  if (test.size() == 0 || test.features.numel() / test.size() != per)
+  const int64_t per = train.sample_numel();
+  if (test.size() == 0 || test.sample_numel() != per)
     throw InvalidArgument("[continual] train and test samples differ in size");
   Rng rng(seed);
   std::vector<int64_t> rows;

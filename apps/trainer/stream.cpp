@@ -74,22 +74,22 @@ std::vector<int32_t> present_classes(const std::vector<int32_t>& labels) {
   return std::vector<int32_t>(present.begin(), present.end());
 }
 
-// Copies rows of `source`, transformed, straight into the chunk's tensor (no intermediate copy).
+// Copies rows of `source` as floats (also from a source kept as bytes) into the chunk's tensor,
+// each transformed in place through one row of scratch.
 Dataset gather(const Dataset& source, const std::vector<int64_t>& rows, const SampleTransform& transform,
                int32_t num_classes, const std::string& what) {
-  require_cpu(source.features, "stream");
+  if (!source.stores_bytes()) require_cpu(source.features, "stream");
   std::vector<int32_t> labels(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) labels[i] = source.labels[static_cast<size_t>(rows[i])];
-  Tensor features;
+  Tensor features = gather_rows(source, rows);  // floats, also from a source kept as bytes
   if (transform) {
-    Shape shape = source.features.shape();
-    shape[0] = static_cast<int64_t>(rows.size());
-    features = Tensor::empty(shape);
-    const int64_t per = shape_numel(source.sample_shape());
-    for (size_t i = 0; i < rows.size(); ++i)
-      transform(source.features.data() + rows[i] * per, features.data() + static_cast<int64_t>(i) * per);
-  } else {
-    features = gather_rows(source.features, rows);
+    const int64_t per = source.sample_numel();
+    std::vector<float> in(static_cast<size_t>(per));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      float* row = features.data() + static_cast<int64_t>(i) * per;
+      std::copy(row, row + per, in.begin());
+      transform(in.data(), row);
+    }
   }
   return make_dataset(std::move(features), std::move(labels), num_classes, what);
 }
@@ -251,14 +251,18 @@ SampleTransform rotation(int64_t channels, int64_t height, int64_t width, double
 }
 
 std::vector<ChunkPlan> rotated_plans(const Dataset& train, const Dataset& test, int chunks, double step) {
-  if (train.features.rank() != 4)
-    fail("rotated: needs images of shape [N, C, H, W], got features " + shape_to_string(train.features.shape()));
+  const Shape image = train.sample_shape();
+  if (image.size() != 3) {
+    Shape shape{train.size()};
+    shape.insert(shape.end(), image.begin(), image.end());
+    fail("rotated: needs images of shape [N, C, H, W], got features " + shape_to_string(shape));
+  }
   const double degrees_per_chunk = step != 0.0 ? step : 180.0 / chunks;
   std::vector<ChunkPlan> plans;
   for (int t = 0; t < chunks; ++t) {
     const double degrees = t * degrees_per_chunk;
     ChunkPlan plan{"rotation " + format_number(degrees), all_rows(train.size()), all_rows(test.size()), {}};
-    if (t > 0) plan.transform = rotation(train.features.dim(1), train.features.dim(2), train.features.dim(3), degrees);
+    if (t > 0) plan.transform = rotation(image[0], image[1], image[2], degrees);
     plans.push_back(std::move(plan));
   }
   return plans;
@@ -461,11 +465,11 @@ StreamChunk make_file_chunk(const std::string& spec, int index, const StreamOpti
     fail("chunk spec '" + spec + "': expected TRAIN or TRAIN@TEST");
   const Dataset train = load_dataset(spec.substr(0, at));
   const Dataset test = at == std::string::npos ? Dataset{} : load_dataset(spec.substr(at + 1));
-  if (test.features.defined() && test.sample_shape() != train.sample_shape())
+  if (test.has_features() && test.sample_shape() != train.sample_shape())
     fail("chunk spec '" + spec + "': test samples are " + shape_to_string(test.sample_shape()) +
          " but training samples are " + shape_to_string(train.sample_shape()));
   ChunkPlan plan{spec, all_rows(train.size()), {}, {}};
-  if (test.features.defined()) {
+  if (test.has_features()) {
     plan.test_rows = all_rows(test.size());
   } else {
     // The last `holdout` of the file, in file order, is the test part.
@@ -475,7 +479,7 @@ StreamChunk make_file_chunk(const std::string& spec, int index, const StreamOpti
     plan.test_rows.assign(plan.train_rows.end() - held, plan.train_rows.end());
     plan.train_rows.resize(static_cast<size_t>(n - held));
   }
-  const Dataset& test_source = test.features.defined() ? test : train;
+  const Dataset& test_source = test.has_features() ? test : train;
   const int32_t chunk_classes = std::max(train.num_classes, test_source.num_classes);
   // Each chunk's generators depend on its index only, so a chunk that arrives alone (nnr retrain)
   // is split exactly as it would be inside a whole stream.

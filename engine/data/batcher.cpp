@@ -62,7 +62,7 @@ bool Batcher::next(Batch& batch) {
   batch.indices.assign(order_.begin() + static_cast<std::ptrdiff_t>(cursor_),
                        order_.begin() + static_cast<std::ptrdiff_t>(cursor_ + take));
   cursor_ += take;
-  batch.x = gather_rows(data_.features, batch.indices);
+  batch.x = gather_rows(data_, batch.indices);
   batch.y.clear();
   if (!data_.labels.empty()) {
     batch.y.reserve(take);
@@ -87,6 +87,24 @@ Tensor gather_rows(const Tensor& features, const std::vector<int64_t>& idx) {
                             " is outside [0, " + std::to_string(n) + ")");
     if (row)
       std::memcpy(out.data() + i * row, features.data() + idx[i] * row, static_cast<size_t>(row) * sizeof(float));
+  }
+  return out;
+}
+
+Tensor gather_rows(const Dataset& data, const std::vector<int64_t>& idx) {
+  if (!data.stores_bytes()) return gather_rows(data.features, idx);
+  const ByteFeatures& bytes = data.bytes;
+  Shape shape = bytes.shape;
+  const int64_t n = shape[0];
+  shape[0] = static_cast<int64_t>(idx.size());
+  Tensor out = Tensor::empty(shape);
+  const int64_t row = data.sample_numel();
+  const ByteDecoder decode(bytes.divisor);
+  for (size_t i = 0; i < idx.size(); ++i) {
+    if (idx[i] < 0 || idx[i] >= n)
+      throw InvalidArgument("[gather_rows] index " + std::to_string(idx[i]) + " at position " + std::to_string(i) +
+                            " is outside [0, " + std::to_string(n) + ")");
+    decode(bytes.values.data() + idx[i] * row, row, out.data() + static_cast<int64_t>(i) * row);
   }
   return out;
 }

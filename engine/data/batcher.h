@@ -57,6 +57,9 @@ class Batcher {
 
 // Rows `idx` of `features` (dimension 0), stacked: [idx.size(), features.shape()[1:]...].
 Tensor gather_rows(const Tensor& features, const std::vector<int64_t>& idx);
+// Samples `idx` of a data set as floats, [idx.size(), sample_shape...], whether it keeps floats or
+// bytes (converted here, per batch).
+Tensor gather_rows(const Dataset& data, const std::vector<int64_t>& idx);
 
 // Fisher-Yates shuffle of `v` with rng.below, the permutation every nnr shuffle uses.
 void shuffle_indices(std::vector<int64_t>& v, Rng& rng);

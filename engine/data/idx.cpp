@@ -86,18 +86,20 @@ IdxArray read_idx(const std::string& path) {
   return out;
 }
 
-Tensor load_idx_images(const std::string& path) {
+ByteFeatures load_idx_image_bytes(const std::string& path) {
   IdxArray a = read_idx(path);
   if (a.dims.size() < 2)
     throw Error("[idx] " + path + ": wrong dimensions: expected images [N, H, W] (or [N, D]), got shape " +
                 shape_to_string(a.dims) + " (is this a labels file?)");
-  Shape shape = a.dims;
-  if (shape.size() == 3) shape = {a.dims[0], 1, a.dims[1], a.dims[2]};
-  Tensor t = Tensor::empty(shape);
-  float* out = t.data();
-  for (size_t i = 0; i < a.values.size(); ++i) out[i] = static_cast<float>(a.values[i]) / 255.0f;
-  return t;
+  ByteFeatures out;
+  out.shape = a.dims;
+  if (out.shape.size() == 3) out.shape = {a.dims[0], 1, a.dims[1], a.dims[2]};
+  out.values = std::move(a.values);
+  out.divisor = 255.0f;
+  return out;
 }
+
+Tensor load_idx_images(const std::string& path) { return decode_bytes(load_idx_image_bytes(path)); }
 
 std::vector<int32_t> load_idx_labels(const std::string& path, int32_t num_classes) {
   IdxArray a = read_idx(path);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/core/tensor.h"
+#include "engine/data/byte_features.h"
 
 namespace nnr {
 
@@ -23,6 +24,8 @@ IdxArray read_idx(const std::string& path);
 // Images: rank-3 [N, H, W] files become [N, 1, H, W] (NCHW with one channel); rank-2 [N, D] and
 // rank-4 files keep their shape. Values are pixel / 255.
 Tensor load_idx_images(const std::string& path);
+// The same images kept as bytes (divisor 255): what load_dataset stores.
+ByteFeatures load_idx_image_bytes(const std::string& path);
 
 // Labels: a rank-1 file. When num_classes > 0, every label must be below it.
 std::vector<int32_t> load_idx_labels(const std::string& path, int32_t num_classes = 0);

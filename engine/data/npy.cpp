@@ -128,27 +128,36 @@ NpyArray read_npy(const std::string& path) {
   return out;
 }
 
-Tensor load_npy(const std::string& path) {
+bool load_npy_features(const std::string& path, Tensor& floats, ByteFeatures& bytes) {
   NpyArray a = read_npy(path);
   const std::string where = "[npy] " + path + ": ";
   if (a.shape.empty()) throw Error(where + "wrong dimensions: a scalar array, expected features [N, ...]");
   Shape shape = a.shape;
   if (shape.size() == 1) shape.push_back(1);
+  if (a.descr == "|u1" || a.descr == "<u1") {
+    bytes.shape = shape;
+    bytes.values = std::move(a.data);
+    bytes.divisor = 255.0f;
+    return true;
+  }
+  if (a.descr != "<f4")
+    throw Error(where + "unsupported dtype '" + a.descr + "' for features: expected float32 '<f4' or uint8 '|u1'");
   Tensor t = Tensor::empty(shape);
   float* out = t.data();
   const int64_t n = t.numel();
-  if (a.descr == "<f4") {
-    if (n) std::memcpy(out, a.data.data(), a.data.size());
-    for (int64_t i = 0; i < n; ++i)
-      if (!std::isfinite(out[i]))
-        throw Error(where + "non-finite feature value " + std::to_string(out[i]) + " at flat index " +
-                    std::to_string(i) + ": expected finite numbers");
-  } else if (a.descr == "|u1" || a.descr == "<u1") {
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(a.data[i]) / 255.0f;
-  } else {
-    throw Error(where + "unsupported dtype '" + a.descr + "' for features: expected float32 '<f4' or uint8 '|u1'");
-  }
-  return t;
+  if (n) std::memcpy(out, a.data.data(), a.data.size());
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(out[i]))
+      throw Error(where + "non-finite feature value " + std::to_string(out[i]) + " at flat index " +
+                  std::to_string(i) + ": expected finite numbers");
+  floats = std::move(t);
+  return false;
+}
+
+Tensor load_npy(const std::string& path) {
+  Tensor floats;
+  ByteFeatures bytes;
+  return load_npy_features(path, floats, bytes) ? decode_bytes(bytes) : std::move(floats);
 }
 
 std::vector<int32_t> load_npy_labels(const std::string& path, int32_t num_classes) {

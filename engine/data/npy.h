@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/core/tensor.h"
+#include "engine/data/byte_features.h"
 
 namespace nnr {
 
@@ -25,6 +26,9 @@ NpyArray read_npy(const std::string& path);
 // Features: float32 values as stored (rejecting NaN and infinity), uint8 values / 255.
 // Rank 1..4; a rank-1 array [N] becomes [N, 1] (N samples of one feature).
 Tensor load_npy(const std::string& path);
+// The same, except that uint8 arrays stay bytes (divisor 255): returns true and fills `bytes` for
+// uint8, false and fills `floats` for float32. What load_dataset stores.
+bool load_npy_features(const std::string& path, Tensor& floats, ByteFeatures& bytes);
 
 // Labels: a rank-1 integer array (uint8, int32, int64, or float32 holding whole numbers).
 // Every label must be in [0, num_classes) when num_classes > 0, else in [0, kMaxClasses).

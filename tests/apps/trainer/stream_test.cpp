@@ -387,3 +387,29 @@ TEST_CASE("the same seed gives the same chunks, another seed other chunks", "[st
   }
   CHECK(nnr::stream_scenarios() == std::vector<std::string>{"split", "permuted", "rotated", "drift", "files"});
 }
+
+TEST_CASE("a source kept as bytes (8-bit images) gives the same streams as its floats", "[stream]") {
+  // 40 + 20 samples of [1, 4, 4] bytes; every scenario's chunks must equal those cut from the floats.
+  auto bytes_of = [](int64_t n, int64_t first) {
+    nnr::ByteFeatures b{{n, 1, 4, 4}, std::vector<uint8_t>(static_cast<size_t>(n * kPixels)), 255.0f};
+    std::vector<int32_t> y;
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t k = 0; k < kPixels; ++k) b.values[static_cast<size_t>(i * kPixels + k)] = static_cast<uint8_t>((first + i) * 7 + k * 13);
+      y.push_back(static_cast<int32_t>((first + i) % 10));
+    }
+    return std::make_pair(b, y);
+  };
+  const auto [train_bytes, train_y] = bytes_of(40, 0);
+  const auto [test_bytes, test_y] = bytes_of(20, 100);
+  const nnr::Dataset train = nnr::make_dataset(train_bytes, train_y, 10), test = nnr::make_dataset(test_bytes, test_y, 10);
+  const nnr::Dataset train_f = nnr::make_dataset(nnr::decode_bytes(train_bytes), train_y, 10);
+  const nnr::Dataset test_f = nnr::make_dataset(nnr::decode_bytes(test_bytes), test_y, 10);
+  REQUIRE(train.stores_bytes());
+  for (const std::string scenario : {"split", "permuted", "rotated", "drift"}) {
+    CAPTURE(scenario);
+    const auto from_bytes = nnr::make_stream(train, test, options_for(scenario, 2));
+    const auto from_floats = nnr::make_stream(train_f, test_f, options_for(scenario, 2));
+    REQUIRE(from_bytes.size() == from_floats.size());
+    CHECK(contents(from_bytes) == contents(from_floats));
+  }
+}

@@ -92,3 +92,40 @@ TEST_CASE("gather_rows stacks rows and rejects out-of-range indices", "[batcher]
   REQUIRE_THROWS_WITH(nnr::gather_rows(x, {1, 3}), Catch::Contains("index 3 at position 1 is outside [0, 3)"));
   REQUIRE_THROWS_WITH(nnr::gather_rows(x, {-1}), Catch::Contains("index -1"));
 }
+
+TEST_CASE("a data set kept as bytes gives the same batches as its floats", "[batcher]") {
+  // 11 samples of 3 x 7 = 21 bytes (no multiple of a vector width), batches of 4: the last holds 3.
+  const int64_t n = 11, per = 21;
+  nnr::ByteFeatures bytes{{n, 3, 7}, std::vector<uint8_t>(static_cast<size_t>(n * per)), 255.0f};
+  for (size_t i = 0; i < bytes.values.size(); ++i) bytes.values[i] = static_cast<uint8_t>((i * 101) % 256);
+  std::vector<int32_t> y;
+  for (int64_t i = 0; i < n; ++i) y.push_back(static_cast<int32_t>(i % 5));
+  nnr::Dataset as_bytes = nnr::make_dataset(bytes, y);
+  nnr::Dataset as_floats = nnr::make_dataset(nnr::decode_bytes(bytes), y);
+  REQUIRE(as_bytes.stores_bytes());
+  REQUIRE_FALSE(as_floats.stores_bytes());
+
+  nnr::Batcher a(as_bytes, nnr::BatcherOptions{4, true, false}, nnr::Rng(9));
+  nnr::Batcher b(as_floats, nnr::BatcherOptions{4, true, false}, nnr::Rng(9));
+  nnr::Batch ba, bb;
+  int batches = 0;
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    while (a.next(ba)) {
+      REQUIRE(b.next(bb));
+      REQUIRE(ba.indices == bb.indices);
+      REQUIRE(ba.y == bb.y);
+      REQUIRE(ba.x.shape() == bb.x.shape());
+      REQUIRE(ba.x.to_vector() == bb.x.to_vector());
+      // Each row is that sample's bytes / 255.
+      for (size_t i = 0; i < ba.indices.size(); ++i)
+        for (int64_t k = 0; k < per; ++k)
+          REQUIRE(ba.x[static_cast<int64_t>(i) * per + k] ==
+                  static_cast<float>(bytes.values[static_cast<size_t>(ba.indices[i] * per + k)]) / 255.0f);
+      ++batches;
+    }
+    REQUIRE_FALSE(b.next(bb));  // both epochs end together
+  }
+  REQUIRE(batches == 6);
+  REQUIRE(nnr::gather_rows(as_bytes, {}).shape() == nnr::Shape{0, 3, 7});
+  REQUIRE_THROWS_WITH(nnr::gather_rows(as_bytes, {0, 11}), Catch::Contains("index 11 at position 1 is outside [0, 11)"));
+}

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <vector>
 
 #include "engine/data/dataset.h"
 
@@ -24,13 +25,18 @@ int main() {
         ++failures;
       }
     };
-    check(d.features.shape() == nnr::Shape({10000, 1, 28, 28}), "features are [10000, 1, 28, 28]");
+    check(d.stores_bytes(), "pixels kept as bytes");
+    check(d.size() == 10000 && d.sample_shape() == nnr::Shape({1, 28, 28}), "features are [10000, 1, 28, 28]");
     check(d.labels.size() == 10000, "10000 labels");
     check(d.num_classes == 10, "10 classes");
     float lo = 1, hi = 0;
-    for (int64_t i = 0; i < d.features.numel(); ++i) {
-      lo = d.features[i] < lo ? d.features[i] : lo;
-      hi = d.features[i] > hi ? d.features[i] : hi;
+    std::vector<float> sample(static_cast<size_t>(d.sample_numel()));
+    for (int64_t i = 0; i < d.size(); ++i) {
+      d.copy_sample(i, sample.data());
+      for (float v : sample) {
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+      }
     }
     check(lo == 0.0f && hi == 1.0f, "pixels span exactly [0, 1]");
     std::vector<int> per_class(10, 0);

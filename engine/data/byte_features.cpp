@@ -1,0 +1,21 @@
+#include "engine/data/byte_features.h"
+
+namespace nnr {
+
+ByteDecoder::ByteDecoder(float divisor) {
+  for (int v = 0; v < 256; ++v) table_[static_cast<size_t>(v)] = static_cast<float>(v) / divisor;
+}
+
+void decode_bytes(const uint8_t* in, int64_t n, float divisor, float* out) {
+  const ByteDecoder decode(divisor);
+  decode(in, n, out);
+}
+
+Tensor decode_bytes(const ByteFeatures& features) {
+  Tensor t = Tensor::empty(features.shape);
+  const int64_t n = static_cast<int64_t>(features.values.size());
+  if (n) decode_bytes(features.values.data(), n, features.divisor, t.data());
+  return t;
+}
+
+}  // namespace nnr
