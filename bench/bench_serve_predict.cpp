@@ -4,8 +4,11 @@
 //   forward: predict_probabilities on one prepared input [1, ...] (what a batch-1 request's
 //            forward pass costs on the request path),
 //   request: the same plus what nnr serve does around it for one request: parse the JSON body
-//            of --body ({"input": [...]} or {"inputs": [[...]]}), fill the input tensor, forward,
-//            and build the JSON answer (everything but HTTP).
+//            of --body ({"input": [...]} or {"inputs": [[...]]}) with the server's fast parser
+//            (apps/serve/fast_json.h), fill the input tensor, forward, and write the JSON answer
+//            (everything but HTTP),
+//   request_nlohmann: the same with nlohmann's DOM for both (what nnr serve did before the fast
+//            parser, and still does for any body that is not the plain shape).
 // Prints one JSON object: per mode calls per second and the median and 99th percentile of one
 // call in microseconds.
 //
@@ -20,6 +23,7 @@
 #include <sstream>
 #include <vector>
 
+#include "apps/serve/fast_json.h"
 #include "apps/trainer/model_dir.h"
 #include "apps/trainer/model_file.h"
 #include "apps/trainer/serving.h"
@@ -99,7 +103,20 @@ int main(int argc, char** argv) {
       if (p.numel() == 0) std::abort();
     });
     size_t answer_bytes = 0;
+    std::vector<float> values;
     out["request"] = time_loop(seconds, [&] {
+      const int64_t rows = serve::parse_inputs_fast(body, numel, 4096, values);
+      if (rows != 1) throw Error("the body is not the plain {\"input\": [...]} shape of the fast parser");
+      Tensor xi = Tensor::empty(one);
+      std::copy(values.begin(), values.end(), xi.data());
+      Tensor p;
+      {
+        std::lock_guard<std::mutex> lock(forward_mutex);
+        p = predict_probabilities(model, xi);
+      }
+      answer_bytes = serve::prediction_json(v->number, p.data(), p.dim(0), p.dim(1)).size();
+    });
+    out["request_nlohmann"] = time_loop(seconds, [&] {
       const nlohmann::json req = nlohmann::json::parse(body);
       const nlohmann::json& r = req.contains("input") ? req["input"] : req["inputs"][0];
       Tensor xi = Tensor::empty(one);
@@ -114,9 +131,8 @@ int main(int argc, char** argv) {
       const float* pr = p.data();
       labels.push_back(std::max_element(pr, pr + k) - pr);
       probabilities.push_back(std::vector<float>(pr, pr + k));
-      answer_bytes = nlohmann::json{{"version", v->number}, {"labels", labels}, {"probabilities", probabilities}}
-                         .dump()
-                         .size();
+      if (nlohmann::json{{"version", v->number}, {"labels", labels}, {"probabilities", probabilities}}.dump().empty())
+        std::abort();
     });
     out["answer_bytes"] = answer_bytes;
     std::printf("%s\n", out.dump(2).c_str());

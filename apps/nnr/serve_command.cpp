@@ -86,19 +86,32 @@ Command add_serve(CLI::App& app) {
   cmd->add_option("--max-body-bytes", f->options.max_body_bytes, "Request bodies over this get 413")
       ->check(CLI::Range(size_t{1}, size_t{1} << 34))
       ->capture_default_str();
+  cmd->add_option("--retrain-nice", f->options.retrain_nice,
+                  "Added to the nice value of the background retraining round's threads; above 0 predictions come "
+                  "first and a round gets mostly idle cycles (0: the same priority as requests). 10 by measurement "
+                  "(bench/serve_load.sh): predict p99 during rounds about 25 % lower than with 0, rounds slower")
+      ->check(CLI::Range(0, 19))
+      ->capture_default_str();
   cmd->add_option("--poll-seconds", f->options.poll_seconds, "How often DIR is checked for new versions")
       ->check(CLI::Range(0.01, 3600.0))
       ->capture_default_str();
-  cmd->add_option("--http-threads", f->options.http_threads, "Request worker threads")
+  cmd->add_option("--http-threads", f->options.http_threads,
+                  "Request worker threads; each serves one connection while it stays open, so this many "
+                  "connections are served at once and later ones wait")
       ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--keep-alive-requests", f->options.keep_alive_requests,
+                  "Requests one keep-alive connection may make before the server closes it (the client reconnects); "
+                  "a connection holds a request thread for as long as it stays open")
+      ->check(CLI::Range(1, 1 << 30))
       ->capture_default_str();
   cmd->add_option("--max-batch", f->options.max_batch,
                   "Dynamic batching: concurrent predict requests share one forward pass of at most this many "
                   "inputs (1: off, each request runs its own). Off by default, by measurement: on the 2-core dev "
                   "machine (mlp:784-256-256-10, batch-1 requests, wrk with 16 connections, bench/serve_load.sh) "
-                  "--max-batch 32 changed throughput by -12 % to +24 % across runs, no consistent gain, with a "
-                  "p99 about 15 % lower: parsing a request's JSON costs ~7 forward passes, so sharing the forward "
-                  "pass saves little. Worth trying for models whose forward pass dominates a request")
+                  "--max-batch 32 changed throughput by -12 % to +24 % across runs, no consistent gain: a "
+                  "batch-1 forward pass is a small part of a request's cost (HTTP, JSON), so sharing it saves "
+                  "little. Worth trying for models whose forward pass dominates a request")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
       ->capture_default_str();
   cmd->add_option("--max-wait-us", f->options.max_wait_us,

@@ -5,10 +5,12 @@
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,9 +21,13 @@
 #include <vector>
 
 #include <httplib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "apps/serve/batcher.h"
+#include "apps/serve/fast_json.h"
 #include "apps/trainer/model_dir.h"
 #include "apps/trainer/model_file.h"
 #include "apps/trainer/serving.h"
@@ -215,8 +221,8 @@ struct Server::State {
 
   // ---- request parsing ----
 
-  static nlohmann::json parse_body(const httplib::Request& req) {
-    nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+  static nlohmann::json parse_body(const std::string& text) {
+    nlohmann::json body = nlohmann::json::parse(text, nullptr, false);
     if (body.is_discarded()) throw BadRequest{400, "malformed JSON body"};
     if (!body.is_object()) throw BadRequest{400, "the body must be a JSON object"};
     return body;
@@ -262,6 +268,20 @@ struct Server::State {
     return x;
   }
 
+  // The inputs of a predict body as [N, input shape]: the plain {"input": [...]} / {"inputs":
+  // [[...], ...]} by the fast parser (fast_json.h), anything else (and every bad request) by
+  // nlohmann and parse_inputs.
+  Tensor parse_predict_inputs(const std::string& body, const ServedModel& m) const {
+    thread_local std::vector<float> values;  // kept between requests: no allocation per request
+    const int64_t rows = parse_inputs_fast(body, m.sample_numel, options.max_inputs, values);
+    if (rows == 0) return parse_inputs(parse_body(body), m);
+    Shape shape = m.input_shape;
+    shape.insert(shape.begin(), rows);
+    Tensor x = Tensor::empty(shape);
+    std::copy(values.begin(), values.end(), x.data());
+    return x;
+  }
+
   // ---- handlers ----
 
   void predict(const httplib::Request& req, httplib::Response& res) {
@@ -276,9 +296,8 @@ struct Server::State {
         if (batcher) batcher->leave();
       }
     } announced(batcher.get());
-    const nlohmann::json body = parse_body(req);
     std::shared_ptr<ServedModel> m = current();  // this request's version, whatever is swapped in
-    Tensor x = parse_inputs(body, *m);
+    Tensor x = parse_predict_inputs(req.body, *m);
     Tensor probs;
     if (announced.batcher) {
       announced.batcher = nullptr;  // submit consumes the announcement
@@ -287,21 +306,14 @@ struct Server::State {
       probs = forward(*m, x);
       observe_batch(x.dim(0));
     }
-    const int64_t n = probs.dim(0), k = probs.dim(1);
-    nlohmann::json labels = nlohmann::json::array(), probabilities = nlohmann::json::array();
-    for (int64_t i = 0; i < n; ++i) {
-      const float* row = probs.data() + i * k;
-      labels.push_back(std::max_element(row, row + k) - row);
-      probabilities.push_back(std::vector<float>(row, row + k));
-    }
+    const int64_t n = probs.dim(0);
     predicted_samples += n;
-    res.set_content(nlohmann::json{{"version", m->version}, {"labels", labels}, {"probabilities", probabilities}}
-                        .dump(),
-                    "application/json");
+    res.body = prediction_json(m->version, probs.data(), n, probs.dim(1));
+    res.set_header("Content-Type", "application/json");
   }
 
   void feedback(const httplib::Request& req, httplib::Response& res) {
-    const nlohmann::json body = parse_body(req);
+    const nlohmann::json body = parse_body(req.body);
     std::shared_ptr<ServedModel> m = current();
     const Tensor x = parse_inputs(body, *m);
     const int64_t n = x.dim(0);
@@ -396,6 +408,15 @@ struct Server::State {
   }
 
   void retrain_loop() {
+    // Lower this thread's priority (Linux: nice is per thread); the OpenMP threads of its rounds
+    // are created by it and inherit the value.
+    if (options.retrain_nice > 0) {
+      const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+      errno = 0;
+      const int nice = getpriority(PRIO_PROCESS, tid);  // -1 is a valid value: errno tells
+      if (errno != 0 || setpriority(PRIO_PROCESS, tid, std::min(19, nice + options.retrain_nice)) != 0)
+        log(std::string("could not lower the retraining thread's priority: ") + std::strerror(errno));
+    }
     while (true) {
       std::vector<PendingFile> round_files;
       {
@@ -495,17 +516,20 @@ Server::Server(ServerOptions options) : state_(std::make_unique<State>()) {
   if (options.max_batch < 1) throw InvalidArgument("[serve] max_batch must be >= 1");
   if (options.max_wait_us < 0) throw InvalidArgument("[serve] max_wait_us must be >= 0");
   if (options.io_timeout_seconds < 1) throw InvalidArgument("[serve] io_timeout_seconds must be >= 1");
-  if (options.max_pending < 1 || options.max_inputs < 1 || options.max_body_bytes < 1 || options.http_threads < 1)
-    throw InvalidArgument("[serve] max_pending, max_inputs, max_body_bytes and http_threads must be positive");
+  if (options.max_pending < 1 || options.max_inputs < 1 || options.max_body_bytes < 1 || options.http_threads < 1 ||
+      options.keep_alive_requests < 1)
+    throw InvalidArgument(
+        "[serve] max_pending, max_inputs, max_body_bytes, http_threads and keep_alive_requests must be positive");
   if (!(options.poll_seconds > 0)) throw InvalidArgument("[serve] poll_seconds must be positive");
+  if (options.retrain_nice < 0 || options.retrain_nice > 19) throw InvalidArgument("[serve] retrain_nice must be in 0..19");
   if (options.retrain_every > options.max_pending)
     throw InvalidArgument("[serve] retrain_every is larger than max_pending: no round would ever start");
   s.options = std::move(options);
   const std::string& dir = s.options.model_dir;
   const std::optional<ModelVersion> newest = newest_version(dir);
   if (!newest)
-    throw Error("[serve] " + dir + " holds no model version; start it with `nnr train --model-dir` or "
-                "`nnr retrain --init`");
+    throw InvalidArgument("[serve] " + dir + " holds no model version: start it with nnr train --model-dir " + dir +
+                          " or nnr retrain --model-dir " + dir + " --init FILE --memory-data SPEC");
   s.adopt(*newest);
 
   s.feedback_dir = dir + "/feedback";
@@ -555,6 +579,7 @@ int Server::start(int port) {
   http.set_read_timeout(s.options.io_timeout_seconds, 0);
   http.set_write_timeout(s.options.io_timeout_seconds, 0);
   http.set_keep_alive_timeout(s.options.io_timeout_seconds);
+  http.set_keep_alive_max_count(static_cast<size_t>(s.options.keep_alive_requests));
   http.Post("/v1/predict", s.wrap("/v1/predict", &State::predict));
   http.Post("/v1/feedback", s.wrap("/v1/feedback", &State::feedback));
   State* st = &s;

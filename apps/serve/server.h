@@ -16,6 +16,9 @@
 //   GET  /metrics      Prometheus text: requests and errors by route, a latency histogram per
 //                      route, a histogram of predict batch sizes, served version, rounds run /
 //                      refused / failed, pending feedback
+// A predict body of the plain shape ({"input": [...]} or {"inputs": [[...], ...]}, nothing else) is
+// read by a fast parser without a DOM and the answer written directly (apps/serve/fast_json.h);
+// any other body goes through nlohmann, which words every bad request's error.
 // Bad requests (malformed JSON, wrong shape, non-numeric or non-finite values, bad labels, too
 // many inputs, a body over the limit, an unknown route) get a 4xx and {"error": "..."}; a full
 // feedback queue gets 503.
@@ -61,7 +64,18 @@ struct ServerOptions {
   int64_t max_inputs = 4096;         // inputs per request at most
   size_t max_body_bytes = 16u << 20; // request bodies over this get 413
   double poll_seconds = 1.0;         // how often DIR is checked for versions written elsewhere
-  int http_threads = 8;              // request worker threads
+  // Added (0..19, up to nice 19) to the nice value of the retraining thread and of the OpenMP
+  // threads it starts: a round competes with the request threads for the cores; at +10 it gets
+  // about a tenth of a saturated core (and every idle cycle). bench/serve_load.sh on the shared
+  // 2-core dev machine (load ~8): predict p99 during back-to-back rounds 15.7 and 18.5 ms at +10,
+  // 21.4, 21.8 and 23.8 ms at 0 (idle p99 4-6 ms), with 6-9 rounds instead of 12 in 8 s.
+  int retrain_nice = 10;
+  // cpp-httplib serves one connection per worker thread for as long as it stays open: at most
+  // http_threads connections are served at once, later ones wait for a worker. A keep-alive
+  // connection is closed after keep_alive_requests requests (httplib's default is 5: a reconnect
+  // every 5 requests cost ~15 % of throughput in bench/serve_load.sh).
+  int http_threads = 32;             // request worker threads
+  int keep_alive_requests = 100;     // requests one keep-alive connection may make before it is closed
   int64_t max_batch = 1;             // dynamic batching: inputs per forward pass at most; 1: off
   int64_t max_wait_us = 500;         // how long a batch waits for more requests after its first
   int io_timeout_seconds = 5;        // a client slower than this to send a request or read an answer is dropped
@@ -70,8 +84,8 @@ struct ServerOptions {
 
 class Server {
  public:
-  // Loads DIR's newest version and the pending feedback files; throws nnr::Error when DIR holds
-  // no version (nnr::InvalidArgument for bad options).
+  // Loads DIR's newest version and the pending feedback files; throws nnr::InvalidArgument (a
+  // usage error, exit 2 as for nnr retrain) when DIR holds no version or an option is bad.
   explicit Server(ServerOptions options);
   ~Server();  // stop()
   Server(const Server&) = delete;

@@ -1,7 +1,12 @@
 #pragma once
 // Helpers shared by the app tests (tests/apps and tests/apps/trainer): temporary folders, reading
-// files and folders, running the nnr binary with its output captured, and the synthetic
-// separable-class data (CSV files and Datasets) the tests train on.
+// files and folders, running the nnr binary with its output captured, a request sent in part over
+// a raw loopback socket, and the synthetic separable-class data (CSV files and Datasets) the tests
+// train on.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +16,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,6 +71,30 @@ inline Run run_nnr(const std::string& args, const TempDir& logs, const std::stri
   return run_captured(prefix + std::string(NNR_BINARY) + " " + args, logs);
 }
 #endif
+
+// Connects to 127.0.0.1:`port` and sends the head of `request_line` ("POST /v1/predict") as
+// HTTP/1.1 with a JSON Content-Type and Content-Length: `content_length`, then `part` of its body
+// (a client that stalls, or finishes later); returns the socket, whose receives time out after
+// 60 s. Throws std::runtime_error when it cannot connect or send.
+inline int send_partial_request(int port, const std::string& request_line, size_t content_length,
+                                const std::string& part) {
+  const int sock = socket(AF_INET, SOCK_STREAM, 0);
+  if (sock < 0) throw std::runtime_error("send_partial_request: socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{60, 0};
+  setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  const std::string head = request_line + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+                           "Content-Length: " + std::to_string(content_length) + "\r\n\r\n" + part;
+  if (connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      send(sock, head.data(), head.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(head.size())) {
+    close(sock);
+    throw std::runtime_error("send_partial_request: cannot send to 127.0.0.1:" + std::to_string(port));
+  }
+  return sock;
+}
 
 // What write_class_csv varies beyond the classes.
 struct ClassCsvOptions {

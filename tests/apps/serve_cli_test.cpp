@@ -1,9 +1,8 @@
 // nnr serve as a child process: SIGTERM with requests in flight (they are answered, their
 // feedback is on disk, exit status 0), and the end-to-end run of issue #17: start, predict, post
-// labelled chunks, see the version change, kill -9, restart, same version and no lost feedback.
-#include <arpa/inet.h>
+// labelled chunks, see the version change, kill -9, restart, same version and no lost feedback;
+// and a model directory without a version, a usage error (exit 2) as for nnr retrain.
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -104,24 +103,6 @@ json post(int port, const std::string& path, const json& body, int status = 200)
   return json::parse(r->body, nullptr, false);
 }
 
-
-// Sends the headers and the first half of `body` to POST `path`; returns the socket.
-int start_request(int port, const std::string& path, const std::string& body, size_t sent) {
-  const int sock = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(sock >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  timeval timeout{60, 0};
-  setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  const std::string head = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
-                           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, sent);
-  REQUIRE(send(sock, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
-  return sock;
-}
-
 // Sends the rest of the body and reads the answer until the server closes: {status, body}.
 std::pair<int, json> finish_request(int sock, const std::string& rest) {
   REQUIRE(send(sock, rest.data(), rest.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(rest.size()));
@@ -167,8 +148,10 @@ TEST_CASE("nnr serve on SIGTERM answers the requests in flight, keeps their feed
   const std::string feedback = json{{"inputs", fb_inputs}, {"labels", labels}}.dump();
   const std::string predict = json{{"input", xs[0]}}.dump();
   // Two requests in flight: their headers and half their bodies are in when SIGTERM comes.
-  const int fb_sock = start_request(server.port, "/v1/feedback", feedback, feedback.size() / 2);
-  const int pr_sock = start_request(server.port, "/v1/predict", predict, predict.size() / 2);
+  const int fb_sock = nnr::test::send_partial_request(server.port, "POST /v1/feedback", feedback.size(),
+                                                      feedback.substr(0, feedback.size() / 2));
+  const int pr_sock = nnr::test::send_partial_request(server.port, "POST /v1/predict", predict.size(),
+                                                      predict.substr(0, predict.size() / 2));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the server is reading their bodies
   REQUIRE(kill(server.pid, SIGTERM) == 0);
   REQUIRE(eventually(30, [&] { return read_file(server.log).find("SIGTERM") != std::string::npos; }));
@@ -224,4 +207,20 @@ TEST_CASE("nnr serve end to end: predict, feedback rounds change the version, ki
   CHECK(model["version"] == version);
   CHECK(model["pending_feedback"] == 20);
   CHECK(get(again.port, "/v1/health")["version"] == version);
+}
+
+TEST_CASE("nnr serve on a model directory without a version exits 2, as nnr retrain does, saying how to start one") {
+  TempDir tmp, logs;
+  const std::string empty = tmp.file("empty");
+  REQUIRE(std::filesystem::create_directory(empty));
+  nnr::test::write_class_csv(tmp.file("x.csv"), 20, 1);
+  const nnr::test::Run serve = nnr::test::run_nnr("serve --model-dir " + empty + " --port 0", logs, "timeout 60 ");
+  INFO(serve.err);
+  CHECK(serve.code == 2);
+  CHECK(serve.err.find(empty + " holds no model version") != std::string::npos);
+  CHECK(serve.err.find("nnr train --model-dir " + empty) != std::string::npos);
+  CHECK(serve.err.find("listening") == std::string::npos);
+  const nnr::test::Run retrain = nnr::test::run_nnr("retrain --model-dir " + empty + " --data " + tmp.file("x.csv"), logs);
+  CHECK(retrain.code == serve.code);
+  CHECK(std::filesystem::is_empty(empty));
 }

@@ -7,10 +7,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <thread>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,6 +22,7 @@
 #include "apps/trainer/model_file.h"
 #include "apps/trainer/serving.h"
 #include "apps/trainer/train_loop.h"
+#include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "tests/apps/app_test_util.h"
 
@@ -35,7 +35,6 @@ using nnr::test::write_chunk;
 using json = nlohmann::json;
 
 namespace {
-
 
 // A model directory with version 1 trained on classes 0-3.
 struct ServedDir {
@@ -92,24 +91,6 @@ bool eventually(double seconds, const std::function<bool()>& done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return done();
-}
-
-// Opens a connection and sends `request_line`'s headers (Content-Length: `length`) and `part` of
-// the body, then nothing more; returns the socket.
-int slow_request(int port, const std::string& request_line, const std::string& part, size_t length) {
-  const int sock = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(sock >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  timeval timeout{60, 0};
-  setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  const std::string head = request_line + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                           "Content-Length: " + std::to_string(length) + "\r\n\r\n" + part;
-  REQUIRE(send(sock, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
-  return sock;
 }
 
 // Everything the peer sends until it closes (or 60 s pass); closes the socket.
@@ -199,7 +180,7 @@ TEST_CASE("predictions, one and a batch, match predict_probabilities, and bad re
     // A slow client: it sends the headers and half its body, then stalls. Meanwhile the server
     // answers others; after io_timeout_seconds it answers the slow one with a 4xx JSON error.
     const std::string body = json{{"input", xs[0]}}.dump();
-    const int sock = slow_request(port, "POST /v1/predict", body.substr(0, body.size() / 2), body.size());
+    const int sock = test::send_partial_request(port, "POST /v1/predict", body.size(), body.substr(0, body.size() / 2));
     CHECK(call(port, "POST", "/v1/predict", json{{"input", xs[1]}}.dump()).status == 200);
     const std::string answer = read_all(sock);
     INFO(answer);
@@ -338,10 +319,17 @@ TEST_CASE("a version written by another writer is picked up while serving") {
 TEST_CASE("a directory without a version, a port in use, and bad options are refused") {
   TempDir tmp;
   CHECK_THROWS_WITH(Server(options_for(tmp.file("empty"))), Catch::Contains("holds no model version"));
+  CHECK_THROWS_AS(Server(options_for(tmp.file("empty"))), InvalidArgument);  // a usage error, as in nnr retrain
   ServedDir d;
   ServerOptions o = options_for(d.dir);
   o.retrain_every = -1;
   CHECK_THROWS_WITH(Server(o), Catch::Contains("retrain_every"));
+  o = options_for(d.dir);
+  o.retrain_nice = 20;
+  CHECK_THROWS_WITH(Server(o), Catch::Contains("retrain_nice"));
+  o.keep_alive_requests = 0;
+  o.retrain_nice = 0;
+  CHECK_THROWS_WITH(Server(o), Catch::Contains("keep_alive_requests"));
   Server first(options_for(d.dir));
   const int port = first.start(0);
   Server second(options_for(d.dir));
@@ -426,4 +414,31 @@ TEST_CASE("batched concurrent predictions: each answer is its own, from the vers
   CHECK(value("nnr_predict_batch_size_bucket{le=\"8\"}") == value("nnr_predict_batch_size_count"));
   CHECK(value("nnr_predict_batch_size_count") <= kThreads * kEach + 1);
   CHECK(call(port, "GET", "/v1/model").body["max_batch"] == 8);
+}
+
+TEST_CASE("the retraining thread runs at retrain_nice, the request threads at the process's priority") {
+  ServedDir d;
+  ServerOptions o = options_for(d.dir);
+  o.retrain_every = 1000;  // the thread starts (and waits for feedback)
+  o.retrain_nice = 7;
+  // The nice value of every thread of this process (field 19 of /proc/self/task/<tid>/stat).
+  const auto nice_values = [] {
+    std::vector<int> values;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      const std::string stat = test::read_file(task.path().string() + "/stat");
+      std::istringstream rest(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
+      std::string field;
+      for (int i = 3; i <= 19 && rest >> field; ++i) {}
+      values.push_back(std::stoi(field));
+    }
+    return values;
+  };
+  const int own = nice_values().front();
+  Server server(o);
+  const int port = server.start(0);
+  CHECK(eventually(10, [&] {
+    const std::vector<int> v = nice_values();
+    return std::count(v.begin(), v.end(), std::min(19, own + 7)) == 1;
+  }));
+  CHECK(call(port, "POST", "/v1/predict", json{{"input", test::separable_rows({1}, 1, 3, nullptr)[0]}}.dump()).status == 200);
 }
