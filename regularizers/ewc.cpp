@@ -10,7 +10,7 @@ Ewc::Ewc(EwcOptions options, float gamma, AnchorRule anchor_rule, std::string na
 std::vector<Tensor> Ewc::estimate(Sequential& model, const Dataset& data) {
   const OutputGradient target = options_.sampled_labels ? OutputGradient::SampledLabel : OutputGradient::TrueLabel;
   return sampled_gradient_mean(
-      model, data, {target, GradientMoment::Squared, options_.samples, options_.batch_size, options_.seed}, rounds_++);
+      model, data, {target, GradientMoment::Squared, options_.samples, options_.batch_size, options_.seed, options_.collective}, rounds_++);
 }
 
 }  // namespace nnr

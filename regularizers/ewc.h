@@ -14,6 +14,7 @@ struct EwcOptions {
   int64_t samples = 1024;
   int64_t batch_size = 256;
   uint64_t seed = 0;
+  Collective* collective = nullptr;  // data parallel: the estimate split across the ranks
 };
 
 class Ewc final : public Regularizer {

@@ -1,5 +1,6 @@
 #include "regularizers/gradient_statistics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_map>
 
@@ -193,6 +194,17 @@ GradientStatistics collect_gradient_statistics(Sequential& model, const Dataset&
     shuffle_indices(subset, rng);
     subset.resize(static_cast<size_t>(options.samples));
   }
+  Collective* const parallel =
+      options.collective && options.collective->size() > 1 ? options.collective : nullptr;
+  if (parallel) {
+    const int64_t n = static_cast<int64_t>(subset.size()), ranks = parallel->size(), r = parallel->rank();
+    const int64_t begin = r * (n / ranks) + std::min<int64_t>(r, n % ranks);
+    const int64_t end = begin + n / ranks + (r < n % ranks ? 1 : 0);
+    // A sampled label takes one draw per sample, in subset order.
+    if (options.target == OutputGradient::SampledLabel)
+      for (int64_t i = 0; i < begin; ++i) rng.uniform();
+    subset = std::vector<int64_t>(subset.begin() + begin, subset.begin() + end);
+  }
   OpenAllGuard guard(model);
   Batcher batcher(data, std::move(subset), BatcherOptions{options.batch_size, false, false}, Rng(options.seed));
   Tape tape;
@@ -208,6 +220,14 @@ GradientStatistics collect_gradient_statistics(Sequential& model, const Dataset&
                             shape_to_string(logits.shape()));
     tape.backward_from(output_gradient(logits, batch.y, options.target, rng));
     stats.samples += batch.size();
+  }
+  if (parallel) {
+    for (std::vector<Tensor>* sums : {&stats.squared, &stats.absolute, &stats.neuron})
+      for (Tensor& t : *sums)
+        if (t.defined() && t.numel()) parallel->all_reduce_sum(t.data(), t.numel());
+    double samples = static_cast<double>(stats.samples);
+    parallel->all_reduce_sum(&samples, 1);
+    stats.samples = static_cast<int64_t>(samples);
   }
   return stats;
 }

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/core/collective.h"
 #include "engine/data/dataset.h"
 #include "engine/nn/sequential.h"
 
@@ -34,6 +35,11 @@ struct GradientStatisticsOptions {
   bool want_squared = true;
   bool want_absolute = true;
   bool want_neuron = true;
+  // Data parallel: with a collective of several ranks (every rank calling with the same model,
+  // data and options), each rank takes a contiguous share of the chosen samples and the sums are
+  // all-reduced; every rank returns the statistics of all of them (sampled labels included: a
+  // rank skips the draws of the samples before its share).
+  Collective* collective = nullptr;
 };
 
 struct GradientStatistics {

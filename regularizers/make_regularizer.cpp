@@ -21,11 +21,11 @@ float gamma_or(const RegularizerOptions& o, float fallback) { return o.gamma < 0
 
 std::unique_ptr<Regularizer> make_synapse(const std::string& name, const RegularizerOptions& o) {
   if (name == "ewc" || name == "online-ewc") {
-    EwcOptions e{o.sampled_fisher, o.samples, o.batch_size, o.seed};
+    EwcOptions e{o.sampled_fisher, o.samples, o.batch_size, o.seed, o.collective};
     if (name == "ewc") return std::make_unique<Ewc>(e, gamma_or(o, 1.0f), AnchorRule::WeightedMean, "ewc");
     return std::make_unique<Ewc>(e, gamma_or(o, 0.9f), AnchorRule::Latest, "online-ewc");
   }
-  if (name == "mas") return std::make_unique<Mas>(MasOptions{o.samples, o.batch_size, o.seed}, gamma_or(o, 1.0f));
+  if (name == "mas") return std::make_unique<Mas>(MasOptions{o.samples, o.batch_size, o.seed, o.collective}, gamma_or(o, 1.0f));
   if (name == "si") return std::make_unique<Si>(o.si_damping, gamma_or(o, 1.0f));
   return nullptr;
 }
@@ -59,7 +59,7 @@ std::unique_ptr<Regularizer> make_regularizer(const std::string& name, const Reg
     s.synapse_weight = o.synapse_weight;
     s.neuron_out_weight = o.neuron_out_weight;
     s.neuron_in_weight = o.neuron_in_weight;
-    s.neuron = NeuronImportanceOptions{o.samples, o.batch_size, o.seed + 1, OutputGradient::OutputNorm};
+    s.neuron = NeuronImportanceOptions{o.samples, o.batch_size, o.seed + 1, OutputGradient::OutputNorm, o.collective};
     return std::make_unique<Sni>(std::move(synapse), s, gamma_or(o, 1.0f));
   }
   throw InvalidArgument("[regularizer] unknown regularizer '" + name + "' (valid: " + joined_names() + ")");

@@ -9,7 +9,7 @@ Mas::Mas(MasOptions options, float gamma) : Regularizer(gamma, AnchorRule::Lates
 std::vector<Tensor> Mas::estimate(Sequential& model, const Dataset& data) {
   return sampled_gradient_mean(model, data,
                                {OutputGradient::OutputNorm, GradientMoment::Absolute, options_.samples,
-                                options_.batch_size, options_.seed},
+                                options_.batch_size, options_.seed, options_.collective},
                                rounds_++);
 }
 

@@ -9,6 +9,7 @@ struct MasOptions {
   int64_t samples = 1024;
   int64_t batch_size = 256;
   uint64_t seed = 0;
+  Collective* collective = nullptr;  // data parallel: the estimate split across the ranks
 };
 
 class Mas final : public Regularizer {

@@ -12,6 +12,7 @@ std::vector<Tensor> estimate_neuron_importance(Sequential& model, const Dataset&
   o.want_squared = false;
   o.want_absolute = false;
   o.want_neuron = true;
+  o.collective = options.collective;
   GradientStatistics stats = collect_gradient_statistics(model, data, o);
   divide_by_samples(stats.neuron, stats.samples);
   return std::move(stats.neuron);

@@ -23,6 +23,7 @@ struct NeuronImportanceOptions {
   int64_t batch_size = 256;
   uint64_t seed = 0;
   OutputGradient target = OutputGradient::OutputNorm;
+  Collective* collective = nullptr;  // data parallel: the estimate split across the ranks
 };
 
 // Per layer index of the model: [units] for Linear / Conv2d layers, undefined for the others.

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/collective.h"
 #include "engine/data/dataset.h"
 #include "engine/nn/sequential.h"
 
@@ -72,6 +73,9 @@ struct RegularizerOptions {
   float synapse_weight = 1.0f;   // SNI: weight of the (normalised) synapse importance
   float neuron_out_weight = 1.0f;  // SNI: weight of the importance of the neuron a weight feeds
   float neuron_in_weight = 1.0f;   // SNI: weight of the importance of the neuron a weight reads
+  // Data parallel: the estimates' samples are split across these ranks and reduced
+  // (gradient_statistics.h); every rank must consolidate alike. Not part of a saved state.
+  Collective* collective = nullptr;
 };
 
 // Names: l2, ewc, online-ewc, si, mas, sni. Throws nnr::InvalidArgument listing them otherwise.

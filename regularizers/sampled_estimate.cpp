@@ -12,6 +12,7 @@ std::vector<Tensor> sampled_gradient_mean(Sequential& model, const Dataset& data
   o.want_squared = estimate.moment == GradientMoment::Squared;
   o.want_absolute = estimate.moment == GradientMoment::Absolute;
   o.want_neuron = false;
+  o.collective = estimate.collective;
   GradientStatistics stats = collect_gradient_statistics(model, data, o);
   std::vector<Tensor>& sums = o.want_squared ? stats.squared : stats.absolute;
   divide_by_samples(sums, stats.samples);

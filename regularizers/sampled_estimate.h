@@ -16,6 +16,7 @@ struct SampledEstimate {
   int64_t samples = 1024;
   int64_t batch_size = 256;
   uint64_t seed = 0;
+  Collective* collective = nullptr;  // data parallel: the estimate split across the ranks
 };
 
 // The mean over `samples` samples drawn with a seed that differs from round to round.

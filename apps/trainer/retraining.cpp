@@ -400,6 +400,7 @@ Retrainer::Retrainer(Sequential model, Strategy strategy, RetrainOptions options
   if (strategy_.regularizer != "none") {
     RegularizerOptions r = options_.regularizer;
     r.seed = derive_seed(options_.seed, "regularizer");
+    r.collective = options_.collective;
     regularizer_ = make_regularizer(strategy_.regularizer, r);
     if (lambda_ == RetrainOptions::kDefaultLambda) lambda_ = default_lambda(strategy_.regularizer);
     else if (lambda_ < 0.0f && lambda_ != RetrainOptions::kAutoLambda)

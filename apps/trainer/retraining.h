@@ -86,8 +86,9 @@ struct RetrainOptions {
   uint64_t seed = 0;               // the one user seed; every component derives its own
   // Data parallel (issue #18): with a collective of several ranks, every rank runs the same rounds
   // on the same stream and seed; each step's batch, every evaluation (rewards, probes, λ choice,
-  // reports) and the weight rewards' validation gradient are split across the ranks and reduced,
-  // so every rank keeps the same weights, memory and bandit state. CPU only. Not serialized.
+  // reports), the weight rewards' validation gradient and the importance estimates are split
+  // across the ranks and reduced, so every rank keeps the same weights, Ω, memory and bandit
+  // state. CPU only. Not serialized.
   Collective* collective = nullptr;
   Context* cuda = nullptr;         // train and evaluate on this CUDA context (the model lives on the
                                    // host between rounds: consolidation and the memory read it there)
@@ -150,7 +151,6 @@ class Retrainer {
   int rounds() const { return rounds_; }
   // Train and evaluate on this CUDA context from now on (null: the CPU).
   void set_device(Context* cuda) { options_.cuda = cuda; }
-  void set_collective(Collective* collective) { options_.collective = collective; }
 
   // What a served model carries to its next round besides its weights, Ω and θ* (which live in
   // the parameters): the round counter, λ, the bandits', memory's and regularizer's state and the

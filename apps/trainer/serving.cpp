@@ -113,7 +113,8 @@ struct Restored {
 };
 
 // lr_scale scales the learning rate the Retrainer trains with; r.setup keeps the stored options.
-Restored restore(const ModelVersion& version, float lr_scale = 1.0f) {
+// A data-parallel round's Retrainer gets the collective (not stored).
+Restored restore(const ModelVersion& version, float lr_scale = 1.0f, Collective* collective = nullptr) {
   const std::string state_path = version.path + "/" + kStateFile;
   LoadedModel loaded = load_model(version.path + "/" + kModelFile);
   const Checkpoint state = load_checkpoint(state_path);
@@ -132,6 +133,7 @@ Restored restore(const ModelVersion& version, float lr_scale = 1.0f) {
     restore_importance(loaded.model, state);
     RetrainOptions options = r.setup.retrain;
     options.optimizer.lr *= lr_scale;
+    options.collective = collective;
     r.retrainer = std::make_unique<Retrainer>(std::move(loaded.model), r.setup.strategy, options);
     std::map<std::string, Tensor> tensors;
     for (const NamedTensor& t : state.tensors)
@@ -218,8 +220,7 @@ ServingRound retrain_model_dir(const std::string& dir, const std::string& data_s
   int64_t base_number = root ? newest_version(dir)->number : 0;
   if (parallel) parallel->broadcast(&base_number, sizeof base_number, 0);
   const ModelVersion base{base_number, dir + "/" + std::to_string(base_number)};
-  Restored restored = restore(base);
-  restored.retrainer->set_collective(parallel);
+  Restored restored = restore(base, 1.0f, parallel);
   if (!strategy.empty() && strategy != restored.setup.strategy.name)
     throw InvalidArgument("[retrain] " + dir + " was started with strategy " + restored.setup.strategy.name +
                           " and its rounds keep it (its state is that strategy's); --strategy " + strategy +
@@ -240,11 +241,10 @@ ServingRound retrain_model_dir(const std::string& dir, const std::string& data_s
     constexpr float kRetryScale = 0.5f;
     out.retried = true;
     out.retry_reason = e.what();
-    Restored again = restore(base, kRetryScale);
+    Restored again = restore(base, kRetryScale, parallel);
     out.retry_lr = restored.setup.retrain.optimizer.lr * kRetryScale;
     restored.retrainer = std::move(again.retrainer);
     restored.retrainer->set_device(cuda);
-    restored.retrainer->set_collective(parallel);
     try {
       out.record = restored.retrainer->round(chunk);
     } catch (const NonFiniteError& e2) {
