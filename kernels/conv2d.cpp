@@ -1,9 +1,12 @@
-// The CPU reference of 2-D convolution (kernels/conv2d.h): im2col per sample and one GEMM,
-// parallel over samples.
+// The CPU reference of 2-D convolution (kernels/conv2d.h): batched im2col. A chunk of samples
+// (sized so its columns stay in a core's cache) becomes one [C·KH·KW, chunk·Ho·Wo] column matrix
+// and one GEMM per direction; threads take whole chunks, each with its own buffers and a
+// single-threaded GEMM, so they meet only at the end of the loop.
 #include "kernels/conv2d.h"
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -16,120 +19,221 @@ struct Dims {
   int64_t n, c, h, w, o, kh, kw, ho, wo;
   int64_t patch() const { return c * kh * kw; }
   int64_t pixels() const { return ho * wo; }
+  int64_t image() const { return c * h * w; }
 };
 
 Dims dims_of(const ConvShape& s) { return {s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.out_h(), s.out_w()}; }
 
-// cols[(c, i, j), (oy, ox)] = x[c, oy * s + i - p, ox * s + j - p] (0 outside).
-void im2col(const float* x, const Dims& d, const ConvShape& g, float* cols) {
+// Floats of the per-thread buffers of one chunk (its columns and its [O, chunk·Ho·Wo] GEMM side):
+// half of a 2 MiB L2, so the GEMM's packed panels keep the other half.
+constexpr int64_t kChunkFloats = int64_t{1} << 18;
+
+// The output columns ox whose input column ox·s + j − p lies in [0, w): [lo, hi).
+void valid_columns(const Dims& d, const ConvShape& g, int64_t j, int64_t& lo, int64_t& hi) {
+  const int64_t first = g.padding - j;  // ix = ox·s − first ≥ 0  ⇔  ox ≥ first / s
+  lo = first <= 0 ? 0 : (first + g.stride - 1) / g.stride;
+  const int64_t end = d.w + g.padding - j;  // ix < w  ⇔  ox·s < end
+  hi = end <= 0 ? 0 : (end + g.stride - 1) / g.stride;
+  lo = std::min(lo, d.wo);
+  hi = std::clamp(hi, lo, d.wo);
+}
+
+// Copies of a few dozen floats, inlined: GCC would turn the plain loops into memcpy / memset
+// calls, whose call overhead is most of the cost of a 14-float row.
+#if defined(__GNUC__) && !defined(__clang__)
+#define NNR_INLINE_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NNR_INLINE_LOOPS
+#endif
+
+// cols[(c, i, j), (oy, ox)] = x[c, oy·s + i − p, ox·s + j − p], rows `ld` floats apart (a sample's
+// block of a batched column matrix). The entries that fall in the padding are 0 and the same for
+// every sample: they are written only when `write_padding` (a buffer whose layout has not changed
+// keeps them).
+NNR_INLINE_LOOPS void im2col(const float* x, const Dims& d, const ConvShape& g, float* cols, int64_t ld,
+                             bool write_padding) {
   for (int64_t c = 0; c < d.c; ++c)
     for (int64_t i = 0; i < d.kh; ++i)
       for (int64_t j = 0; j < d.kw; ++j) {
-        float* row = cols + ((c * d.kh + i) * d.kw + j) * d.pixels();
+        float* row = cols + ((c * d.kh + i) * d.kw + j) * ld;
+        int64_t lo, hi;
+        valid_columns(d, g, j, lo, hi);
+        const int64_t shift = j - g.padding;  // output column ox reads input column ox·s + shift
         for (int64_t oy = 0; oy < d.ho; ++oy) {
           const int64_t iy = oy * g.stride + i - g.padding;
           float* out = row + oy * d.wo;
           if (iy < 0 || iy >= d.h) {
-            std::memset(out, 0, sizeof(float) * static_cast<size_t>(d.wo));
+            if (write_padding)
+              for (int64_t ox = 0; ox < d.wo; ++ox) out[ox] = 0.0f;
             continue;
           }
           const float* in = x + (c * d.h + iy) * d.w;
-          for (int64_t ox = 0; ox < d.wo; ++ox) {
-            const int64_t ix = ox * g.stride + j - g.padding;
-            out[ox] = (ix >= 0 && ix < d.w) ? in[ix] : 0.0f;
+          if (write_padding) {
+            for (int64_t ox = 0; ox < lo; ++ox) out[ox] = 0.0f;
+            for (int64_t ox = hi; ox < d.wo; ++ox) out[ox] = 0.0f;
+          }
+          if (g.stride == 1) {
+#pragma omp simd
+            for (int64_t ox = lo; ox < hi; ++ox) out[ox] = in[ox + shift];
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) out[ox] = in[ox * g.stride + shift];
           }
         }
       }
 }
 
 // The adjoint of im2col: x[c, iy, ix] += cols[...]; x must be zeroed first.
-void col2im(const float* cols, const Dims& d, const ConvShape& g, float* x) {
+void col2im(const float* cols, int64_t ld, const Dims& d, const ConvShape& g, float* x) {
   for (int64_t c = 0; c < d.c; ++c)
     for (int64_t i = 0; i < d.kh; ++i)
       for (int64_t j = 0; j < d.kw; ++j) {
-        const float* row = cols + ((c * d.kh + i) * d.kw + j) * d.pixels();
+        const float* row = cols + ((c * d.kh + i) * d.kw + j) * ld;
+        int64_t lo, hi;
+        valid_columns(d, g, j, lo, hi);
         for (int64_t oy = 0; oy < d.ho; ++oy) {
           const int64_t iy = oy * g.stride + i - g.padding;
           if (iy < 0 || iy >= d.h) continue;
           float* out = x + (c * d.h + iy) * d.w;
           const float* in = row + oy * d.wo;
-          for (int64_t ox = 0; ox < d.wo; ++ox) {
-            const int64_t ix = ox * g.stride + j - g.padding;
-            if (ix >= 0 && ix < d.w) out[ix] += in[ox];
+          const int64_t shift = j - g.padding;  // output column ox came from out[ox·s + shift]
+          if (g.stride == 1) {
+#pragma omp simd
+            for (int64_t ox = lo; ox < hi; ++ox) out[ox + shift] += in[ox];
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) out[ox * g.stride + shift] += in[ox];
           }
         }
       }
 }
 
+// How the batch is cut: `size` samples per chunk, `count` chunks, `threads` threads taking them.
+struct Chunks {
+  int64_t size, count;
+  int threads;
+};
+
+Chunks chunks_of(const Dims& d, int64_t per_sample_floats, int64_t samples_per_gemm) {
+  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
+  int64_t size = samples_per_gemm;
+  if (size <= 0) {
+    size = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(1, per_sample_floats));
+    // Every thread gets at least one chunk when the batch allows.
+    size = std::min(size, (d.n + threads - 1) / threads);
+  }
+  size = std::clamp<int64_t>(size, 1, std::max<int64_t>(1, d.n));
+  const int64_t count = (d.n + size - 1) / size;
+  return {size, count, static_cast<int>(std::min<int64_t>(threads, count))};
+}
+
+// gathered[r, (b, p)] = dy[n0 + b, rows[r] (r when rows is null), p] for b < samples: the chunk's
+// output gradient as one [rows, samples·Ho·Wo] matrix.
+NNR_INLINE_LOOPS void gather_dy(const float* dy, const Dims& d, int64_t n0, int64_t samples, const int64_t* rows, int64_t open,
+               float* gathered) {
+  const int64_t pixels = d.pixels(), ld = samples * pixels;
+  for (int64_t b = 0; b < samples; ++b) {
+    const float* sample = dy + (n0 + b) * d.o * pixels;
+    for (int64_t r = 0; r < open; ++r) {
+      const float* src = sample + (rows ? rows[r] : r) * pixels;
+      float* dst = gathered + r * ld + b * pixels;
+#pragma omp simd
+      for (int64_t p = 0; p < pixels; ++p) dst[p] = src[p];
+    }
+  }
+}
+
 }  // namespace
 
-void conv2d_forward_cpu(const float* x, const float* w, const float* bias, const ConvShape& g, float* y) {
+void conv2d_forward_cpu(const float* x, const float* w, const float* bias, const ConvShape& g, float* y,
+                        int64_t samples_per_gemm) {
   const Dims d = dims_of(g);
-#pragma omp parallel if (d.n > 1)
+  if (d.n == 0) return;
+  const int64_t patch = d.patch(), pixels = d.pixels();
+  const Chunks ch = chunks_of(d, (patch + d.o) * pixels, samples_per_gemm);
+#pragma omp parallel num_threads(ch.threads)
   {
-    std::vector<float> cols(static_cast<size_t>(d.patch() * d.pixels()));
+    std::vector<float> cols(static_cast<size_t>(patch * ch.size * pixels));
+    std::vector<float> out(static_cast<size_t>(d.o * ch.size * pixels));
+    int64_t cols_ld = 0;  // the layout whose padding zeros cols holds
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < d.n; ++n) {
-      im2col(x + n * d.c * d.h * d.w, d, g, cols.data());
-      float* out = y + n * d.o * d.pixels();
-      gemm_cpu(w, false, cols.data(), false, out, d.o, d.pixels(), d.patch(), 1.0f, 0.0f);
-      if (bias)
+    for (int64_t k = 0; k < ch.count; ++k) {
+      const int64_t n0 = k * ch.size, samples = std::min(ch.size, d.n - n0), ld = samples * pixels;
+      for (int64_t b = 0; b < samples; ++b)
+        im2col(x + (n0 + b) * d.image(), d, g, cols.data() + b * pixels, ld, ld != cols_ld);
+      cols_ld = ld;
+      // out[o, (b, p)] = Σ_q w[o, q] cols[q, (b, p)]: the whole chunk in one GEMM.
+      gemm_cpu(w, false, cols.data(), false, out.data(), d.o, ld, patch, 1.0f, 0.0f);
+      // Back to NCHW, adding the bias on the way.
+      for (int64_t b = 0; b < samples; ++b)
         for (int64_t o = 0; o < d.o; ++o) {
-          const float b = bias[o];
-          for (int64_t p = 0; p < d.pixels(); ++p) out[o * d.pixels() + p] += b;
+          const float* src = out.data() + o * ld + b * pixels;
+          float* dst = y + ((n0 + b) * d.o + o) * pixels;
+          const float bo = bias ? bias[o] : 0.0f;
+          if (bias) {
+#pragma omp simd
+            for (int64_t p = 0; p < pixels; ++p) dst[p] = src[p] + bo;
+          } else {
+            std::memcpy(dst, src, sizeof(float) * static_cast<size_t>(pixels));
+          }
         }
     }
   }
 }
 
-void conv2d_backward_data_cpu(const float* dy, const float* w, const ConvShape& g, float* dx) {
+void conv2d_backward_data_cpu(const float* dy, const float* w, const ConvShape& g, float* dx,
+                              int64_t samples_per_gemm) {
   const Dims d = dims_of(g);
-#pragma omp parallel if (d.n > 1)
+  if (d.n == 0) return;
+  const int64_t patch = d.patch(), pixels = d.pixels();
+  const Chunks ch = chunks_of(d, (patch + d.o) * pixels, samples_per_gemm);
+#pragma omp parallel num_threads(ch.threads)
   {
-    std::vector<float> cols(static_cast<size_t>(d.patch() * d.pixels()));
+    std::vector<float> cols(static_cast<size_t>(patch * ch.size * pixels));
+    std::vector<float> grad(static_cast<size_t>(d.o * ch.size * pixels));
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < d.n; ++n) {
-      gemm_cpu(w, true, dy + n * d.o * d.pixels(), false, cols.data(), d.patch(), d.pixels(), d.o,
-               1.0f, 0.0f);
-      float* out = dx + n * d.c * d.h * d.w;
-      std::memset(out, 0, sizeof(float) * static_cast<size_t>(d.c * d.h * d.w));
-      col2im(cols.data(), d, g, out);
+    for (int64_t k = 0; k < ch.count; ++k) {
+      const int64_t n0 = k * ch.size, samples = std::min(ch.size, d.n - n0), ld = samples * pixels;
+      gather_dy(dy, d, n0, samples, nullptr, d.o, grad.data());
+      // cols[q, (b, p)] = Σ_o w[o, q] dy[b, o, p]: the whole chunk in one GEMM.
+      gemm_cpu(w, true, grad.data(), false, cols.data(), patch, ld, d.o, 1.0f, 0.0f);
+      for (int64_t b = 0; b < samples; ++b) {
+        float* out = dx + (n0 + b) * d.image();
+        std::memset(out, 0, sizeof(float) * static_cast<size_t>(d.image()));
+        col2im(cols.data() + b * pixels, ld, d, g, out);
+      }
     }
   }
 }
 
 void conv2d_backward_filter_cpu(const float* x, const float* dy, const ConvShape& g, const int64_t* rows,
-                                int64_t open_rows, float* dw) {
+                                int64_t open_rows, float* dw, int64_t samples_per_gemm) {
   const Dims d = dims_of(g);
   const int64_t open = rows ? open_rows : d.o;
   if (open == 0 || d.n == 0) return;
   const int64_t patch = d.patch(), pixels = d.pixels();
-  const int threads = (d.n > 1) ? omp_get_max_threads() : 1;
-  // Each thread sums its samples into its own [open, patch] buffer; the buffers are added at the end.
-  std::vector<std::vector<float>> partial(static_cast<size_t>(threads),
+  const Chunks ch = chunks_of(d, (patch + open) * pixels, samples_per_gemm);
+  // Each thread sums its chunks into its own [open, patch] buffer; the buffers are added at the end.
+  std::vector<std::vector<float>> partial(static_cast<size_t>(ch.threads),
                                           std::vector<float>(static_cast<size_t>(open * patch), 0.0f));
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(ch.threads)
   {
-    std::vector<float> cols(static_cast<size_t>(patch * pixels));
-    std::vector<float> dy_open(rows ? static_cast<size_t>(open * pixels) : 0);
+    std::vector<float> cols(static_cast<size_t>(patch * ch.size * pixels));
+    std::vector<float> grad(static_cast<size_t>(open * ch.size * pixels));
     float* acc = partial[static_cast<size_t>(omp_get_thread_num())].data();
+    int64_t cols_ld = 0;  // the layout whose padding zeros cols holds
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < d.n; ++n) {
-      im2col(x + n * d.c * d.h * d.w, d, g, cols.data());
-      const float* grad = dy + n * d.o * pixels;
-      if (rows) {
-        for (int64_t r = 0; r < open; ++r)
-          std::memcpy(dy_open.data() + r * pixels, grad + rows[r] * pixels,
-                      sizeof(float) * static_cast<size_t>(pixels));
-        grad = dy_open.data();
-      }
-      gemm_cpu(grad, false, cols.data(), true, acc, open, patch, pixels, 1.0f, 1.0f);
+    for (int64_t k = 0; k < ch.count; ++k) {
+      const int64_t n0 = k * ch.size, samples = std::min(ch.size, d.n - n0), ld = samples * pixels;
+      for (int64_t b = 0; b < samples; ++b)
+        im2col(x + (n0 + b) * d.image(), d, g, cols.data() + b * pixels, ld, ld != cols_ld);
+      cols_ld = ld;
+      gather_dy(dy, d, n0, samples, rows, open, grad.data());  // the open filters' rows only
+      // acc[r, q] += Σ_(b, p) dy[b, r, p] cols[q, (b, p)]: the whole chunk in one GEMM.
+      gemm_cpu(grad.data(), false, cols.data(), true, acc, open, patch, ld, 1.0f, 1.0f);
     }
   }
-  float* out = dw;
   for (const auto& part : partial)
     for (int64_t r = 0; r < open; ++r) {
-      float* dst = out + (rows ? rows[r] : r) * patch;
+      float* dst = dw + (rows ? rows[r] : r) * patch;
       const float* src = part.data() + r * patch;
       for (int64_t k = 0; k < patch; ++k) dst[k] += src[k];
     }

@@ -2,7 +2,9 @@
 // 2-D convolution (cross-correlation, as PyTorch's Conv2d) on NCHW float tensors, weights
 // [O, C, KH, KW], square stride and zero padding; three entry points as cuDNN's forward /
 // backward-data / backward-filter.
-//   *_cpu  the CPU reference (kernels/conv2d.cpp): im2col per sample and one gemm_cpu.
+//   *_cpu  the CPU reference (kernels/conv2d.cpp): batched im2col, one gemm_cpu per chunk of
+//          samples. samples_per_gemm sets the chunk (0: sized to the cache, at least one chunk per
+//          thread); any chunk gives the same result up to fp32 summation order.
 //   CUDA   DnnHandle's members (kernels/cuda/dnn_handle.h, defined in kernels/conv2d.cu): cuDNN.
 #include <cstdint>
 
@@ -17,11 +19,13 @@ struct ConvShape {
 };
 
 // y = conv(x, w) (+ bias[o] per output channel when bias is non-null); overwrites y.
-void conv2d_forward_cpu(const float* x, const float* w, const float* bias, const ConvShape& shape, float* y);
+void conv2d_forward_cpu(const float* x, const float* w, const float* bias, const ConvShape& shape, float* y,
+                        int64_t samples_per_gemm = 0);
 // dx = conv_transpose(dy, w); overwrites dx.
-void conv2d_backward_data_cpu(const float* dy, const float* w, const ConvShape& shape, float* dx);
+void conv2d_backward_data_cpu(const float* dy, const float* w, const ConvShape& shape, float* dx,
+                              int64_t samples_per_gemm = 0);
 // dw[r] += Σ_n dy[n, r] ⋆ x[n] for the `open_rows` filters `rows` (every filter when rows is null).
 void conv2d_backward_filter_cpu(const float* x, const float* dy, const ConvShape& shape, const int64_t* rows,
-                                int64_t open_rows, float* dw);
+                                int64_t open_rows, float* dw, int64_t samples_per_gemm = 0);
 
 }  // namespace nnr::kernels

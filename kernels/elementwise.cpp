@@ -28,18 +28,33 @@ void add_bias_cpu(float* p, const float* b, int64_t outer, int64_t channels, int
 }
 
 void bias_backward_cpu(const float* g, float* out, int64_t outer, int64_t channels, int64_t inner, bool accumulate) {
-  if (!accumulate)
-    for (int64_t c = 0; c < channels; ++c) out[c] = 0.0f;
   // Sum in double per channel: a plain float sum over tens of thousands of terms loses digits.
-  std::vector<double> sums(static_cast<size_t>(channels), 0.0);
-  for (int64_t n = 0; n < outer; ++n)
-    for (int64_t c = 0; c < channels; ++c) {
+  // Threads take whole channels, so a channel's sum does not depend on the thread count.
+  const bool parallel = outer * channels * inner > kParallelElements && channels > 1;
+  if (inner == 1) {
+    // [outer, channels]: rows of channels side by side; sum down the columns.
+    std::vector<double> sums(static_cast<size_t>(channels), 0.0);
+    for (int64_t n = 0; n < outer; ++n) {
+      const float* row = g + n * channels;
+#pragma omp simd
+      for (int64_t c = 0; c < channels; ++c) sums[static_cast<size_t>(c)] += row[c];
+    }
+    for (int64_t c = 0; c < channels; ++c)
+      out[c] = (accumulate ? out[c] : 0.0f) + static_cast<float>(sums[static_cast<size_t>(c)]);
+    return;
+  }
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t c = 0; c < channels; ++c) {
+    double sum = 0.0;
+    for (int64_t n = 0; n < outer; ++n) {
       const float* row = g + (n * channels + c) * inner;
       double s = 0.0;
+#pragma omp simd reduction(+ : s)
       for (int64_t i = 0; i < inner; ++i) s += row[i];
-      sums[static_cast<size_t>(c)] += s;
+      sum += s;
     }
-  for (int64_t c = 0; c < channels; ++c) out[c] += static_cast<float>(sums[static_cast<size_t>(c)]);
+    out[c] = (accumulate ? out[c] : 0.0f) + static_cast<float>(sum);
+  }
 }
 
 void relu_forward_cpu(const float* a, float* b, int64_t n) {

@@ -1,8 +1,9 @@
 #pragma once
 // 2-D convolution (cross-correlation, as PyTorch's Conv2d) on NCHW tensors with weights
-// [O, C, KH, KW], square stride and zero padding. CPU: im2col per sample and one GEMM,
-// parallel over samples. The three entry points mirror cuDNN's forward / backward-data /
-// backward-filter so the CUDA path can swap in behind the same calls.
+// [O, C, KH, KW], square stride and zero padding. CPU: batched im2col, one GEMM per chunk of
+// samples (sized to the cache; threads take whole chunks). The three entry points mirror
+// cuDNN's forward / backward-data / backward-filter so the CUDA path can swap in behind the
+// same calls.
 #include <cstdint>
 #include <vector>
 
