@@ -204,7 +204,9 @@ std::string presets_help() {
          "  --regularizer none|l2|ewc|online-ewc|si|mas|sni override a preset's choices.\n"
          "Every choice (rewards, --lambda auto, the strategy) reads the chunks' validation parts only;\n"
          "test parts are only reported. A round trains epochs x ceil(N / batch) steps, N the new\n"
-         "chunk's samples (full: passes over everything seen).\n";
+         "chunk's samples (full: passes over everything seen).\n"
+         "Under mpirun -np N (CPU) every step's batch, every evaluation and every importance estimate\n"
+         "is split across the ranks; rank 0 alone prints and writes.\n";
 }
 
 }  // namespace
