@@ -197,13 +197,11 @@ GradientStatistics collect_gradient_statistics(Sequential& model, const Dataset&
   Collective* const parallel =
       options.collective && options.collective->size() > 1 ? options.collective : nullptr;
   if (parallel) {
-    const int64_t n = static_cast<int64_t>(subset.size()), ranks = parallel->size(), r = parallel->rank();
-    const int64_t begin = r * (n / ranks) + std::min<int64_t>(r, n % ranks);
-    const int64_t end = begin + n / ranks + (r < n % ranks ? 1 : 0);
+    const RankShare mine = rank_share(static_cast<int64_t>(subset.size()), parallel->rank(), parallel->size());
     // A sampled label takes one draw per sample, in subset order.
     if (options.target == OutputGradient::SampledLabel)
-      for (int64_t i = 0; i < begin; ++i) rng.uniform();
-    subset = std::vector<int64_t>(subset.begin() + begin, subset.begin() + end);
+      for (int64_t i = 0; i < mine.begin; ++i) rng.uniform();
+    subset = std::vector<int64_t>(subset.begin() + mine.begin, subset.begin() + mine.end);
   }
   OpenAllGuard guard(model);
   Batcher batcher(data, std::move(subset), BatcherOptions{options.batch_size, false, false}, Rng(options.seed));

@@ -134,12 +134,8 @@ std::vector<Tensor> validation_gradient(Sequential& model, const Dataset& data, 
   model.open_all();
   model.zero_grad();
   const int64_t n = data.size();
-  int64_t begin = 0, end = n;
-  if (is_parallel(collective)) {
-    const int64_t ranks = collective->size(), r = collective->rank();
-    begin = r * (n / ranks) + std::min<int64_t>(r, n % ranks);
-    end = begin + n / ranks + (r < n % ranks ? 1 : 0);
-  }
+  const RankShare mine = is_parallel(collective) ? rank_share(n, collective->rank(), collective->size()) : RankShare{0, n};
+  const int64_t begin = mine.begin, end = mine.end;
   if (end > begin) {
     StepScratch scratch;
     std::vector<int64_t> rows(static_cast<size_t>(end - begin));

@@ -62,21 +62,8 @@ double train_step(Sequential& model, Optimizer& optimizer, const Batch& batch, C
 
 namespace {
 
-// Rows [begin, end) of a global batch of n rows that rank `rank` of `ranks` takes.
-struct Share {
-  int64_t begin = 0, end = 0;
-  int64_t size() const { return end - begin; }
-};
-Share share_of(int64_t n, int rank, int ranks) {
-  const int64_t base = n / ranks, extra = n % ranks;
-  Share s;
-  s.begin = rank * base + std::min<int64_t>(rank, extra);
-  s.end = s.begin + base + (rank < extra ? 1 : 0);
-  return s;
-}
-
 // Rows [begin, end) of a host batch (x is contiguous along dimension 0).
-Batch rows_of(const Batch& batch, Share share) {
+Batch rows_of(const Batch& batch, RankShare share) {
   Batch part;
   Shape shape = batch.x.shape();
   const int64_t row = batch.size() ? batch.x.numel() / batch.size() : 0;
@@ -148,7 +135,7 @@ void open_ranges(const Parameter& p, std::vector<std::pair<int64_t, int64_t>>& r
 double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const Batch& global_batch,
                                 Collective& collective, StepScratch& scratch, std::vector<float>& flat) {
   const int64_t n = global_batch.size();
-  const Share share = share_of(n, collective.rank(), collective.size());
+  const RankShare share = rank_share(n, collective.rank(), collective.size());
   const std::vector<Parameter*> params = model.parameters();
   // Every rank holds the same masks, so every rank packs the same entries in the same order.
   std::vector<std::vector<std::pair<int64_t, int64_t>>> ranges(params.size());
@@ -286,7 +273,7 @@ Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size, 
   if (parallel && cuda_context)
     throw InvalidArgument("[evaluate] data-parallel evaluation runs on the CPU only");
   // Data parallel: this rank's contiguous share of the samples; the sums are reduced below.
-  const Share share = parallel ? share_of(e.samples, collective->rank(), collective->size()) : Share{0, e.samples};
+  const RankShare share = parallel ? rank_share(e.samples, collective->rank(), collective->size()) : RankShare{0, e.samples};
   std::vector<int64_t> rows(static_cast<size_t>(share.size()));
   std::iota(rows.begin(), rows.end(), share.begin);
   Batcher batcher(data, std::move(rows), BatcherOptions{batch_size, false, false}, Rng(0));

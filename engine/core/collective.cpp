@@ -2,12 +2,21 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
 #include "engine/core/error.h"
 
 namespace nnr {
+
+RankShare rank_share(int64_t n, int rank, int ranks) {
+  const int64_t base = n / ranks, extra = n % ranks;
+  RankShare s;
+  s.begin = rank * base + std::min<int64_t>(rank, extra);
+  s.end = s.begin + base + (rank < extra ? 1 : 0);
+  return s;
+}
 namespace {
 
 // One process: rank 0 of 1. A sum over one rank is the input; a broadcast from rank 0 to nobody

@@ -42,6 +42,14 @@ class Collective {
   virtual void finish() = 0;
 };
 
+// Rows [begin, end) of n that rank `rank` of `ranks` takes in a data-parallel split: contiguous
+// shares, the first n mod ranks ranks one row more (a share may be empty).
+struct RankShare {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+RankShare rank_share(int64_t n, int rank, int ranks);
+
 // The process's collective, chosen and (for MPI) loaded on the first call; throws nnr::Error when
 // the process runs under a launcher with several ranks and the MPI backend cannot be loaded or
 // started (the loader's message names the missing library).
