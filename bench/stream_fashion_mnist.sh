@@ -3,18 +3,25 @@
 # 784-400-400-10, 2 epochs per round, memory 1000, SGD 0.03, batch 64, each regularizer's
 # default λ), over seeds:
 #   split    5 chunks: finetune, full, replay, paper, bandit-ewc (paper with online EWC instead of
-#            SNI), and the ablations of paper (without bandit samples, without bandit weights)
-#   permuted 5 chunks: finetune, full, replay, paper, bandit-ewc
-#   drift    20 chunks: finetune, full, replay, paper, bandit-ewc
+#            SNI), bandit-der (bandit-ewc with dark experience replay), and the ablations of paper
+#            (without bandit samples, without bandit weights)
+#   permuted 5 chunks: finetune, full, replay, paper, bandit-ewc, bandit-der
+#   drift    20 chunks: finetune, full, replay, paper, bandit-ewc, bandit-der
 # Every choice inside a run reads validation data only; test accuracy is only reported.
 # Writes bench/results/stream-fashion-mnist.json (medians over seeds, each seed's numbers, the
 # targets) and seed 1's report folders (report.json, rounds.csv, report.svg) under
-# bench/results/stream/<scenario>/. Environment: NNR (binary), SEEDS, SCENARIOS, OUT.
+# bench/results/stream/<scenario>/. Environment: NNR (binary), SEEDS, SCENARIOS, OUT, STRATEGIES
+# (the --compare list), ABLATIONS (0: skip split's two ablations), KEEP (an earlier summary whose
+# strategies this run does not rerun are kept, `full` included: see bench/stream_summary.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nnr=${NNR:-build/apps/nnr/nnr}
 seeds=${SEEDS:-1 2 3}
 scenarios=${SCENARIOS:-split permuted drift}
+all_strategies=finetune,full,replay,paper,bandit-ewc,bandit-der
+strategies=${STRATEGIES:-$all_strategies}
+ablations=${ABLATIONS:-1}
+keep=${KEEP:-}
 out=${OUT:-bench/results}
 runs=$(mktemp -d)
 trap 'rm -rf "$runs"' EXIT
@@ -26,7 +33,9 @@ run() {  # scenario seed label args...
   local chunks=5
   [ "$scenario" = drift ] && chunks=20
   local report=()
-  [ "$seed" = 1 ] && report=(--report "$out/stream/$scenario/$label")
+  local folder=$label
+  [ "$label" = compare ] && [ "$strategies" != "$all_strategies" ] && folder=${strategies//,/-}
+  [ "$seed" = 1 ] && report=(--report "$out/stream/$scenario/$folder")
   echo "stream bench: $scenario seed $seed $label" >&2
   local start=$SECONDS
   "$nnr" stream --data fashion-mnist --scenario "$scenario" --chunks "$chunks" --seed "$seed" -q --json \
@@ -36,8 +45,8 @@ run() {  # scenario seed label args...
 
 for seed in $seeds; do
   for scenario in $scenarios; do
-    run "$scenario" "$seed" compare --compare finetune,full,replay,paper,bandit-ewc
-    if [ "$scenario" = split ]; then
+    run "$scenario" "$seed" compare --compare "$strategies"
+    if [ "$scenario" = split ] && [ "$ablations" = 1 ]; then
       run split "$seed" paper-without-bandit-samples --strategy paper --samples replay
       run split "$seed" paper-without-bandit-weights --strategy paper --weights all
     fi
@@ -45,4 +54,5 @@ for seed in $seeds; do
 done
 
 /usr/bin/python3 bench/stream_summary.py "$runs" "$out/stream-fashion-mnist.json" \
-  "bash bench/stream_fashion_mnist.sh (SEEDS='$seeds' SCENARIOS='$scenarios')"
+  "bash bench/stream_fashion_mnist.sh (SEEDS='$seeds' SCENARIOS='$scenarios' STRATEGIES='$strategies' ABLATIONS=$ablations${keep:+ KEEP=$keep})" \
+  ${keep:+"$keep"}

@@ -1,7 +1,10 @@
 """Medians over seeds of `nnr stream --json` runs, with the issue's targets, as JSON and a table.
 
-Usage: stream_summary.py RUNS_DIR OUT_JSON COMMAND
+Usage: stream_summary.py RUNS_DIR OUT_JSON COMMAND [KEEP_JSON]
 RUNS_DIR holds <scenario>.<seed>.<label>.json files written by bench/stream_fashion_mnist.sh.
+KEEP_JSON, an earlier summary: its strategies that RUNS_DIR does not have are kept, per seed, and
+named under "kept" with that summary's command and date (a run that adds one strategy need not
+rerun the others, `full` included, whose FLOPs the ratios read).
 """
 import glob
 import json
@@ -12,6 +15,7 @@ import sys
 import time
 
 runs_dir, out_path, command = sys.argv[1], sys.argv[2], sys.argv[3]
+keep_path = sys.argv[4] if len(sys.argv) > 4 else None
 
 # scenario -> strategy label -> seed -> numbers
 table = {}
@@ -34,6 +38,21 @@ for path in sorted(glob.glob(os.path.join(runs_dir, "*.json"))):
             "train_seconds": s["train_seconds"],
             "lambda": s["rounds"][-1]["lambda"],
         }
+
+kept = None
+if keep_path:
+    with open(keep_path) as f:
+        earlier = json.load(f)
+    names = set()
+    for scenario, strategies in earlier["scenarios"].items():
+        if scenario not in table:
+            continue
+        for name, entry in strategies.items():
+            if name not in table[scenario]:
+                table[scenario][name] = {int(seed): numbers for seed, numbers in entry["seeds"].items()}
+                names.add(f"{scenario}/{name}")
+        settings.setdefault(scenario, earlier.get("settings", {}).get(scenario))
+    kept = {"from": earlier["command"], "date": earlier["date"], "strategies": sorted(names)}
 
 # FLOPs ratios to `full` of the same scenario and seed.
 for scenario, strategies in table.items():
@@ -66,9 +85,9 @@ def target(scenario, strategy, check, text):
             "flops_to_full": ours.get("flops_to_full")}
 
 
-# The issue's targets, for the paper's method and for bandit-ewc (the paper preset with the one
-# change that validation data preferred).
-targets = [t for strategy in ("paper", "bandit-ewc") for t in [
+# The issue's targets, for the paper's method, bandit-ewc (the paper preset with the one change
+# that validation data preferred) and bandit-der (bandit-ewc with dark experience replay).
+targets = [t for strategy in ("paper", "bandit-ewc", "bandit-der") for t in [
     target("split", strategy, lambda p, f: p["average_accuracy"] >= 0.81 and
            f["average_accuracy"] - p["average_accuracy"] <= 0.03 and p["flops_to_full"] <= 0.25,
            "split: ACC >= 81 %, within 3 points of full, <= 25 % of full's FLOPs"),
@@ -86,6 +105,8 @@ except (OSError, StopIteration):
 result = {"command": command, "date": time.strftime("%Y-%m-%d"), "machine": f"{cpu}, {os.cpu_count()} cores",
           "settings": settings, "metric": "test accuracy (reported only; every choice reads validation data)",
           "scenarios": summary, "targets": targets}
+if kept:
+    result["kept"] = kept
 os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
 with open(out_path, "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)

@@ -26,6 +26,7 @@ struct StreamFlags {
   std::string data = "fashion-mnist", test_data, model = "mlp:784-400-400-10", report, save_models, device = "cpu";
   StreamOptions stream;
   std::string strategy = "paper", compare, samples, weights, regularizer;
+  float distill = -1.0f;  // < 0: the preset's
   RetrainOptions retrain;
   std::string lambda = "default", memory_groups = "chunk", optimizer = "sgd";
   float lr = 0.03f;  // chosen on validation accuracy of split Fashion-MNIST (0.01, 0.03, 0.1)
@@ -55,7 +56,8 @@ std::vector<Strategy> chosen_strategies(const StreamFlags& f) {
     if (!f.samples.empty()) s.samples = f.samples;
     if (!f.weights.empty()) s.weights = f.weights;
     if (!f.regularizer.empty()) s.regularizer = f.regularizer;
-    if (!f.samples.empty() || !f.weights.empty() || !f.regularizer.empty()) s.name += "+custom";
+    if (f.distill >= 0.0f) s.distill = f.distill;
+    if (!f.samples.empty() || !f.weights.empty() || !f.regularizer.empty() || f.distill >= 0.0f) s.name += "+custom";
     validate_strategy(s);
   }
   return out;
@@ -164,6 +166,7 @@ void run_stream_command(StreamFlags f) {
                      {"batch_size", f.retrain.batch_size},
                      {"optimizer", f.optimizer},
                      {"lr", f.lr},
+                     {"lr_schedule", f.retrain.round_lr_schedule},
                      {"memory", f.retrain.memory},
                      {"memory_groups", f.memory_groups},
                      {"replay_fraction", f.retrain.replay_fraction},
@@ -200,8 +203,10 @@ std::string presets_help() {
          "            (Exp3.M over neuron blocks, 25 % budget) with the SNI penalty\n"
          "  bandit-ewc  the paper's bandits with online EWC instead of SNI: the best single change\n"
          "            to paper on validation data (bench/stream_sweep.py)\n"
+         "  bandit-der  bandit-ewc whose replayed samples also keep the logits stored with them\n"
+         "            (dark experience replay, --distill 0.1), chosen on validation data\n"
          "  --samples new|all|replay|bandit:<policy>, --weights all|random|importance|bandit:<policy>,\n"
-         "  --regularizer none|l2|ewc|online-ewc|si|mas|sni override a preset's choices.\n"
+         "  --regularizer none|l2|ewc|online-ewc|si|mas|sni, --distill W override a preset's choices.\n"
          "Every choice (rewards, --lambda auto, the strategy) reads the chunks' validation parts only;\n"
          "test parts are only reported. A round trains epochs x ceil(N / batch) steps, N the new\n"
          "chunk's samples (full: passes over everything seen).\n"
@@ -251,6 +256,10 @@ Command add_stream(CLI::App& app) {
   cmd->add_option("--samples", f->samples, "Override: new | all | replay | bandit:<policy>");
   cmd->add_option("--weights", f->weights, "Override: all | random | importance | bandit:<policy>");
   cmd->add_option("--regularizer", f->regularizer, "Override: none | l2 | ewc | online-ewc | si | mas | sni");
+  cmd->add_option("--distill", f->distill,
+                  "Override: weight of the logit-matching term on replayed samples (dark experience replay; "
+                  "0: off; default: the preset's, 0.1 for bandit-der, else 0)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--lambda", f->lambda, "Penalty strength; default: the regularizer's own (sni 0.03, mas 0.3, online-ewc 300, si 1000); "
                   "auto: each of a decade below, the default and a decade above trains a quarter of the first "
                   "round, the best on validation data is kept")
@@ -268,6 +277,10 @@ Command add_stream(CLI::App& app) {
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
   cmd->add_option("--lr", f->lr, "Learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--lr-schedule", f->retrain.round_lr_schedule,
+                  "Each round's rate: constant, or cosine (from --lr to 0 over the round's steps)")
+      ->check(CLI::IsMember({"constant", "cosine"}))
+      ->capture_default_str();
   cmd->add_option("--memory", f->retrain.memory, "Replay memory size (samples)")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--memory-groups", f->memory_groups, "chunk | class | cluster (k-means of penultimate activations)")
       ->check(CLI::IsMember({"chunk", "class", "cluster"}))

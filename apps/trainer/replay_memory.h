@@ -66,6 +66,9 @@ class ReplayMemory {
   std::vector<int64_t> group_members(int64_t group) const;
   // Every stored sample, in group order then arrival order (positions are stable until the next add).
   const Dataset& dataset() const { return stored_; }
+  // The arrival number (over all adds, from 0) of the sample at `position` of dataset(): a stored
+  // sample's identity, stable while it stays in the store.
+  int64_t arrival_of(int64_t position) const { return arrival_of_.at(static_cast<size_t>(position)); }
   // Arrivals offered to a group so far (the reservoir's n).
   int64_t offered(int64_t group) const;
 

@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <set>
 #include <sstream>
 
+#include "apps/trainer/distillation.h"
 #include "apps/trainer/train_loop.h"
 #include "bandits/factory.h"
 #include "bandits/selectors/sample_selector.h"
@@ -391,6 +393,11 @@ Retrainer::Retrainer(Sequential model, Strategy strategy, RetrainOptions options
   if (options_.weight_granularity != "layer" && options_.weight_granularity != "neuron")
     throw InvalidArgument("[retrain] weight granularity must be layer or neuron, got '" +
                           options_.weight_granularity + "'");
+  if (options_.round_lr_schedule != "constant" && options_.round_lr_schedule != "cosine")
+    throw InvalidArgument("[retrain] round learning-rate schedule must be constant or cosine, got '" +
+                          options_.round_lr_schedule + "'");
+  if (strategy_.distill > 0.0f && is_parallel(options_.collective))
+    throw InvalidArgument("[retrain] --distill does not run data-parallel yet (run it in one process)");
   if (options_.pull_steps < 1 || options_.probe_samples < 1 || options_.rows_per_group < 1)
     throw InvalidArgument("[retrain] pull steps, probe samples and rows per group must be >= 1");
   if (strategy_.regularizer != "none") {
@@ -491,6 +498,53 @@ void Retrainer::remember(const StreamChunk& chunk, int64_t index) {
     for (size_t i = 0; i + 1 < model_.size(); ++i) h = model_.layer(i).forward(h, false);
     return h;
   });
+  if (strategy_.distill <= 0.0f) return;
+  // The logits of the samples that just entered (the model as this round left it), NaN for the
+  // classes it has not been trained on yet (distillation.h); those of evicted samples go.
+  const Dataset& stored = memory_->dataset();
+  std::vector<bool> trained_on;
+  auto mark = [&](const std::vector<int32_t>& labels) {
+    for (const int32_t c : labels) {
+      if (static_cast<size_t>(c) >= trained_on.size()) trained_on.resize(static_cast<size_t>(c) + 1, false);
+      trained_on[static_cast<size_t>(c)] = true;
+    }
+  };
+  mark(stored.labels);
+  mark(chunk.train.labels);
+  for (const SeenChunk& c : seen_) mark(c.validation.labels);
+  std::map<int64_t, std::vector<float>> kept;
+  std::vector<int64_t> fresh;
+  for (int64_t r = 0; r < stored.size(); ++r) {
+    const int64_t id = memory_->arrival_of(r);
+    auto it = memory_logits_.find(id);
+    if (it != memory_logits_.end()) kept.emplace(id, std::move(it->second));
+    else fresh.push_back(r);
+  }
+  for (size_t start = 0; start < fresh.size(); start += 1000) {
+    const std::vector<int64_t> rows(fresh.begin() + static_cast<std::ptrdiff_t>(start),
+                                    fresh.begin() + static_cast<std::ptrdiff_t>(std::min(fresh.size(), start + 1000)));
+    const Tensor logits = model_.forward(mixed_batch(stored, rows, stored, {}).x);  // on the host, dropout off
+    const int64_t classes = logits.dim(1);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const float* z = logits.data() + static_cast<int64_t>(i) * classes;
+      std::vector<float> row(z, z + classes);
+      for (int64_t c = 0; c < classes; ++c)
+        if (static_cast<size_t>(c) >= trained_on.size() || !trained_on[static_cast<size_t>(c)])
+          row[static_cast<size_t>(c)] = std::numeric_limits<float>::quiet_NaN();
+      kept.emplace(memory_->arrival_of(rows[i]), std::move(row));
+    }
+  }
+  memory_logits_ = std::move(kept);
+}
+
+Tensor Retrainer::stored_logits(const std::vector<int64_t>& rows) const {
+  const int64_t classes = memory_logits_.empty() ? 0 : static_cast<int64_t>(memory_logits_.begin()->second.size());
+  Tensor out = Tensor::empty({static_cast<int64_t>(rows.size()), classes});
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const std::vector<float>& z = memory_logits_.at(memory_->arrival_of(rows[i]));
+    std::copy(z.begin(), z.end(), out.data() + static_cast<int64_t>(i) * classes);
+  }
+  return out;
 }
 
 Dataset Retrainer::seen_validation() const {
@@ -627,13 +681,20 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
   auto where = [&] {
     return "[retrain] round " + std::to_string(rounds_) + " (" + chunk.name + "), step " + std::to_string(step);
   };
-  auto run_step = [&](const Batch& batch) {
+  const int64_t total_steps = max_steps >= 0 ? std::min(max_steps, round_steps(chunk)) : round_steps(chunk);
+  const LearningRateSchedule schedule{options_.round_lr_schedule, options_.optimizer.lr, total_steps};
+  // replayed: the memory positions of the batch's last rows (distilled when strategy_.distill > 0).
+  auto run_step = [&](const Batch& batch, const std::vector<int64_t>& replayed = {}) {
+    optimizer->set_learning_rate(schedule.at(step));
     const ComputeCounts before = model_.compute_counts();
     // Data parallel: every rank builds the same global batch (same seeds, same memory) and takes
     // its share of it; the bandits read only all-reduced numbers, so they choose alike on every rank.
     const int64_t bytes_before = parallel ? parallel->bytes_all_reduced() : 0;
-    const double loss = parallel ? train_step_data_parallel(model_, *optimizer, batch, *parallel, scratch, flat)
-                                 : train_step(model_, *optimizer, batch, cuda, &scratch);
+    const bool distilled = strategy_.distill > 0.0f && !replayed.empty();
+    const double loss =
+        parallel    ? train_step_data_parallel(model_, *optimizer, batch, *parallel, scratch, flat)
+        : distilled ? distilled_train_step(model_, *optimizer, batch, stored_logits(replayed), strategy_.distill, cuda, scratch)
+                    : train_step(model_, *optimizer, batch, cuda, &scratch);
     if (parallel) step_bytes += parallel->bytes_all_reduced() - bytes_before;
     step_counts += model_.compute_counts() - before;
     if (!std::isfinite(loss)) {
@@ -695,7 +756,8 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
     if (strategy_.samples == "replay" || replay_part == 0) {
       for (int64_t s = 0; s < steps; ++s) {
         const std::vector<int64_t> mine = next_fresh();
-        run_step(mixed_batch(chunk.train, mine, memory, m ? draw_distinct(m, replay_part, draws) : std::vector<int64_t>{}));
+        const std::vector<int64_t> replayed = m ? draw_distinct(m, replay_part, draws) : std::vector<int64_t>{};
+        run_step(mixed_batch(chunk.train, mine, memory, replayed), replayed);
       }
       choices["samples"] = {{"from", "replay"}, {"memory", m}, {"replay_per_step", replay_part}};
     } else {
@@ -740,7 +802,7 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
                extra > 0; --extra)
             mine.push_back(static_cast<int64_t>(draws.below(static_cast<uint64_t>(n))));
           for (const int64_t i : draw_distinct(m, uniform_part, draws)) chosen.push_back(i);
-          run_step(mixed_batch(chunk.train, mine, memory, chosen));
+          run_step(mixed_batch(chunk.train, mine, memory, chosen), chosen);
         }
         const double after = evaluate(model_, probe, 1000, cuda, options_.collective).loss;
         samples_->update(probe_loss - after);
@@ -930,6 +992,21 @@ Retrainer::SavedState Retrainer::save_state() const {
   if (stored.size() > 0) {
     out.tensors.emplace_back("nnr.memory.features", stored.features.clone());
     out.tensors.emplace_back("nnr.memory.labels", labels_as_tensor(stored.labels));
+    if (strategy_.distill > 0.0f) {
+      std::vector<int64_t> all(static_cast<size_t>(stored.size()));
+      std::iota(all.begin(), all.end(), int64_t{0});
+      // In memory order; checkpoints hold finite values only, so the classes not matched (NaN,
+      // distillation.h) are a 0 in a mask beside the logits.
+      Tensor logits = stored_logits(all);
+      Tensor matched = Tensor::empty(logits.shape());
+      for (int64_t i = 0; i < logits.numel(); ++i) {
+        const bool nan = std::isnan(logits.data()[i]);
+        matched.data()[i] = nan ? 0.0f : 1.0f;
+        if (nan) logits.data()[i] = 0.0f;
+      }
+      out.tensors.emplace_back("nnr.memory.logits", std::move(logits));
+      out.tensors.emplace_back("nnr.memory.logits_matched", std::move(matched));
+    }
   }
   out.meta = {{"format", "nnr.retrainer"},
               {"strategy", strategy_.description()},
@@ -981,6 +1058,22 @@ void Retrainer::load_state(const nlohmann::json& meta, const std::map<std::strin
       stored = make_dataset(features.clone(), std::move(labels), 0, "replay memory");
     }
     memory_->load_state(meta.at("memory"), std::move(stored));
+    if (strategy_.distill > 0.0f && memory_->size() > 0) {
+      // Row r: the logits of memory position r, kept by the sample's arrival number.
+      const Tensor& logits = tensor("nnr.memory.logits");
+      const Tensor& matched = tensor("nnr.memory.logits_matched");
+      if (logits.rank() != 2 || logits.dim(0) != memory_->size() || matched.shape() != logits.shape())
+        throw Error("[retrain] nnr.memory.logits has shape " + shape_to_string(logits.shape()) +
+                    " and its mask " + shape_to_string(matched.shape()) + ", not [" +
+                    std::to_string(memory_->size()) + ", classes]");
+      const int64_t classes = logits.dim(1);
+      for (int64_t r = 0; r < memory_->size(); ++r) {
+        std::vector<float> row(logits.data() + r * classes, logits.data() + (r + 1) * classes);
+        for (int64_t c = 0; c < classes; ++c)
+          if (matched.data()[r * classes + c] == 0.0f) row[static_cast<size_t>(c)] = std::numeric_limits<float>::quiet_NaN();
+        memory_logits_[memory_->arrival_of(r)] = std::move(row);
+      }
+    }
     if (samples_) samples_->load_state(meta.at("sample_bandit"));
     if (weights_) weights_->load_state(meta.at("weight_bandit"));
     weight_order_rng_ = rng_from_json(meta.at("weight_order_rng"));

@@ -77,7 +77,10 @@ struct RetrainOptions {
   // layer's weight rows of those classes so that their mean norm equals the older classes' (the
   // new classes' rows grow larger, which biases predictions towards them). No extra training.
   bool align_new_classes = false;
-  std::string base_lr_schedule = "constant";  // train_base: constant | cosine (train_loop.h)  // auto: each candidate trains this share of the first round
+  std::string base_lr_schedule = "constant";  // train_base: constant | cosine (train_loop.h)
+  // Each retraining round's steps: constant, or cosine from the optimizer's rate to 0 over the
+  // round (the optimizer, momentum included, starts afresh every round anyway).
+  std::string round_lr_schedule = "constant";
   RegularizerOptions regularizer = [] {
     RegularizerOptions r;
     r.samples = 512;  // per consolidation; a round's importance is an estimate, not a census
@@ -206,6 +209,11 @@ class Retrainer {
   };
   std::vector<SeenChunk> seen_;
   int rounds_ = 0;
+  // strategy_.distill > 0: the logits of each stored sample when it entered the memory, by its
+  // arrival number (ReplayMemory::arrival_of), `classes` floats each.
+  std::map<int64_t, std::vector<float>> memory_logits_;
+  // The stored logits of memory positions `rows` as one [rows, classes] tensor.
+  Tensor stored_logits(const std::vector<int64_t>& rows) const;
 };
 
 // The base model: `epochs` epochs over chunk 0 with every weight open and no penalty (the same for

@@ -27,7 +27,7 @@ nlohmann::json setup_to_json(const ServingSetup& s) {
   return {
       {"model_spec", s.model_spec},
       {"strategy", {{"name", s.strategy.name}, {"samples", s.strategy.samples}, {"weights", s.strategy.weights},
-                    {"regularizer", s.strategy.regularizer}}},
+                    {"regularizer", s.strategy.regularizer}, {"distill", s.strategy.distill}}},
       {"retrain",
        {{"epochs", r.epochs}, {"batch_size", r.batch_size},
         {"optimizer", {{"name", r.optimizer.name}, {"lr", r.optimizer.lr}, {"momentum", r.optimizer.momentum},
@@ -37,7 +37,7 @@ nlohmann::json setup_to_json(const ServingSetup& s) {
         {"probe_samples", r.probe_samples}, {"reward_gradient_samples", r.reward_gradient_samples},
         {"weight_budget", r.weight_budget}, {"weight_granularity", r.weight_granularity},
         {"rows_per_group", r.rows_per_group}, {"lambda", r.lambda}, {"lambda_pilot_fraction", r.lambda_pilot_fraction},
-        {"base_lr_schedule", r.base_lr_schedule}, {"align_new_classes", r.align_new_classes}, {"seed", r.seed},
+        {"base_lr_schedule", r.base_lr_schedule}, {"round_lr_schedule", r.round_lr_schedule}, {"align_new_classes", r.align_new_classes}, {"seed", r.seed},
         {"regularizer", {{"gamma", g.gamma}, {"samples", g.samples}, {"batch_size", g.batch_size},
                          {"sampled_fisher", g.sampled_fisher}, {"si_damping", g.si_damping}, {"synapse", g.synapse},
                          {"synapse_weight", g.synapse_weight}, {"neuron_out_weight", g.neuron_out_weight},
@@ -54,6 +54,7 @@ ServingSetup setup_from_json(const nlohmann::json& j) {
   s.strategy.samples = st.at("samples").get<std::string>();
   s.strategy.weights = st.at("weights").get<std::string>();
   s.strategy.regularizer = st.at("regularizer").get<std::string>();
+  s.strategy.distill = st.value("distill", 0.0f);  // absent in states written before it existed
   const auto& r = j.at("retrain");
   RetrainOptions& o = s.retrain;
   o.epochs = r.at("epochs").get<int>();
@@ -76,6 +77,7 @@ ServingSetup setup_from_json(const nlohmann::json& j) {
   o.align_new_classes = r.value("align_new_classes", false);  // absent in states written before it existed
   o.lambda_pilot_fraction = r.at("lambda_pilot_fraction").get<double>();
   o.base_lr_schedule = r.at("base_lr_schedule").get<std::string>();
+  o.round_lr_schedule = r.value("round_lr_schedule", std::string("constant"));  // absent in older states
   o.seed = r.at("seed").get<uint64_t>();
   const auto& g = r.at("regularizer");
   o.regularizer.gamma = g.at("gamma").get<float>();

@@ -1,6 +1,8 @@
 #include "apps/trainer/strategy.h"
 
 #include <algorithm>
+#include <cmath>
+#include <sstream>
 
 #include "bandits/factory.h"
 #include "engine/core/error.h"
@@ -31,13 +33,19 @@ void validate_policy(const std::string& what, const std::string& policy) {
 }  // namespace
 
 std::string Strategy::description() const {
-  return "samples=" + samples + " weights=" + weights + " regularizer=" + regularizer;
+  std::string out = "samples=" + samples + " weights=" + weights + " regularizer=" + regularizer;
+  if (distill > 0.0f) {
+    std::ostringstream weight;
+    weight << distill;
+    out += " distill=" + weight.str();
+  }
+  return out;
 }
 std::string Strategy::sample_policy() const { return after_bandit(samples); }
 std::string Strategy::weight_policy() const { return after_bandit(weights); }
 
 const std::vector<std::string>& strategy_presets() {
-  static const std::vector<std::string> names{"finetune", "full", "replay", "ewc", "si", "mas", "paper", "bandit-ewc"};
+  static const std::vector<std::string> names{"finetune", "full", "replay", "ewc", "si", "mas", "paper", "bandit-ewc", "bandit-der"};
   return names;
 }
 
@@ -75,6 +83,16 @@ Strategy strategy_preset(const std::string& name) {
     s.regularizer = "online-ewc";
     return s;
   }
+  if (name == "bandit-der") {
+    // bandit-ewc whose replayed samples also keep the logits they were stored with (dark experience
+    // replay, the trained classes only): on validation data (3 seeds; apps/trainer/README.md) a
+    // weight of 0.1 gained 0.9 to 1.5 points over bandit-ewc on split, permuted and drift
+    // Fashion-MNIST; 1 and above forget or diverge.
+    s = strategy_preset("bandit-ewc");
+    s.name = name;
+    s.distill = 0.1f;
+    return s;
+  }
   throw InvalidArgument("[strategy] unknown strategy '" + name + "' (presets: " + joined(strategy_presets()) + ")");
 }
 
@@ -89,6 +107,11 @@ void validate_strategy(const Strategy& s) {
   else if (std::find(weights.begin(), weights.end(), s.weights) == weights.end())
     throw InvalidArgument("[strategy] unknown weights choice '" + s.weights + "' (valid: " + joined(weights) +
                           ", bandit:<policy>)");
+  if (!(s.distill >= 0.0f && std::isfinite(s.distill)))
+    throw InvalidArgument("[strategy] the distill weight must be a finite number >= 0, got " + std::to_string(s.distill));
+  if (s.distill > 0.0f && s.samples != "replay" && !s.samples_from_bandit())
+    throw InvalidArgument("[strategy] distill needs replayed samples (samples replay or bandit:<policy>), not samples " +
+                          s.samples);
   if (s.regularizer != "none") {
     const auto& names = regularizer_names();
     if (std::find(names.begin(), names.end(), s.regularizer) == names.end())

@@ -15,8 +15,11 @@
 //                                  rewards: each group's first-order share −g·Δθ of the validation-loss drop
 //   regularizer  none | l2 | ewc | online-ewc | si | mas | sni, with strength λ (lambda < 0: chosen on
 //                validation data, retraining.h)
-// Presets: finetune, full, replay, ewc, si, mas, paper, bandit-ewc (apps/trainer/README.md says what
-// paper does and why; bandit-ewc is paper with online EWC, chosen on validation data).
+//   distill      a weight >= 0: replayed samples also match the logits stored with them in the memory
+//                (dark experience replay, distillation.h); 0: off
+// Presets: finetune, full, replay, ewc, si, mas, paper, bandit-ewc, bandit-der (apps/trainer/README.md
+// says what paper does and why; bandit-ewc is paper with online EWC, bandit-der bandit-ewc with
+// dark experience replay, each chosen on validation data).
 #include <string>
 #include <vector>
 
@@ -27,7 +30,8 @@ struct Strategy {
   std::string samples = "new";
   std::string weights = "all";
   std::string regularizer = "none";
-  // "samples=replay weights=importance regularizer=sni"
+  float distill = 0.0f;
+  // "samples=replay weights=importance regularizer=sni" (and " distill=0.2" when on)
   std::string description() const;
   bool samples_from_bandit() const { return samples.rfind("bandit:", 0) == 0; }
   bool weights_from_bandit() const { return weights.rfind("bandit:", 0) == 0; }
@@ -39,7 +43,8 @@ struct Strategy {
 Strategy strategy_preset(const std::string& name);
 const std::vector<std::string>& strategy_presets();
 
-// Checks each choice (policy names through the bandit factory, regularizer names); throws
+// Checks each choice (policy names through the bandit factory, regularizer names, a finite distill
+// weight >= 0 on a strategy that replays); throws
 // nnr::InvalidArgument naming the bad one and listing the valid values.
 void validate_strategy(const Strategy& strategy);
 

@@ -257,7 +257,7 @@ TEST_CASE("nnr stream usage errors exit 2 with a message naming the problem and 
     std::string args, message;
   };
   const std::vector<Case> cases{
-      {"--strategy bogus" + split, "unknown strategy 'bogus' (presets: finetune, full, replay, ewc, si, mas, paper, bandit-ewc)"},
+      {"--strategy bogus" + split, "unknown strategy 'bogus' (presets: finetune, full, replay, ewc, si, mas, paper, bandit-ewc, bandit-der)"},
       {"--compare finetune,bogus" + split, "unknown strategy 'bogus' (presets: finetune, full"},
       {"--compare ," + split, "--compare needs preset names"},
       {"--samples bandit:nope" + split, "samples policy 'nope'"},
@@ -275,6 +275,9 @@ TEST_CASE("nnr stream usage errors exit 2 with a message naming the problem and 
       {"--chunks 1" + data + " --scenario split" + kSmall, "--chunks: Value 1 not in range"},
       {"--scenario sideways" + split, "sideways"},
       {"--optimizer rmsprop" + split, "rmsprop"},
+      {"--distill -0.5" + split, "--distill"},
+      {"--strategy ewc --distill 0.1" + split, "distill needs replayed samples (samples replay or bandit:<policy>)"},
+      {"--lr-schedule linear" + split, "--lr-schedule"},
       {"--bogus 1" + split, "--bogus"},
       {"stream --scenario files --chunk " + d.path("train.csv") + kSmall, "--scenario files needs at least two --chunk"},
       {"stream --scenario files" + kSmall, "--scenario files needs at least two --chunk"},
@@ -376,6 +379,7 @@ TEST_CASE("nnr stream --help exits 0 and lists the presets and --lambda", "[cli]
   REQUIRE(r.code == 0);
   INFO(r.out);
   for (const char* text : {"--lambda", "--compare", "--strategy", "--report", "--json", "--chunk", "--weight-budget",
+                           "--distill", "--lr-schedule", "bandit-der",
                            "finetune", "full", "replay", "ewc", "paper", "Strategies (--strategy, --compare)",
                            "split | permuted | rotated | drift | files"})
     REQUIRE(r.out.find(text) != std::string::npos);

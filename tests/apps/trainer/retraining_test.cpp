@@ -262,3 +262,20 @@ TEST_CASE("with align_new_classes a split stream's rounds align exactly the clas
   const StreamReport plain = run_stream(stream, {strategy_preset("replay")}, small_run());
   CHECK_FALSE(plain.strategies.at(0).rounds.at(1).choices.contains("weight_aligning"));
 }
+
+TEST_CASE("a cosine round schedule changes the rounds, and an unknown schedule is refused", "[trainer]") {
+  const std::vector<StreamChunk> stream = small_split_stream();
+  StreamRunOptions run = small_run();
+  const StreamReport constant = run_stream(stream, {strategy_preset("replay")}, run);
+  run.retrain.round_lr_schedule = "cosine";
+  const StreamReport cosine = run_stream(stream, {strategy_preset("replay")}, run);
+  // Same steps and samples, other weights: the rounds' validation accuracy or R differs.
+  const StrategyReport& a = constant.strategies[0];
+  const StrategyReport& b = cosine.strategies[0];
+  CHECK(a.rounds[1].compute.samples == b.rounds[1].compute.samples);
+  CHECK((a.accuracy() != b.accuracy() || a.rounds[2].validation_accuracy != b.rounds[2].validation_accuracy));
+  RetrainOptions bad;
+  bad.round_lr_schedule = "linear";
+  CHECK_THROWS_WITH(Retrainer(build_model("mlp:16-8-10", 0), strategy_preset("replay"), bad),
+                    Catch::Contains("round learning-rate schedule must be constant or cosine, got 'linear'"));
+}

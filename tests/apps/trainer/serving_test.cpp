@@ -31,11 +31,9 @@ struct Chunks {
   }
 };
 
-}  // namespace
-
-TEST_CASE("two served rounds equal a two-round files stream with the same seed") {
+// Two rounds on a served directory against the same rounds of a files stream, bit for bit.
+void check_served_rounds_equal_stream(const ServingSetup& setup) {
   Chunks data;
-  const ServingSetup setup = small_serving_setup();
   const std::string dir = data.dir.file("served");
   start_model_dir(dir, data.c0, setup);
   const ServingRound r1 = retrain_model_dir(dir, data.c1, 100.0);
@@ -69,6 +67,18 @@ TEST_CASE("two served rounds equal a two-round files stream with the same seed")
     INFO(a[i]->name);
     REQUIRE(a[i]->value.to_vector() == b[i]->value.to_vector());  // bit for bit
   }
+}
+
+}  // namespace
+
+TEST_CASE("two served rounds equal a two-round files stream with the same seed") {
+  check_served_rounds_equal_stream(small_serving_setup());
+}
+
+TEST_CASE("with dark experience replay the memory's stored logits survive the directory between rounds") {
+  ServingSetup setup = small_serving_setup();
+  setup.strategy.distill = 0.1f;
+  check_served_rounds_equal_stream(setup);
 }
 
 TEST_CASE("the gate refuses a round trained on shuffled labels and leaves the directory byte for byte") {
