@@ -92,6 +92,11 @@ Command add_serve(CLI::App& app) {
                   "(bench/serve_load.sh): predict p99 during rounds about 25 % lower than with 0, rounds slower")
       ->check(CLI::Range(0, 19))
       ->capture_default_str();
+  cmd->add_option("--retrain-threads", f->options.retrain_threads,
+                  "CPU threads of a background retraining round (0: one fewer than the machine's cores, at least 1, "
+                  "so a core is always left for requests)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
   cmd->add_option("--poll-seconds", f->options.poll_seconds, "How often DIR is checked for new versions")
       ->check(CLI::Range(0.01, 3600.0))
       ->capture_default_str();

@@ -32,6 +32,7 @@
 #include "apps/trainer/model_file.h"
 #include "apps/trainer/serving.h"
 #include "apps/trainer/train_loop.h"
+#include "engine/core/threads.h"
 #include "engine/core/error.h"
 #include "engine/io/atomic_file.h"
 #include "engine/nn/model_spec.h"
@@ -149,6 +150,7 @@ struct Server::State {
   std::atomic<int64_t> rounds_run{0}, rounds_refused{0}, rounds_failed{0}, versions_loaded{0};
   std::atomic<int64_t> predicted_samples{0}, feedback_samples{0};
   std::atomic<bool> retraining{false};
+  std::atomic<int> retrain_threads{0};  // the rounds' CPU threads, once the retraining thread runs
   mutable std::mutex round_mutex;
   nlohmann::json last_round;  // guarded by round_mutex
   std::map<int64_t, double> validation_accuracy;  // of the versions this server's rounds wrote; round_mutex
@@ -417,6 +419,10 @@ struct Server::State {
       if (errno != 0 || setpriority(PRIO_PROCESS, tid, std::min(19, nice + options.retrain_nice)) != 0)
         log(std::string("could not lower the retraining thread's priority: ") + std::strerror(errno));
     }
+    // Per thread (an OpenMP setting of this thread): the request threads keep theirs.
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    set_num_threads(options.retrain_threads > 0 ? options.retrain_threads : std::max(1, cores - 1));
+    retrain_threads = num_threads();
     while (true) {
       std::vector<PendingFile> round_files;
       {
@@ -522,6 +528,7 @@ Server::Server(ServerOptions options) : state_(std::make_unique<State>()) {
         "[serve] max_pending, max_inputs, max_body_bytes, http_threads and keep_alive_requests must be positive");
   if (!(options.poll_seconds > 0)) throw InvalidArgument("[serve] poll_seconds must be positive");
   if (options.retrain_nice < 0 || options.retrain_nice > 19) throw InvalidArgument("[serve] retrain_nice must be in 0..19");
+  if (options.retrain_threads < 0) throw InvalidArgument("[serve] retrain_threads must be >= 0 (0: one fewer than the cores)");
   if (options.retrain_every > options.max_pending)
     throw InvalidArgument("[serve] retrain_every is larger than max_pending: no round would ever start");
   s.options = std::move(options);
@@ -699,6 +706,7 @@ nlohmann::json Server::model_info() const {
                       {"rounds_failed", s.rounds_failed.load()},
                       {"retraining", s.retraining.load()},
                       {"retrain_every", s.options.retrain_every},
+                      {"retrain_threads", s.retrain_threads.load()},
                       {"max_batch", s.options.max_batch},
                       {"max_wait_us", s.options.max_wait_us},
                       {"max_regression", s.options.max_regression},

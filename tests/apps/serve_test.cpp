@@ -233,6 +233,7 @@ TEST_CASE("feedback is written durably, a round runs once N samples are pending,
   ServedDir d;
   ServerOptions o = options_for(d.dir);
   o.retrain_every = 90;
+  o.retrain_threads = 1;
   o.max_regression = 100.0;  // this test is about the swap, not the gate
   int64_t version_after_round = 0;
   {
@@ -272,6 +273,7 @@ TEST_CASE("feedback is written durably, a round runs once N samples are pending,
     const Answer model = call(port, "GET", "/v1/model");
     CHECK(model.body["rounds_run"] == 1);
     CHECK(model.body["rounds_refused"] == 0);
+    CHECK(model.body["retrain_threads"] == 1);
     CHECK(model.body["validation_accuracy"].is_number());
     CHECK(eventually(10, [&] { return call(port, "GET", "/v1/model").body["pending_feedback"] == 0; }));
     CHECK(eventually(10, [&] { return feedback_files(d.dir).empty(); }));
@@ -327,6 +329,10 @@ TEST_CASE("a directory without a version, a port in use, and bad options are ref
   o = options_for(d.dir);
   o.retrain_nice = 20;
   CHECK_THROWS_WITH(Server(o), Catch::Contains("retrain_nice"));
+  o.retrain_nice = 10;
+  o.retrain_threads = -1;
+  CHECK_THROWS_WITH(Server(o), Catch::Contains("retrain_threads must be >= 0"));
+  o.retrain_threads = 0;
   o.keep_alive_requests = 0;
   o.retrain_nice = 0;
   CHECK_THROWS_WITH(Server(o), Catch::Contains("keep_alive_requests"));
