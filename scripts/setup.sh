@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what nnr needs to build, test, fuzz (clang, libclang-rt: libFuzzer), load-test (wrk) and
-# run its demo, from Debian's packages and PyPI.
+# run its demo, from Debian's packages and PyPI (and NCCL for the data-parallel CUDA runs, with a CUDA toolkit).
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,4 +28,18 @@ if ! PYTHONPATH=$pydeps /usr/bin/python3 -c "import safetensors.numpy" 2>/dev/nu
   echo "setup: installing safetensors into $pydeps" >&2
   /usr/bin/python3 -m pip install -q --target "$pydeps" safetensors 2>/dev/null ||
     python3 -m pip install -q --target "$pydeps" --python-version 3.11 --only-binary=:all: safetensors
+fi
+
+# NCCL for the data-parallel CUDA runs (libnnr_nccl.so): the nvidia-nccl wheel of the CUDA
+# toolkit's major version (nccl.h and libnccl.so.2 in $pydeps/nvidia/nccl, where CMake looks
+# first). Only with a CUDA toolkit; where PyPI cannot be reached the build goes on without the
+# NCCL backend (CMake says so) and data-parallel runs stay on the CPU.
+nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+if [ -x "$nvcc_bin" ] && [ ! -f "$pydeps/nvidia/nccl/include/nccl.h" ]; then
+  cuda_major=$("$nvcc_bin" --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+  if [ -n "$cuda_major" ]; then
+    echo "setup: installing nvidia-nccl-cu$cuda_major into $pydeps" >&2
+    /usr/bin/python3 -m pip install -q --no-deps --target "$pydeps" "nvidia-nccl-cu$cuda_major" ||
+      echo "setup: nvidia-nccl-cu$cuda_major could not be installed: the build will have no NCCL backend" >&2
+  fi
 fi

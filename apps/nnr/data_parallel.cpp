@@ -11,11 +11,14 @@ namespace nnr::cli {
 
 Collective* data_parallel_collective(const std::string& command, const std::string& device, int64_t batch_size,
                                      int threads) {
-  if (launched_ranks() <= 1) return nullptr;
   const std::string where = "[" + command + "] ";
-  if (device != "cpu")
-    throw InvalidArgument(where + "data-parallel runs are on the CPU only: run with --device cpu under mpirun");
-  Collective& c = collective();
+  const bool forced = nccl_collective_forced();
+  if (forced && device != "cuda")
+    throw InvalidArgument(where + "NNR_COLLECTIVE=nccl selects the NCCL backend of --device cuda runs; this run is " +
+                          "on --device " + device + " (unset NNR_COLLECTIVE)");
+  if (launched_ranks() <= 1 && !forced) return nullptr;
+  // A CUDA run sums its gradients on the devices (NCCL, one GPU per rank), everything else on the host.
+  Collective& c = device == "cuda" ? cuda_collective() : collective();
   if (batch_size > 0 && batch_size < c.size())
     throw InvalidArgument(where + "--batch-size " + std::to_string(batch_size) + " is smaller than the " +
                           std::to_string(c.size()) + " ranks of this data-parallel run (every global batch is "

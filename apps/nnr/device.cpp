@@ -10,11 +10,12 @@ void add_device_option(CLI::App* cmd, std::string& device, const std::string& wh
       ->capture_default_str();
 }
 
-std::unique_ptr<Context> open_device(const std::string& device, const std::string& command) {
+std::unique_ptr<Context> open_device(const std::string& device, const std::string& command,
+                                     const Collective* parallel) {
   if (device != "cuda") return nullptr;
   const std::string why = Context::why_cuda_unavailable();
   if (!why.empty()) throw InvalidArgument("[" + command + "] --device cuda: " + why + " (use --device cpu)");
-  return std::make_unique<Context>();
+  return std::make_unique<Context>(parallel && parallel->cuda_device() >= 0 ? parallel->cuda_device() : 0);
 }
 
 }  // namespace nnr::cli

@@ -53,7 +53,7 @@ int run_retrain(const RetrainFlags& f, bool strategy_given) {
   if (parallel && !f.init.empty())
     throw InvalidArgument("[retrain] --init is not data-parallel: adopt the model without mpirun, then run the rounds "
                           "under it");
-  const std::unique_ptr<Context> cuda = open_device(f.device, "retrain");
+  const std::unique_ptr<Context> cuda = open_device(f.device, "retrain", parallel);
   ServingRound result;
   if (!f.init.empty()) {
     if (f.memory_data.empty()) throw InvalidArgument("[retrain] --init needs --memory-data (the data the model knows)");
@@ -102,8 +102,8 @@ Command add_retrain(CLI::App& app, int& exit_code) {
       "  nnr train --data FIRST --model-dir DIR        or\n"
       "  nnr retrain --model-dir DIR --init MODEL.safetensors [--model-spec S] --memory-data FIRST\n"
       "Data specs: FILE.csv, FEATURES:LABELS, fashion-mnist[:train|:test]; TRAIN@TEST gives the chunk's test part\n"
-      "(else the last 20 % of TRAIN is). Under mpirun -np N (CPU) the round is split across the ranks and\n"
-      "rank 0 alone writes the version.\n"
+      "(else the last 20 % of TRAIN is). Under mpirun -np N the round is split across the ranks (with\n"
+      "--device cuda one GPU per rank, gradients summed by NCCL) and rank 0 alone writes the version.\n"
       "If training diverges (a non-finite loss or weight) the round stops with exit status 1 and writes\n"
       "nothing; with --on-nonfinite retry it runs once more from version n at half the learning rate (the\n"
       "directory's stored options are unchanged; --json reports \"retried\" and the lr).\n"

@@ -105,7 +105,7 @@ void run_stream_command(StreamFlags f) {
     check_output_dir("--report", f.report);
     check_output_dir("--save-models", f.save_models);
   }
-  const std::unique_ptr<Context> cuda = open_device(f.device, "stream");
+  const std::unique_ptr<Context> cuda = open_device(f.device, "stream", parallel);
   f.retrain.cuda = cuda.get();
 
   std::vector<StreamChunk> chunks;
@@ -210,8 +210,9 @@ std::string presets_help() {
          "Every choice (rewards, --lambda auto, the strategy) reads the chunks' validation parts only;\n"
          "test parts are only reported. A round trains epochs x ceil(N / batch) steps, N the new\n"
          "chunk's samples (full: passes over everything seen).\n"
-         "Under mpirun -np N (CPU) every step's batch, every evaluation and every importance estimate\n"
-         "is split across the ranks; rank 0 alone prints and writes.\n";
+         "Under mpirun -np N every step's batch, every evaluation and every importance estimate\n"
+         "is split across the ranks; rank 0 alone prints and writes. With --device cuda each rank\n"
+         "takes one GPU and the gradients are summed by NCCL.\n";
 }
 
 }  // namespace

@@ -81,8 +81,9 @@ void run_train_model_dir(const TrainFlags& f, bool model_given) {
 Collective* train_collective(const TrainFlags& f) {
   if (launched_ranks() > 1 && !f.model_dir.empty())
     throw InvalidArgument("[train] --model-dir is not data-parallel yet: run it without mpirun");
-  if (launched_ranks() > 1 && f.cuda_graph)
-    throw InvalidArgument("[train] data-parallel training runs on the CPU only: run with --device cpu under mpirun");
+  if ((launched_ranks() > 1 || nccl_collective_forced()) && f.cuda_graph)
+    throw InvalidArgument("[train] --cuda-graph is not data-parallel (the step all-reduces between backward and "
+                          "update, which a replayed graph would skip): run without it under mpirun");
   return data_parallel_collective("train", f.device, f.batch_size, f.threads);
 }
 
@@ -95,8 +96,9 @@ void run_train(const TrainFlags& f, bool model_given) {
   if (f.cuda_graph && f.device != "cuda")
     throw InvalidArgument("[train] --cuda-graph needs --device cuda (it records the GPU training step as a CUDA graph)");
   if (root) check_output_writable(f.output);  // rank 0 alone writes it
-  // Declared before the model and the optimizer: it must outlive their CUDA tensors.
-  const std::unique_ptr<Context> cuda = open_device(f.device, "train");
+  // Declared before the model and the optimizer: it must outlive their CUDA tensors. Data parallel:
+  // on this rank's GPU.
+  const std::unique_ptr<Context> cuda = open_device(f.device, "train", parallel);
   Dataset train = load_dataset(f.data);
   Dataset held_out;
   if (!f.eval_data.empty()) held_out = load_dataset(f.eval_data);
@@ -117,7 +119,9 @@ void run_train(const TrainFlags& f, bool model_given) {
   const float lr = f.lr > 0.0f ? f.lr : default_learning_rate(f.optimizer);
   auto optimizer = make_optimizer({f.optimizer, lr, f.momentum, f.weight_decay});
   const std::string ranks_note =
-      parallel ? ", data parallel on " + std::to_string(parallel->size()) + " ranks (threads are per rank)" : "";
+      parallel ? ", data parallel on " + std::to_string(parallel->size()) + " ranks (" + parallel->name() +
+                     "; threads are per rank)"
+               : "";
   if (root)
     std::fprintf(stderr, "nnr train: %s on %s (%lld samples), %s lr %g (%s), batch %lld, seed %llu, %d threads%s%s\n",
                  model.spec().c_str(), f.data.c_str(), static_cast<long long>(train.size()), optimizer->name(),
@@ -137,6 +141,7 @@ void run_train(const TrainFlags& f, bool model_given) {
   nlohmann::json data_parallel;
   if (parallel)
     data_parallel = {{"ranks", parallel->size()},
+                     {"backend", parallel->name()},
                      {"global_batch", f.batch_size},
                      {"steps", run.steps},
                      {"bytes_all_reduced_per_step", run.steps ? run.bytes_all_reduced / run.steps : 0}};

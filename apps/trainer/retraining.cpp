@@ -340,8 +340,6 @@ RoundCompute train_base(Sequential& model, const StreamChunk& chunk, const Retra
   const ComputeCounts before = model.compute_counts();
   model.open_all();
   auto optimizer = make_optimizer(options.optimizer);
-  if (options.cuda && is_parallel(options.collective))
-    throw InvalidArgument("[retrain] data-parallel retraining runs on the CPU only (no --device cuda yet)");
   if (options.cuda) model.to(Device::CUDA, *options.cuda);
   Batcher batches(chunk.train, BatcherOptions{options.batch_size, true, false},
                   Rng(derive_seed(options.seed, "batches.base")));
@@ -899,8 +897,6 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
   record.round = rounds_;
   record.chunk = chunk.name;
   const ComputeCounts before = model_.compute_counts();
-  if (options_.cuda && is_parallel(options_.collective))
-    throw InvalidArgument("[retrain] data-parallel retraining runs on the CPU only (no --device cuda yet)");
 
   record.compute.parameters_updated = choose_weights(record.choices);
   const std::vector<Parameter*> params = model_.parameters();

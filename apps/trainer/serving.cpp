@@ -208,7 +208,6 @@ ServingRound retrain_model_dir(const std::string& dir, const std::string& data_s
                                Collective* collective) {
   if (!(max_regression >= 0.0)) throw InvalidArgument("[retrain] --max-regression must be >= 0 points");
   Collective* const parallel = collective && collective->size() > 1 ? collective : nullptr;
-  if (parallel && cuda) throw InvalidArgument("[retrain] data-parallel rounds run on the CPU only (no --device cuda yet)");
   const bool root = !parallel || parallel->rank() == 0;
   const std::optional<ModelVersion> newest = newest_version(dir);
   if (!newest)

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/nn/loss.h"
 #include "engine/nn/tape.h"
@@ -76,8 +77,10 @@ Batch rows_of(const Batch& batch, RankShare share) {
 }
 
 // Test only: NNR_TEST_RANK_FAULT=exit:R:K (rank R _exits) or hang:R:K (rank R stops answering)
-// before its data-parallel step K + 1, to test that the other ranks end the run.
-void maybe_inject_rank_fault(int rank, int64_t steps_done) {
+// before its data-parallel step K + 1, or devhang:R:K (rank R stops answering in step K + 1 after
+// the loss's all-reduce, before the gradients' device all-reduce: the NCCL wait's timeout), to test
+// that the other ranks end the run. `device_sum`: the call before the device all-reduce.
+void maybe_inject_rank_fault(int rank, int64_t steps_done, bool device_sum = false) {
   static const char* spec = std::getenv("NNR_TEST_RANK_FAULT");
   if (!spec || !*spec) return;
   char kind[8] = {0};
@@ -85,12 +88,14 @@ void maybe_inject_rank_fault(int rank, int64_t steps_done) {
   long long after = -1;
   if (std::sscanf(spec, "%7[a-z]:%d:%lld", kind, &fault_rank, &after) != 3 || fault_rank != rank || after != steps_done)
     return;
+  if (device_sum != (std::strcmp(kind, "devhang") == 0)) return;
   if (std::strcmp(kind, "exit") == 0) {
     std::fprintf(stderr, "nnr: test fault: rank %d exits after %lld steps\n", rank, after);
     _exit(3);
   }
-  if (std::strcmp(kind, "hang") == 0) {
-    std::fprintf(stderr, "nnr: test fault: rank %d hangs after %lld steps\n", rank, after);
+  if (std::strcmp(kind, "hang") == 0 || std::strcmp(kind, "devhang") == 0) {
+    std::fprintf(stderr, "nnr: test fault: rank %d hangs after %lld steps%s\n", rank, after,
+                 device_sum ? " and the loss's all-reduce" : "");
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
 }
@@ -103,13 +108,8 @@ uint64_t fnv1a(const void* data, size_t bytes, uint64_t h) {
 
 }  // namespace
 
-namespace {
-
-// The entries of a parameter that travel in a data-parallel all-reduce: the ones its mask opens
-// (the optimizer changes no other), as [begin, end) ranges of its flat data. A closed entry's
-// gradient is never read by the step, so a 25 % weight budget sends about a quarter of the bytes.
-void open_ranges(const Parameter& p, std::vector<std::pair<int64_t, int64_t>>& ranges) {
-  ranges.clear();
+std::vector<std::pair<int64_t, int64_t>> open_gradient_ranges(const Parameter& p) {
+  std::vector<std::pair<int64_t, int64_t>> ranges;
   const int64_t numel = p.grad.numel();
   const UpdateMask& m = p.mask;
   if (m.kind == UpdateMask::Kind::All) {
@@ -128,54 +128,93 @@ void open_ranges(const Parameter& p, std::vector<std::pair<int64_t, int64_t>>& r
         else ranges.emplace_back(i, i + 1);
       }
   }
+  return ranges;
 }
-
-}  // namespace
 
 double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const Batch& global_batch,
                                 Collective& collective, StepScratch& scratch, std::vector<float>& flat) {
   const int64_t n = global_batch.size();
   const RankShare share = rank_share(n, collective.rank(), collective.size());
   const std::vector<Parameter*> params = model.parameters();
+  // A model on a CUDA device: its gradients are packed, summed by NCCL and unpacked on the device.
+  Context* const device = !params.empty() && params.front()->value.device() == Device::CUDA
+                              ? params.front()->value.context()
+                              : nullptr;
+  if (device && collective.cuda_device() < 0)
+    throw InvalidArgument(std::string("[train] the model is on a CUDA device but the data-parallel collective is '") +
+                          collective.name() + "', which sums host buffers only (a CUDA run needs cuda_collective())");
+  if (device && device->device_index() != collective.cuda_device())
+    throw Error("[train] the model is on CUDA device " + std::to_string(device->device_index()) +
+                " but this rank's collective uses device " + std::to_string(collective.cuda_device()));
   // Every rank holds the same masks, so every rank packs the same entries in the same order.
   std::vector<std::vector<std::pair<int64_t, int64_t>>> ranges(params.size());
   size_t total = 0;
   for (size_t k = 0; k < params.size(); ++k) {
-    open_ranges(*params[k], ranges[k]);
+    ranges[k] = open_gradient_ranges(*params[k]);
     for (const auto& [b, e] : ranges[k]) total += static_cast<size_t>(e - b);
   }
-  flat.assign(total, 0.0f);  // an empty share (or a non-finite loss) adds zeros
+  // The packed open entries: on the host (scaled while packing), or on the device (the caching
+  // allocator makes a buffer per step cheap; NCCL scales while summing).
+  Tensor packed;
+  if (device) packed = Tensor::empty({static_cast<int64_t>(total)}, Placement{Device::CUDA, device});
+  else flat.assign(total, 0.0f);  // an empty share (or a non-finite loss) adds zeros
+  bool filled = false;
+  float weight = 0.0f;
   double loss_sum = 0.0;
   model.zero_grad();
   if (share.size() > 0) {
     const Batch mine = rows_of(global_batch, share);
-    model.forward(mine.x, scratch.tape);
+    // Lives until backward: the tape keeps a pointer to its input.
+    const Tensor device_x = device ? mine.x.to(Device::CUDA, *device) : Tensor();
+    model.forward(device ? device_x : mine.x, scratch.tape);
     const double value = scratch.tape.apply_loss(scratch.loss, mine.y);
     loss_sum = value * static_cast<double>(share.size());
     if (std::isfinite(value)) {
       scratch.tape.backward();
       // The gradient of this share's mean loss, times b_r / B: the ranks' sum is the gradient of
       // the global batch's mean loss.
-      const float weight = static_cast<float>(static_cast<double>(share.size()) / static_cast<double>(n));
+      weight = static_cast<float>(static_cast<double>(share.size()) / static_cast<double>(n));
       size_t at = 0;
       for (size_t k = 0; k < params.size(); ++k) {
         const float* g = params[k]->grad.data();
-        for (const auto& [b, e] : ranges[k])
-          for (int64_t i = b; i < e; ++i) flat[at++] = g[i] * weight;
+        for (const auto& [b, e] : ranges[k]) {
+          if (device) {
+            device->copy_on_device(packed.data() + at, g + b, static_cast<size_t>(e - b) * sizeof(float));
+            at += static_cast<size_t>(e - b);
+          } else {
+            for (int64_t i = b; i < e; ++i) flat[at++] = g[i] * weight;
+          }
+        }
       }
+      filled = true;
     }
   }
+  if (device && !filled && total) packed.zero();
   collective.all_reduce_sum(&loss_sum, 1);
   const double value = n ? loss_sum / static_cast<double>(n) : 0.0;
   if (!std::isfinite(value)) return value;  // every rank sees it: none updates
-  collective.all_reduce_sum(flat.data(), static_cast<int64_t>(total));
+  if (device) {
+    static int64_t device_sums = 0;  // this process's (the test fault counts them)
+    maybe_inject_rank_fault(collective.rank(), device_sums++, true);
+    collective.all_reduce_sum_device(packed.data(), static_cast<int64_t>(total), weight, device->stream());
+  }
+  else {
+    collective.all_reduce_sum(flat.data(), static_cast<int64_t>(total));
+  }
   size_t at = 0;
   for (size_t k = 0; k < params.size(); ++k) {
-    float* g = params[k]->grad.data();
+    Tensor& grad = params[k]->grad;
+    float* g = grad.data();
     // Closed entries: zero on every rank (their own shares' values would differ between ranks).
-    if (params[k]->mask.kind != UpdateMask::Kind::All) std::fill(g, g + params[k]->grad.numel(), 0.0f);
-    for (const auto& [b, e] : ranges[k])
-      for (int64_t i = b; i < e; ++i) g[i] = flat[at++];
+    if (params[k]->mask.kind != UpdateMask::Kind::All) grad.zero();
+    for (const auto& [b, e] : ranges[k]) {
+      if (device) {
+        device->copy_on_device(g + b, packed.data() + at, static_cast<size_t>(e - b) * sizeof(float));
+        at += static_cast<size_t>(e - b);
+      } else {
+        for (int64_t i = b; i < e; ++i) g[i] = flat[at++];
+      }
+    }
   }
   optimizer.step(params);
   return value;
@@ -183,15 +222,23 @@ double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const B
 
 void broadcast_parameters(Sequential& model, Collective& collective, int root) {
   for (Parameter* p : model.parameters()) {
-    if (p->value.device() != Device::CPU) throw InvalidArgument("[train] data-parallel runs keep the model on the CPU");
-    collective.broadcast(p->value.data(), static_cast<size_t>(p->value.numel()) * sizeof(float), root);
+    if (p->value.device() == Device::CUDA)
+      collective.broadcast_device(p->value.data(), p->value.bytes(), root, p->value.context()->stream());
+    else
+      collective.broadcast(p->value.data(), p->value.bytes(), root);
   }
 }
 
 bool parameters_identical(Sequential& model, Collective& collective) {
   uint64_t h = 0xcbf29ce484222325ULL;
-  for (Parameter* p : model.parameters())
-    h = fnv1a(p->value.data(), static_cast<size_t>(p->value.numel()) * sizeof(float), h);
+  for (Parameter* p : model.parameters()) {
+    if (p->value.device() == Device::CUDA) {
+      const Tensor host = p->value.to_cpu();
+      h = fnv1a(host.data(), host.bytes(), h);
+    } else {
+      h = fnv1a(p->value.data(), p->value.bytes(), h);
+    }
+  }
   uint64_t root = h;
   collective.broadcast(&root, sizeof root, 0);
   double differing = root == h ? 0.0 : 1.0;
@@ -202,9 +249,12 @@ bool parameters_identical(Sequential& model, Collective& collective) {
 EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batches, int epoch, int epochs,
                         const ProgressCallback& progress, const LearningRateSchedule* schedule, int64_t* step,
                         Context* cuda_context, GraphedTrainStep* graph, Collective* collective) {
-  const bool parallel = collective && collective->size() > 1;
-  if (parallel && (cuda_context || graph))
-    throw InvalidArgument("[train] data-parallel training runs on the CPU only (no --device cuda, no --cuda-graph yet)");
+  const bool parallel = runs_data_parallel(collective);
+  if (parallel && graph)
+    throw InvalidArgument("[train] data-parallel training does not replay a CUDA graph (its step all-reduces between "
+                          "backward and update): run without --cuda-graph under mpirun");
+  if (parallel && cuda_context && !model.parameters().empty() && model.parameters().front()->value.context() != cuda_context)
+    throw InvalidArgument("[train] data-parallel training on a CUDA context needs the model on it (Sequential::to)");
   std::vector<float> flat;  // the data-parallel all-reduce buffer
   static int64_t parallel_steps = 0;  // this process's data-parallel steps (the test fault counts them)
   const auto start = Clock::now();
@@ -269,9 +319,8 @@ Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size, 
   const int32_t classes = data.num_classes;
   e.class_count.assign(static_cast<size_t>(classes), 0);
   std::vector<int64_t> correct_per_class(static_cast<size_t>(classes), 0);
+  // With a CUDA context the logits come back to the host, so the sums below are host buffers.
   const bool parallel = collective && collective->size() > 1;
-  if (parallel && cuda_context)
-    throw InvalidArgument("[evaluate] data-parallel evaluation runs on the CPU only");
   // Data parallel: this rank's contiguous share of the samples; the sums are reduced below.
   const RankShare share = parallel ? rank_share(e.samples, collective->rank(), collective->size()) : RankShare{0, e.samples};
   std::vector<int64_t> rows(static_cast<size_t>(share.size()));

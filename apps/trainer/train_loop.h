@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "apps/trainer/graphed_step.h"
@@ -77,7 +78,9 @@ double train_step(Sequential& model, Optimizer& optimizer, const Batch& batch, C
 // sum these: the update each rank applies is the single-process update for the whole global batch
 // (up to float summation order), so weights and optimizer state stay identical on every rank.
 // Every rank returns the same global losses (progress on every rank that passes a callback).
-// CPU only in this slice: no CUDA context, no graph. A collective of one rank is the plain loop.
+// With the model on a CUDA context the collective must be the NCCL one (cuda_collective()) on the
+// context's device; no graph. A host collective of one rank is the plain loop; the NCCL one of one
+// rank (NNR_COLLECTIVE=nccl) runs the data-parallel step (runs_data_parallel()).
 EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batches, int epoch, int epochs,
                         const ProgressCallback& progress = {}, const LearningRateSchedule* schedule = nullptr,
                         int64_t* step = nullptr, Context* cuda_context = nullptr, GraphedTrainStep* graph = nullptr,
@@ -88,14 +91,24 @@ EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batche
 // step on every rank. Only the entries the parameters' masks open travel (one flat buffer, reused in
 // `flat`): a retraining round at a 25 % weight budget all-reduces about a quarter of the bytes. Returns the
 // global batch's mean loss, the same on every rank; when it is not finite, no rank updates.
+// A model on a CUDA device (NCCL collective): the share is uploaded, the open gradient ranges are
+// packed on the device by device-to-device copies (one per range of open_gradient_ranges), summed
+// by NCCL with each rank's share as its scale, and copied back; `flat` is then unused.
 double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const Batch& global_batch,
                                 Collective& collective, StepScratch& scratch, std::vector<float>& flat);
 
-// Rank `root`'s parameter values copied to every rank (a data-parallel run's start).
+// The entries of a parameter that a data-parallel step all-reduces: those its mask opens (the
+// optimizer changes no other), as [begin, end) ranges of its flat data in increasing order, adjacent
+// ones merged (a row mask's consecutive rows are one range). A closed entry's gradient is never
+// read by the step, so a 25 % weight budget sends about a quarter of the bytes.
+std::vector<std::pair<int64_t, int64_t>> open_gradient_ranges(const Parameter& p);
+
+// Rank `root`'s parameter values copied to every rank (a data-parallel run's start): host
+// parameters by broadcast, device ones by broadcast_device (the NCCL collective).
 void broadcast_parameters(Sequential& model, Collective& collective, int root = 0);
 
 // Whether every rank's parameter values are bitwise those of rank 0 (a hash of each rank's is
-// compared with rank 0's); every rank gets the same answer.
+// compared with rank 0's; device parameters are hashed on the host); every rank gets the same answer.
 bool parameters_identical(Sequential& model, Collective& collective);
 
 struct Evaluation {
@@ -111,7 +124,7 @@ struct Evaluation {
 // the loss, computed on the host in double as on the CPU path).
 // With a collective of several ranks (every rank calling with the same model and data), each rank
 // evaluates its contiguous share of the samples and the sums are all-reduced: every rank returns
-// the whole data set's evaluation (CPU only).
+// the whole data set's evaluation (the sums are host buffers, also with a CUDA context).
 Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size = 1000, Context* cuda_context = nullptr,
                     Collective* collective = nullptr);
 

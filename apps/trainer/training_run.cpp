@@ -14,8 +14,12 @@ TrainingRunResult run_training(Sequential& model, Optimizer& optimizer, const Da
                                const ProgressCallback& progress) {
   if (options.cuda_graph && !cuda)
     throw InvalidArgument("[train] a CUDA graph needs a CUDA context (--device cuda)");
+  if (options.cuda_graph && runs_data_parallel(parallel))
+    throw InvalidArgument("[train] --cuda-graph is not data-parallel (the step all-reduces between backward and "
+                          "update, which a replayed graph would skip): run without it under mpirun");
   // Every rank starts from rank 0's weights (the same seed builds the same model; --init files
   // could differ between machines).
+  // A model on the device is broadcast on it (the NCCL collective).
   if (parallel) broadcast_parameters(model, *parallel, 0);
   // After the model's move to the device: it records the parameters' device storage.
   std::unique_ptr<GraphedTrainStep> graph;

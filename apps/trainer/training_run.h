@@ -35,6 +35,8 @@ struct TrainingRunResult {
 
 // Trains `model` (already on `cuda`'s device when given) on `train`. With a collective of several
 // ranks every rank must call it alike; throws nnr::Error when the ranks' weights differ at the end.
+// A model on a CUDA device needs the NCCL collective (cuda_collective()) on that device; a CUDA
+// graph is refused under a data-parallel collective.
 TrainingRunResult run_training(Sequential& model, Optimizer& optimizer, const Dataset& train,
                                const TrainingRunOptions& options, Context* cuda = nullptr,
                                Collective* parallel = nullptr, const ProgressCallback& progress = {});

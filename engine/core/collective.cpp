@@ -48,30 +48,38 @@ int env_int(const char* name) {
   return end && *end == '\0' && n > 0 && n < (1L << 30) ? static_cast<int>(n) : 0;
 }
 
+// dlopen's the path in $env when set, else `built`, else (when no path was chosen by the user) the
+// plain name on the loader's search path; throws nnr::Error: `failure` and the loader's first message.
+void* open_library(const std::string& built, const char* env, const char* plain_name, const std::string& failure) {
+  const char* chosen = std::getenv(env);
+  const bool explicit_path = chosen && *chosen;
+  const std::string path = explicit_path ? std::string(chosen) : built;
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle) return handle;
+  const std::string first = dlerror();
+  if (!explicit_path) {
+    handle = dlopen(plain_name, RTLD_NOW | RTLD_LOCAL);
+    if (handle) return handle;
+  }
+  throw Error(failure + " (" + first + ")");
+}
+
 // Where libnnr_mpi.so is looked for: $NNR_MPI_BACKEND when set, else the build's copy
 // (NNR_MPI_BACKEND_PATH, set by engine/CMakeLists.txt; empty in a build without MPI), else the
 // loader's search path under its plain name.
 Collective* load_mpi(int ranks) {
   const std::string launched = "this process was started by an MPI launcher with " + std::to_string(ranks) + " ranks";
   const char* chosen = std::getenv("NNR_MPI_BACKEND");
-  const bool explicit_path = chosen && *chosen;
   const std::string built = NNR_MPI_BACKEND_PATH;
-  if (!explicit_path && built.empty())
+  if (!(chosen && *chosen) && built.empty())
     throw Error("[collective] " + launched + ", but nnr was built without MPI (install libopenmpi-dev and "
                 "reconfigure, or set NNR_MPI_BACKEND to a libnnr_mpi.so)");
-  std::string path = explicit_path ? std::string(chosen) : built;
-  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!handle && !explicit_path) {
-    const std::string first = dlerror();
-    path = "libnnr_mpi.so";
-    handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle) throw Error("[collective] " + launched + ", but the MPI backend could not be loaded (" + first + ")");
-  } else if (!handle) {
-    throw Error("[collective] " + launched + ", but the MPI backend could not be loaded (" + dlerror() + ")");
-  }
+  void* handle = open_library(built, "NNR_MPI_BACKEND", "libnnr_mpi.so",
+                              "[collective] " + launched + ", but the MPI backend could not be loaded");
   auto entry = reinterpret_cast<CollectiveLibraryEntryPoint>(dlsym(handle, kCollectiveLibraryEntryPoint));
   if (!entry)
-    throw Error("[collective] " + path + " is not an nnr MPI backend (no " + kCollectiveLibraryEntryPoint + ")");
+    throw Error(std::string("[collective] the library loaded as the MPI backend is not one (no ") +
+                kCollectiveLibraryEntryPoint + ")");
   std::string why;
   Collective* c = entry(collective_timeout_seconds(), &why);  // lives, like the library, until exit
   if (!c) throw Error("[collective] " + launched + ", but MPI could not be started: " + why);
@@ -81,7 +89,61 @@ Collective* load_mpi(int ranks) {
   return c;
 }
 
+// This rank's place among the ranks on its machine: Open MPI's variables, else MPICH's (Hydra),
+// else a single process.
+struct LocalRanks {
+  int rank = 0, size = 1;
+};
+LocalRanks local_ranks() {
+  LocalRanks l;
+  if (std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE")) {
+    l.rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK");  // 0 reads as 0
+    l.size = std::max(1, env_int("OMPI_COMM_WORLD_LOCAL_SIZE"));
+  } else if (std::getenv("MPI_LOCALNRANKS")) {
+    l.rank = env_int("MPI_LOCALRANKID");
+    l.size = std::max(1, env_int("MPI_LOCALNRANKS"));
+  }
+  return l;
+}
+
+// libnnr_nccl.so over the host collective `host`: $NNR_NCCL_BACKEND when set, else the build's copy
+// (NNR_NCCL_BACKEND_PATH; empty in a build without it), else the plain name.
+Collective* load_nccl(Collective& host) {
+  const std::string built = NNR_NCCL_BACKEND_PATH;
+  const char* chosen = std::getenv("NNR_NCCL_BACKEND");
+  if (built.empty() && !(chosen && *chosen))
+    throw Error("[collective] a data-parallel CUDA run needs the NCCL backend, but nnr was built without it "
+                "(run scripts/setup.sh for the NCCL wheel and reconfigure with the CUDA backend, or set "
+                "NNR_NCCL_BACKEND to a libnnr_nccl.so)");
+  void* handle = open_library(built, "NNR_NCCL_BACKEND", "libnnr_nccl.so",
+                              "[collective] a data-parallel CUDA run needs the NCCL backend, but it could not be loaded");
+  auto entry = reinterpret_cast<NcclCollectiveLibraryEntryPoint>(dlsym(handle, kNcclCollectiveLibraryEntryPoint));
+  if (!entry)
+    throw Error(std::string("[collective] the library loaded as the NCCL backend is not one (no ") +
+                kNcclCollectiveLibraryEntryPoint + ")");
+  const LocalRanks local = local_ranks();
+  std::string why;
+  Collective* c = entry(&host, local.rank, local.size, collective_timeout_seconds(), &why);  // lives until exit
+  if (!c)
+    throw Error("[collective] rank " + std::to_string(host.rank()) + " of " + std::to_string(host.size()) +
+                ": NCCL could not be started: " + why);
+  return c;
+}
+
 }  // namespace
+
+bool nccl_collective_forced() {
+  const char* v = std::getenv("NNR_COLLECTIVE");
+  if (!v || !*v) return false;
+  if (std::strcmp(v, "nccl") == 0) return true;
+  throw InvalidArgument(std::string("[collective] NNR_COLLECTIVE must be 'nccl' (the NCCL backend even for one "
+                                    "process) or unset, not '") + v + "'");
+}
+
+Collective& cuda_collective() {
+  static Collective* const chosen = load_nccl(collective());
+  return *chosen;
+}
 
 int launched_ranks() {
   const int ompi = env_int("OMPI_COMM_WORLD_SIZE");

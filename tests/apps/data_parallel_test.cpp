@@ -1,6 +1,7 @@
 // Data-parallel nnr train under Open MPI (issue #18): 2 and 3 CPU ranks give the weights of one
-// process with the same global batch, a bad split is refused, and a rank that dies or hangs ends the
-// run on every rank in bounded time without an output file. Registered only when CMake finds
+// process with the same global batch, a bad split is refused, a rank that dies or hangs ends the
+// run on every rank in bounded time without an output file, and what a CUDA run needs (the NCCL
+// backend, no CUDA graph) is checked on every machine (its GPU runs: data_parallel_cuda_test.cpp). Registered only when CMake finds
 // mpirun and MPI (tests/apps/CMakeLists.txt); otherwise ctest reports one skipped entry.
 #include <catch2/catch.hpp>
 
@@ -192,18 +193,54 @@ TEST_CASE("mpirun -np 2 and -np 3 nnr stream make the bandit choices and weights
   }
 }
 
-TEST_CASE("mpirun -np 3 nnr stream refuses --device cuda and a batch smaller than the ranks, writing nothing", "[dist]") {
+TEST_CASE("mpirun -np 3 nnr stream without the NCCL backend for --device cuda, or with a batch smaller than the ranks, fails writing nothing", "[dist]") {
   TempDir dir;
   write_class_csv(dir / "train.csv", 120, 23);
-  const std::string base = mpirun(3) + " stream --scenario files --chunk " + (dir / "train.csv") + " --chunk " +
+  const std::string args = " stream --scenario files --chunk " + (dir / "train.csv") + " --chunk " +
                            (dir / "train.csv") + " --model mlp:16-8-10 -q --report " + (dir / "report");
-  const Run cuda = run_captured(base + " --device cuda", dir);
-  CHECK(cuda.code == 2);
-  CHECK(cuda.err.find("error: [stream] data-parallel runs are on the CPU only") != std::string::npos);
-  const Run small = run_captured(base + " --batch-size 2", dir);
+  // The NCCL backend is loaded only by a CUDA run under the launcher: where it is missing, every
+  // rank names the library and the loader's reason.
+  const Run cuda = run_captured(mpirun(3, "-x NNR_NCCL_BACKEND=/nonexistent/libnnr_nccl.so") + args + " --device cuda", dir);
+  CHECK(cuda.code == 1);
+  CHECK(cuda.err.find("error: [collective] a data-parallel CUDA run needs the NCCL backend, but it could not be "
+                      "loaded (/nonexistent/libnnr_nccl.so: cannot open shared object file") != std::string::npos);
+  const Run small = run_captured(mpirun(3) + args + " --batch-size 2", dir);
   CHECK(small.code == 2);
   CHECK(small.err.find("error: [stream] --batch-size 2 is smaller than the 3 ranks") != std::string::npos);
   CHECK_FALSE(exists(dir / "report"));
+}
+
+TEST_CASE("mpirun -np 2 nnr train --cuda-graph is refused on every rank before anything loads", "[dist]") {
+  TempDir dir;
+  write_class_csv(dir / "train.csv", 60, 24);
+  const Run r = run_captured(mpirun(2) + " train --model mlp:16-8-10 --device cuda --cuda-graph -q --data " +
+                                 (dir / "train.csv") + " -o " + (dir / "m.safetensors"),
+                             dir);
+  CHECK(r.code == 2);
+  CHECK(r.err.find("error: [train] --cuda-graph is not data-parallel") != std::string::npos);
+  CHECK_FALSE(exists(dir / "m.safetensors"));
+}
+
+TEST_CASE("NNR_COLLECTIVE=nccl: refused for a CPU run or an unknown value, and a missing libnnr_nccl.so is named", "[dist]") {
+  TempDir dir;
+  write_class_csv(dir / "train.csv", 60, 25);
+  const std::string args = " train --model mlp:16-8-10 --epochs 1 -q --data " + (dir / "train.csv") + " -o " +
+                           (dir / "m.safetensors");
+  const Run cpu = run_captured("NNR_COLLECTIVE=nccl " + std::string(NNR_BINARY) + args, dir);
+  CHECK(cpu.code == 2);
+  CHECK(cpu.err.find("error: [train] NNR_COLLECTIVE=nccl selects the NCCL backend of --device cuda runs; this run "
+                     "is on --device cpu (unset NNR_COLLECTIVE)") != std::string::npos);
+  const Run unknown = run_captured("NNR_COLLECTIVE=gloo " + std::string(NNR_BINARY) + args, dir);
+  CHECK(unknown.code == 2);
+  CHECK(unknown.err.find("error: [collective] NNR_COLLECTIVE must be 'nccl'") != std::string::npos);
+  // One process forced onto the NCCL backend loads it (and nothing else) before the device opens.
+  const Run missing = run_captured("NNR_COLLECTIVE=nccl NNR_NCCL_BACKEND=/nonexistent/libnnr_nccl.so " +
+                                       std::string(NNR_BINARY) + args + " --device cuda",
+                                   dir);
+  CHECK(missing.code == 1);
+  CHECK(missing.err.find("error: [collective] a data-parallel CUDA run needs the NCCL backend, but it could not be "
+                         "loaded (/nonexistent/libnnr_nccl.so: cannot open shared object file") != std::string::npos);
+  CHECK_FALSE(exists(dir / "m.safetensors"));
 }
 
 TEST_CASE("a rank that exits mid-run ends the run on the other ranks with a clear error and no output", "[dist]") {
