@@ -106,6 +106,17 @@ void col2im(const float* cols, int64_t ld, const Dims& d, const ConvShape& g, fl
       }
 }
 
+// A thread's scratch of at least n floats for buffer `slot` (0: columns, 1: the GEMM's other
+// side), kept for the thread's later calls: OpenMP's threads persist, so after the first step a
+// convolution allocates (and zero-fills) nothing. Contents are stale: callers overwrite what they
+// read, and the column buffer's padding zeros are rewritten on a call's first chunk.
+float* thread_scratch(int slot, size_t n) {
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& b = buffers[slot];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
 // How the batch is cut: `size` samples per chunk, `count` chunks, `threads` threads taking them.
 struct Chunks {
   int64_t size, count;
@@ -151,21 +162,21 @@ void conv2d_forward_cpu(const float* x, const float* w, const float* bias, const
   const Chunks ch = chunks_of(d, (patch + d.o) * pixels, samples_per_gemm);
 #pragma omp parallel num_threads(ch.threads)
   {
-    std::vector<float> cols(static_cast<size_t>(patch * ch.size * pixels));
-    std::vector<float> out(static_cast<size_t>(d.o * ch.size * pixels));
-    int64_t cols_ld = 0;  // the layout whose padding zeros cols holds
+    float* cols = thread_scratch(0, static_cast<size_t>(patch * ch.size * pixels));
+    float* out = thread_scratch(1, static_cast<size_t>(d.o * ch.size * pixels));
+    int64_t cols_ld = 0;  // the layout whose padding zeros cols holds (none yet in this call)
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < ch.count; ++k) {
       const int64_t n0 = k * ch.size, samples = std::min(ch.size, d.n - n0), ld = samples * pixels;
       for (int64_t b = 0; b < samples; ++b)
-        im2col(x + (n0 + b) * d.image(), d, g, cols.data() + b * pixels, ld, ld != cols_ld);
+        im2col(x + (n0 + b) * d.image(), d, g, cols + b * pixels, ld, ld != cols_ld);
       cols_ld = ld;
       // out[o, (b, p)] = Σ_q w[o, q] cols[q, (b, p)]: the whole chunk in one GEMM.
-      gemm_cpu(w, false, cols.data(), false, out.data(), d.o, ld, patch, 1.0f, 0.0f);
+      gemm_cpu(w, false, cols, false, out, d.o, ld, patch, 1.0f, 0.0f);
       // Back to NCHW, adding the bias on the way.
       for (int64_t b = 0; b < samples; ++b)
         for (int64_t o = 0; o < d.o; ++o) {
-          const float* src = out.data() + o * ld + b * pixels;
+          const float* src = out + o * ld + b * pixels;
           float* dst = y + ((n0 + b) * d.o + o) * pixels;
           const float bo = bias ? bias[o] : 0.0f;
           if (bias) {
@@ -187,18 +198,18 @@ void conv2d_backward_data_cpu(const float* dy, const float* w, const ConvShape& 
   const Chunks ch = chunks_of(d, (patch + d.o) * pixels, samples_per_gemm);
 #pragma omp parallel num_threads(ch.threads)
   {
-    std::vector<float> cols(static_cast<size_t>(patch * ch.size * pixels));
-    std::vector<float> grad(static_cast<size_t>(d.o * ch.size * pixels));
+    float* cols = thread_scratch(0, static_cast<size_t>(patch * ch.size * pixels));
+    float* grad = thread_scratch(1, static_cast<size_t>(d.o * ch.size * pixels));
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < ch.count; ++k) {
       const int64_t n0 = k * ch.size, samples = std::min(ch.size, d.n - n0), ld = samples * pixels;
-      gather_dy(dy, d, n0, samples, nullptr, d.o, grad.data());
+      gather_dy(dy, d, n0, samples, nullptr, d.o, grad);
       // cols[q, (b, p)] = Σ_o w[o, q] dy[b, o, p]: the whole chunk in one GEMM.
-      gemm_cpu(w, true, grad.data(), false, cols.data(), patch, ld, d.o, 1.0f, 0.0f);
+      gemm_cpu(w, true, grad, false, cols, patch, ld, d.o, 1.0f, 0.0f);
       for (int64_t b = 0; b < samples; ++b) {
         float* out = dx + (n0 + b) * d.image();
         std::memset(out, 0, sizeof(float) * static_cast<size_t>(d.image()));
-        col2im(cols.data() + b * pixels, ld, d, g, out);
+        col2im(cols + b * pixels, ld, d, g, out);
       }
     }
   }
@@ -216,19 +227,19 @@ void conv2d_backward_filter_cpu(const float* x, const float* dy, const ConvShape
                                           std::vector<float>(static_cast<size_t>(open * patch), 0.0f));
 #pragma omp parallel num_threads(ch.threads)
   {
-    std::vector<float> cols(static_cast<size_t>(patch * ch.size * pixels));
-    std::vector<float> grad(static_cast<size_t>(open * ch.size * pixels));
+    float* cols = thread_scratch(0, static_cast<size_t>(patch * ch.size * pixels));
+    float* grad = thread_scratch(1, static_cast<size_t>(open * ch.size * pixels));
     float* acc = partial[static_cast<size_t>(omp_get_thread_num())].data();
-    int64_t cols_ld = 0;  // the layout whose padding zeros cols holds
+    int64_t cols_ld = 0;  // the layout whose padding zeros cols holds (none yet in this call)
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < ch.count; ++k) {
       const int64_t n0 = k * ch.size, samples = std::min(ch.size, d.n - n0), ld = samples * pixels;
       for (int64_t b = 0; b < samples; ++b)
-        im2col(x + (n0 + b) * d.image(), d, g, cols.data() + b * pixels, ld, ld != cols_ld);
+        im2col(x + (n0 + b) * d.image(), d, g, cols + b * pixels, ld, ld != cols_ld);
       cols_ld = ld;
-      gather_dy(dy, d, n0, samples, rows, open, grad.data());  // the open filters' rows only
+      gather_dy(dy, d, n0, samples, rows, open, grad);  // the open filters' rows only
       // acc[r, q] += Σ_(b, p) dy[b, r, p] cols[q, (b, p)]: the whole chunk in one GEMM.
-      gemm_cpu(grad.data(), false, cols.data(), true, acc, open, patch, ld, 1.0f, 1.0f);
+      gemm_cpu(grad, false, cols, true, acc, open, patch, ld, 1.0f, 1.0f);
     }
   }
   for (const auto& part : partial)

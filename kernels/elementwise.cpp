@@ -27,24 +27,36 @@ void add_bias_cpu(float* p, const float* b, int64_t outer, int64_t channels, int
     }
 }
 
-void bias_backward_cpu(const float* g, float* out, int64_t outer, int64_t channels, int64_t inner, bool accumulate) {
+namespace {
+
+// The channel sums of bias_backward_cpu for the channels rows[k] (k itself when rows is null),
+// into db[rows[k]]: overwritten or, when `accumulate`, added to.
+void channel_sums(const float* g, float* out, int64_t outer, int64_t channels, int64_t inner, const int64_t* rows,
+                  int64_t count, bool accumulate) {
   // Sum in double per channel: a plain float sum over tens of thousands of terms loses digits.
   // Threads take whole channels, so a channel's sum does not depend on the thread count.
-  const bool parallel = outer * channels * inner > kParallelElements && channels > 1;
+  const bool parallel = outer * count * inner > kParallelElements && count > 1;
   if (inner == 1) {
     // [outer, channels]: rows of channels side by side; sum down the columns.
-    std::vector<double> sums(static_cast<size_t>(channels), 0.0);
+    std::vector<double> sums(static_cast<size_t>(count), 0.0);
     for (int64_t n = 0; n < outer; ++n) {
       const float* row = g + n * channels;
+      if (rows) {
+        for (int64_t k = 0; k < count; ++k) sums[static_cast<size_t>(k)] += row[rows[k]];
+      } else {
 #pragma omp simd
-      for (int64_t c = 0; c < channels; ++c) sums[static_cast<size_t>(c)] += row[c];
+        for (int64_t c = 0; c < count; ++c) sums[static_cast<size_t>(c)] += row[c];
+      }
     }
-    for (int64_t c = 0; c < channels; ++c)
-      out[c] = (accumulate ? out[c] : 0.0f) + static_cast<float>(sums[static_cast<size_t>(c)]);
+    for (int64_t k = 0; k < count; ++k) {
+      float& o = out[rows ? rows[k] : k];
+      o = (accumulate ? o : 0.0f) + static_cast<float>(sums[static_cast<size_t>(k)]);
+    }
     return;
   }
 #pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t c = 0; c < channels; ++c) {
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t c = rows ? rows[k] : k;
     double sum = 0.0;
     for (int64_t n = 0; n < outer; ++n) {
       const float* row = g + (n * channels + c) * inner;
@@ -55,6 +67,17 @@ void bias_backward_cpu(const float* g, float* out, int64_t outer, int64_t channe
     }
     out[c] = (accumulate ? out[c] : 0.0f) + static_cast<float>(sum);
   }
+}
+
+}  // namespace
+
+void bias_backward_cpu(const float* g, float* out, int64_t outer, int64_t channels, int64_t inner, bool accumulate) {
+  channel_sums(g, out, outer, channels, inner, nullptr, channels, accumulate);
+}
+
+void bias_backward_rows_cpu(const float* g, float* out, int64_t outer, int64_t channels, int64_t inner,
+                            const int64_t* rows, int64_t count) {
+  channel_sums(g, out, outer, channels, inner, rows, count, /*accumulate=*/true);
 }
 
 void relu_forward_cpu(const float* a, float* b, int64_t n) {

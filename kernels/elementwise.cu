@@ -20,16 +20,19 @@ namespace {
 constexpr int kColumnTile = 32;   // channels per block for [outer, channels] sums
 constexpr int kColumnRows = 8;    // row groups per block
 // inner == 1: dy is [outer, channels]; block (32, 8) sums 32 adjacent channels, coalesced.
+// The channels are rows[k] for k < count (k itself when rows is null, count == channels).
 __global__ void bias_backward_columns_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t outer,
-                                             int64_t channels, bool accumulate) {
+                                             int64_t channels, const int64_t* __restrict__ rows, int64_t count,
+                                             bool accumulate) {
   __shared__ double partial[kColumnRows][kColumnTile + 1];
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * kColumnTile + threadIdx.x;
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * kColumnTile + threadIdx.x;
+  const int64_t c = k < count ? (rows ? rows[k] : k) : 0;
   double s = 0.0;
-  if (c < channels)
+  if (k < count)
     for (int64_t r = threadIdx.y; r < outer; r += kColumnRows) s += dy[r * channels + c];
   partial[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
-  if (threadIdx.y == 0 && c < channels) {
+  if (threadIdx.y == 0 && k < count) {
     double total = 0.0;
     for (int r = 0; r < kColumnRows; ++r) total += partial[r][threadIdx.x];
     const float value = static_cast<float>(total);
@@ -37,13 +40,15 @@ __global__ void bias_backward_columns_kernel(const float* __restrict__ dy, float
   }
 }
 
-// inner > 1: one block per channel (grid-stride over channels), threads over (o, i).
+// inner > 1: one block per channel (grid-stride over the channels rows[k], k < count), threads over (o, i).
 __global__ void bias_backward_planes_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t outer,
-                                            int64_t channels, int64_t inner, bool accumulate) {
-  const int64_t count = outer * inner;
-  for (int64_t c = blockIdx.x; c < channels; c += gridDim.x) {
+                                            int64_t channels, int64_t inner, const int64_t* __restrict__ rows,
+                                            int64_t count, bool accumulate) {
+  const int64_t elements = outer * inner;
+  for (int64_t k = blockIdx.x; k < count; k += gridDim.x) {
+    const int64_t c = rows ? rows[k] : k;
     double s = 0.0;
-    for (int64_t e = threadIdx.x; e < count; e += blockDim.x) {
+    for (int64_t e = threadIdx.x; e < elements; e += blockDim.x) {
       const int64_t o = e / inner, i = e - o * inner;
       s += dy[(o * channels + c) * inner + i];
     }
@@ -135,21 +140,36 @@ void dropout_backward(const float* mask, const float* dy, float* dx, int64_t n, 
 
 double dropout_uniform(uint64_t seed, int64_t i) { return uniform_of(seed, i); }
 
-void bias_backward(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner, bool accumulate,
-                   cudaStream_t stream) {
-  if (outer < 0 || channels < 0 || inner < 0)
+namespace {
+
+void launch_channel_sums(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
+                         const int64_t* rows, int64_t count, bool accumulate, cudaStream_t stream) {
+  if (outer < 0 || channels < 0 || inner < 0 || count < 0)
     throw InvalidArgument("[bias_backward] negative extent in [" + std::to_string(outer) + ", " +
                           std::to_string(channels) + ", " + std::to_string(inner) + "]");
-  if (channels == 0) return;
+  if (count == 0) return;
   if (inner == 1) {
     const dim3 block(kColumnTile, kColumnRows);
-    const unsigned grid = static_cast<unsigned>((channels + kColumnTile - 1) / kColumnTile);
-    bias_backward_columns_kernel<<<grid, block, 0, stream>>>(dy, db, outer, channels, accumulate);
+    const unsigned grid = static_cast<unsigned>((count + kColumnTile - 1) / kColumnTile);
+    bias_backward_columns_kernel<<<grid, block, 0, stream>>>(dy, db, outer, channels, rows, count, accumulate);
   } else {
-    const unsigned grid = static_cast<unsigned>(std::min<int64_t>(channels, kMaxGridBlocks));
-    bias_backward_planes_kernel<<<grid, kBlockSize, 0, stream>>>(dy, db, outer, channels, inner, accumulate);
+    const unsigned grid = static_cast<unsigned>(std::min<int64_t>(count, kMaxGridBlocks));
+    bias_backward_planes_kernel<<<grid, kBlockSize, 0, stream>>>(dy, db, outer, channels, inner, rows, count,
+                                                                 accumulate);
   }
   NNR_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void bias_backward(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner, bool accumulate,
+                   cudaStream_t stream) {
+  launch_channel_sums(dy, db, outer, channels, inner, nullptr, channels, accumulate, stream);
+}
+
+void bias_backward_rows(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
+                        const int64_t* rows, int64_t count, cudaStream_t stream) {
+  launch_channel_sums(dy, db, outer, channels, inner, rows, count, /*accumulate=*/true, stream);
 }
 
 }  // namespace nnr::kernels

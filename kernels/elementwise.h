@@ -16,6 +16,11 @@ namespace nnr::kernels {
 void add_bias_cpu(float* y, const float* bias, int64_t outer, int64_t channels, int64_t inner);
 // db[c] (+)= Σ over o, i of dy[o, c, i], summed in double per channel and rounded once.
 void bias_backward_cpu(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner, bool accumulate);
+// db[rows[k]] += Σ over o, i of dy[o, rows[k], i] for k < count (distinct rows in [0, channels)):
+// the bias gradient of the open channels, read in place (no gathered copy); each sum is the one
+// bias_backward_cpu computes for that channel, bit for bit.
+void bias_backward_rows_cpu(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
+                            const int64_t* rows, int64_t count);
 void relu_forward_cpu(const float* x, float* y, int64_t n);
 void relu_backward_cpu(const float* y, const float* dy, float* dx, int64_t n);
 // mask[i] = (uniform() < rate) ? 0 : 1 / (1 − rate), y = x · mask, drawing uniform() (a double in
@@ -37,6 +42,9 @@ void add_bias(float* y, const float* bias, int64_t outer, int64_t channels, int6
 // accumulate false overwrites db.
 void bias_backward(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner, bool accumulate,
                    cudaStream_t stream);
+// The same for the channels `rows` only, adding into db[rows[k]] (rows on the device).
+void bias_backward_rows(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
+                        const int64_t* rows, int64_t count, cudaStream_t stream);
 // y = max(x, 0) (y may alias x).
 void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
 // dx = dy where y > 0, else 0 (dx may alias dy).

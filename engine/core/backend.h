@@ -50,6 +50,9 @@ class Backend {
   virtual void add_bias(float* y, const float* bias, int64_t outer, int64_t channels, int64_t inner) = 0;
   virtual void bias_backward(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
                              bool accumulate) = 0;
+  // db[rows[k]] += the channel sum of dy for k < count (rows on this device).
+  virtual void bias_backward_rows(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
+                                  const int64_t* rows, int64_t count) = 0;
   virtual void relu_forward(const float* x, float* y, int64_t n) = 0;
   virtual void relu_backward(const float* y, const float* dy, float* dx, int64_t n) = 0;
   virtual void dropout_forward(const float* x, float rate, Rng& rng, float* y, float* mask, int64_t n) = 0;
@@ -57,6 +60,8 @@ class Backend {
   // Gather / scatter of rows (kernels/gather.h).
   virtual void gather_channels(const float* src, int64_t outer, int64_t channels, int64_t inner,
                                const int64_t* rows, int64_t count, float* dst) = 0;
+  virtual void scatter_channels(const float* src, int64_t outer, int64_t count, int64_t inner, const int64_t* rows,
+                                int64_t channels, float* dst) = 0;
   virtual void scatter_add_rows(const float* src, int64_t count, int64_t row_length, const int64_t* rows,
                                 float* dst) = 0;
   // Max pooling (kernels/max_pool.h); backward overwrites dx (shape.planes · height · width entries).

@@ -39,6 +39,10 @@ class CpuBackend final : public Backend {
                      bool accumulate) override {
     kernels::bias_backward_cpu(dy, db, outer, channels, inner, accumulate);
   }
+  void bias_backward_rows(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
+                          const int64_t* rows, int64_t count) override {
+    kernels::bias_backward_rows_cpu(dy, db, outer, channels, inner, rows, count);
+  }
   void relu_forward(const float* x, float* y, int64_t n) override { kernels::relu_forward_cpu(x, y, n); }
   void relu_backward(const float* y, const float* dy, float* dx, int64_t n) override {
     kernels::relu_backward_cpu(y, dy, dx, n);
@@ -52,6 +56,10 @@ class CpuBackend final : public Backend {
   void gather_channels(const float* src, int64_t outer, int64_t channels, int64_t inner, const int64_t* rows,
                        int64_t count, float* dst) override {
     kernels::gather_channels_cpu(src, outer, channels, inner, rows, count, dst);
+  }
+  void scatter_channels(const float* src, int64_t outer, int64_t count, int64_t inner, const int64_t* rows,
+                        int64_t channels, float* dst) override {
+    kernels::scatter_channels_cpu(src, outer, count, inner, rows, channels, dst);
   }
   void scatter_add_rows(const float* src, int64_t count, int64_t row_length, const int64_t* rows,
                         float* dst) override {

@@ -11,14 +11,20 @@
 //   * N = batch size, r = rows the layer's weight gradient computes: all `out` rows for an
 //     All or Elements mask (the GEMM runs in full), the open rows for a Rows mask, 0 for a
 //     frozen one; rb = the same for the bias's own mask.
+//   * Selective backward (engine/nn/tape.h): above the lowest open layer, a layer's dx is computed
+//     only in the channels the layers below read (those the lowest open layer's open rows read,
+//     carried up through ReLU, MaxPool2d, Dropout and Flatten); s below counts them. Filling the
+//     other channels with 0 is data movement.
 //   Linear(in, out):
 //     forward            2·N·out·in (x·Wᵀ) + N·out (bias add)
 //     weight_grad        2·N·r·in (dW = dyᵀ·x over the open rows) + N·rb (bias gradient sums)
-//     input_grad         2·N·out·in (dx = dy·W), 0 when the tape passes dx == nullptr
+//     input_grad         2·N·out·s (dx = dy·W over the s input features the layers below read:
+//                        all `in` unless the tape asks for some only), 0 when dx == nullptr
 //   Conv2d(C, O, K) with output pixels P = Ho·Wo:
 //     forward            2·N·O·P·C·K·K (the convolution's multiply-adds) + N·O·P (bias add)
 //     weight_grad        2·N·r·P·C·K·K + N·rb·P
-//     input_grad         2·N·O·P·C·K·K (transposed convolution), 0 when dx == nullptr
+//     input_grad         2·N·O·P·s·K·K (transposed convolution over the s input channels the layers
+//                        below read: all C unless the tape asks for some only), 0 when dx == nullptr
 //   ReLU:      forward numel(x) (a max each); input_grad numel(x) when dx is wanted.
 //   MaxPool2d(W): forward numel(y)·W·W (one compare per element of each window);
 //              input_grad numel(y) when dx is wanted (one add into the argmax of each window).

@@ -41,7 +41,7 @@ Tensor Conv2d::forward(const Tensor& x, bool /*training*/) {
   return y;
 }
 
-void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
+void Conv2d::parameter_backward(const Tensor& x, const Tensor& dy) {
   // The row lists index the gathers and scatters below: refuse a bad one before any is read.
   weight_.mask.validate(weight_.value.numel(), weight_.rows(), weight_.name);
   bias_.mask.validate(bias_.value.numel(), bias_.rows(), bias_.name);
@@ -61,11 +61,41 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
     bias_backward(dy, bias_.grad, /*accumulate=*/true);
     counts_.weight_grad_flops += samples_pixels * out_;
   }
+}
 
+void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
+  parameter_backward(x, dy);
   if (dx) {
     conv2d_backward_data(dy, weight_.value, geometry_, *dx);
-    counts_.input_grad_flops += 2 * samples_pixels * out_ * patch_macs;
+    counts_.input_grad_flops += 2 * dy.dim(0) * dy.dim(2) * dy.dim(3) * out_ * in_ * kernel_ * kernel_;
   }
+}
+
+bool Conv2d::output_grad_channels(const Shape& /*x*/, const Shape& /*y*/, bool dx_wanted,
+                                  const std::vector<int64_t>* /*dx_channels*/, std::vector<int64_t>& dy_channels) {
+  if (dx_wanted) return false;  // the transposed convolution reads every filter's dy
+  // The lists become channel indices of the layer above: refuse a bad one first.
+  weight_.mask.validate(weight_.value.numel(), weight_.rows(), weight_.name);
+  bias_.mask.validate(bias_.value.numel(), bias_.rows(), bias_.name);
+  return open_rows_of({&weight_.mask, &bias_.mask}, dy_channels);
+}
+
+void Conv2d::backward_channels(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor& dx,
+                               const std::vector<int64_t>& dx_channels) {
+  require_channels(dx_channels, in_);
+  parameter_backward(x, dy);
+  const int64_t count = static_cast<int64_t>(dx_channels.size());
+  // dx[:, S] is the transposed convolution of dy with the weight's input channels S alone
+  // (W[:, S] gathered to [O, |S|, K, K]): computed compactly, then put in place.
+  const Placement where = x.placement();
+  const int64_t* channels = dx_channels_.on(where, dx_channels);
+  Tensor& w_channels = scratch(w_channels_, {out_, count, kernel_, kernel_}, where);
+  gather_channels(weight_.value, channels, count, w_channels);
+  Tensor& dx_compact = scratch(dx_compact_, {x.dim(0), count, x.dim(2), x.dim(3)}, where);
+  conv2d_backward_data(dy, w_channels, geometry_, dx_compact);
+  dx.zero();
+  scatter_channels(dx_compact, channels, dx);
+  counts_.input_grad_flops += 2 * dy.dim(0) * dy.dim(2) * dy.dim(3) * out_ * count * kernel_ * kernel_;
 }
 
 }  // namespace nnr

@@ -28,6 +28,22 @@ class Layer {
   virtual void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) = 0;
   virtual std::vector<Parameter*> parameters() { return {}; }
 
+  // Selective backward (the tape, engine/nn/tape.h). Channels are indices along axis 1 (features
+  // of [N, F], channels of [N, C, H, W]), as increasing lists.
+  // Which channels of dy backward reads, given which channels of dx the layers below read
+  // (dx_channels; null: all of them) and whether dx is wanted at all. Returns false when it
+  // reads every channel (the default), else true with dy_channels set. A layer with parameters
+  // and no dx wanted reads only the channels its masks open.
+  virtual bool output_grad_channels(const Shape& x, const Shape& y, bool dx_wanted,
+                                    const std::vector<int64_t>* dx_channels, std::vector<int64_t>& dy_channels);
+  // backward with dx wanted in the channels `dx_channels` only (a proper subset): dx must then be
+  // right in those channels, and holds 0 or the gradient in the others. The default computes
+  // every channel (backward); Linear and Conv2d compute the listed ones alone.
+  virtual void backward_channels(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
+                                 const std::vector<int64_t>& /*dx_channels*/) {
+    backward(x, y, dy, &dx);
+  }
+
   // True if any parameter of this layer has an open entry (its gradient is needed).
   bool has_open_parameters();
 
@@ -36,6 +52,19 @@ class Layer {
   void reset_compute_counts() { counts_ = ComputeCounts(); }
 
  protected:
+  // `buffer` with `shape` on `where`, reallocated only when either differs: per-step scratch
+  // (compact gradients, gathered weights) without per-step allocations. Contents are stale.
+  static Tensor& scratch(Tensor& buffer, const Shape& shape, const Placement& where);
+  // Channel lists for output_grad_channels: dy_channels = the open rows of `masks` (their union),
+  // or false when one of them opens every row or single elements (then every channel is read).
+  static bool open_rows_of(const std::vector<const UpdateMask*>& masks, std::vector<int64_t>& dy_channels);
+  // Throws nnr::InvalidArgument naming the layer unless `channels` increase within [0, limit)
+  // (backward_channels indexes gathers and scatters with them).
+  void require_channels(const std::vector<int64_t>& channels, int64_t limit) const;
+  // Channel lists for channel-preserving layers (ReLU, Dropout, MaxPool2d): dy reads what dx needs.
+  static bool same_channels(bool dx_wanted, const std::vector<int64_t>* dx_channels,
+                            std::vector<int64_t>& dy_channels);
+
   ComputeCounts counts_;  // forward and backward add what they execute
 };
 

@@ -45,21 +45,24 @@ Tensor Linear::forward(const Tensor& x, bool /*training*/) {
   return y;
 }
 
-void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
+void Linear::parameter_backward(const Tensor& x, const Tensor& dy) {
   const int64_t n = x.dim(0);
   const Placement where = x.placement();
   // The row lists index the gathers and scatters below: refuse a bad one before any is read.
   weight_.mask.validate(weight_.value.numel(), weight_.rows(), weight_.name);
   bias_.mask.validate(bias_.value.numel(), bias_.rows(), bias_.name);
   const UpdateMask& wm = weight_.mask;
+  const UpdateMask& bm = bias_.mask;
   if (wm.kind == UpdateMask::Kind::Rows) {
     // dW[r] = Σ_n dy[n, r] x[n] for the open rows only: one GEMM of the gathered dy columns.
+    // (A GEMM per run of adjacent rows, straight into dW, was slower on the CPU: each call packs
+    // all of x again, which costs more than the scatter it saves.)
     const int64_t open = static_cast<int64_t>(wm.rows.size());
     if (open > 0) {
       const int64_t* rows = weight_rows_.on(where, wm.rows);
-      Tensor dy_open = Tensor::empty({n, open}, where);
+      Tensor& dy_open = scratch(dy_open_, {n, open}, where);
       gather_channels(dy, rows, open, dy_open);
-      Tensor dw_open = Tensor::empty({open, in_}, where);
+      Tensor& dw_open = scratch(dw_open_, {open, in_}, where);
       gemm(where, dy_open.data(), true, x.data(), false, dw_open.data(), open, in_, n, 1.0f, 0.0f);
       scatter_add_rows(dw_open, rows, weight_.grad);
     }
@@ -68,19 +71,50 @@ void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
     gemm(where, dy.data(), true, x.data(), false, weight_.grad.data(), out_, in_, n, 1.0f, 1.0f);
     counts_.weight_grad_flops += 2 * n * out_ * in_;
   }
-
-  if (bias_.mask.kind == UpdateMask::Kind::Rows) {
-    bias_backward_rows(dy, bias_.mask.rows, bias_rows_, bias_.grad);
-    counts_.weight_grad_flops += n * static_cast<int64_t>(bias_.mask.rows.size());
+  if (bm.kind == UpdateMask::Kind::Rows) {
+    bias_backward_rows(dy, bm.rows, bias_rows_, bias_.grad);
+    counts_.weight_grad_flops += n * static_cast<int64_t>(bm.rows.size());
   } else {
     bias_backward(dy, bias_.grad, /*accumulate=*/true);
     counts_.weight_grad_flops += n * out_;
   }
+}
 
+void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
+  parameter_backward(x, dy);
   if (dx) {
-    gemm(where, dy.data(), false, weight_.value.data(), false, dx->data(), n, in_, out_, 1.0f, 0.0f);
+    const int64_t n = x.dim(0);
+    gemm(x.placement(), dy.data(), false, weight_.value.data(), false, dx->data(), n, in_, out_, 1.0f, 0.0f);
     counts_.input_grad_flops += 2 * n * out_ * in_;
   }
+}
+
+bool Linear::output_grad_channels(const Shape& /*x*/, const Shape& /*y*/, bool dx_wanted,
+                                  const std::vector<int64_t>* /*dx_channels*/, std::vector<int64_t>& dy_channels) {
+  if (dx_wanted) return false;  // dx = dy·W reads every output
+  // The lists become channel indices of the layer above: refuse a bad one first.
+  weight_.mask.validate(weight_.value.numel(), weight_.rows(), weight_.name);
+  bias_.mask.validate(bias_.value.numel(), bias_.rows(), bias_.name);
+  return open_rows_of({&weight_.mask, &bias_.mask}, dy_channels);
+}
+
+void Linear::backward_channels(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
+                               const std::vector<int64_t>& dx_channels) {
+  // Features are axis 1 only when x is [N, in] (an image input flattens inside the GEMM).
+  if (x.rank() != 2) return backward(x, y, dy, &dx);
+  require_channels(dx_channels, in_);
+  parameter_backward(x, dy);
+  const int64_t n = x.dim(0), count = static_cast<int64_t>(dx_channels.size());
+  const Placement where = x.placement();
+  // dx[:, S] = dy · W[:, S]: gather W's columns S, one GEMM into a compact [N, |S|], put in place.
+  const int64_t* features = dx_features_.on(where, dx_channels);
+  Tensor& w_columns = scratch(w_columns_, {out_, count}, where);
+  gather_channels(weight_.value, features, count, w_columns);
+  Tensor& dx_compact = scratch(dx_compact_, {n, count}, where);
+  gemm(where, dy.data(), false, w_columns.data(), false, dx_compact.data(), n, count, out_, 1.0f, 0.0f);
+  dx.zero();
+  scatter_channels(dx_compact, features, dx);
+  counts_.input_grad_flops += 2 * n * out_ * count;
 }
 
 }  // namespace nnr

@@ -1,10 +1,26 @@
 #include "engine/nn/sequential.h"
 
+#include <cstring>
 #include <sstream>
 
+#include "engine/core/context.h"
 #include "engine/core/error.h"
 
 namespace nnr {
+namespace {
+
+// Zeroes entries [offset, offset + count) of t (host memset, or a memset on t's CUDA stream).
+void zero_range(Tensor& t, int64_t offset, int64_t count) {
+  if (count <= 0) return;
+  float* start = t.data() + offset;
+  const size_t bytes = static_cast<size_t>(count) * sizeof(float);
+  if (t.device() == Device::CUDA)
+    t.context()->zero_bytes(start, bytes);
+  else
+    std::memset(start, 0, bytes);
+}
+
+}  // namespace
 
 Layer& Sequential::add(std::unique_ptr<Layer> layer) {
   const std::string prefix = std::to_string(layers_.size()) + ".";
@@ -28,6 +44,7 @@ const Tensor& Sequential::forward(const Tensor& x, Tape& tape) {
 }
 
 void Sequential::to(Device device, Context& ctx) {
+  zeroed_.clear();
   for (Parameter* p : parameters())
     for (Tensor* t : {&p->value, &p->grad, &p->omega, &p->anchor, &p->path_integral})
       if (t->defined()) *t = t->to(device, ctx);
@@ -47,7 +64,32 @@ Parameter* Sequential::find_parameter(const std::string& name) {
 }
 
 void Sequential::zero_grad() {
-  for (Parameter* p : parameters()) p->grad.zero();
+  const std::vector<Parameter*> params = parameters();
+  zeroed_.resize(params.size(), false);
+  zeroed_with_.resize(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    Parameter& p = *params[i];
+    const UpdateMask& m = p.mask;
+    UpdateMask& last = zeroed_with_[i];
+    const bool same_rows = zeroed_[i] && m.kind == UpdateMask::Kind::Rows && last.kind == UpdateMask::Kind::Rows &&
+                           m.rows == last.rows && p.grad.numel() == p.value.numel();
+    if (!same_rows) {
+      p.grad.zero();
+    } else {
+      m.validate(p.value.numel(), p.rows(), p.name);  // its rows index the fills below
+      // Runs of adjacent open rows, one fill each.
+      const int64_t len = p.row_length();
+      for (size_t k = 0; k < m.rows.size();) {
+        size_t end = k + 1;
+        while (end < m.rows.size() && m.rows[end] == m.rows[end - 1] + 1) ++end;
+        zero_range(p.grad, m.rows[k] * len, (m.rows[end - 1] + 1 - m.rows[k]) * len);
+        k = end;
+      }
+    }
+    last.kind = m.kind;
+    last.rows = m.rows;  // no allocation once the capacity is there
+    zeroed_[i] = true;
+  }
 }
 
 void Sequential::open_all() {

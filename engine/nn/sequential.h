@@ -30,6 +30,12 @@ class Sequential {
 
   std::vector<Parameter*> parameters();
   Parameter* find_parameter(const std::string& name);
+  // Zeroes every gradient. A parameter whose Rows mask is the one it had at the last zero_grad
+  // has only its open rows zeroed: backward writes no other row (the closed ones are still zero
+  // from that call), so a selective step costs its open rows here too. Any other parameter (a new
+  // mask, All or Elements, never zeroed) is zeroed whole. Change masks before zero_grad, as every
+  // step does: a backward run under other masks between two zero_grads that see the same masks
+  // would leave its values in rows those masks close.
   void zero_grad();
   // Opens every entry of every parameter (undoes any weight selection).
   void open_all();
@@ -51,6 +57,9 @@ class Sequential {
  private:
   std::string spec_;
   std::vector<std::unique_ptr<Layer>> layers_;
+  // zero_grad: each parameter's mask at its last zero_grad (parameters() order); reset by to().
+  std::vector<UpdateMask> zeroed_with_;
+  std::vector<bool> zeroed_;
 };
 
 }  // namespace nnr

@@ -22,6 +22,11 @@ void ReLU::backward(const Tensor& /*x*/, const Tensor& y, const Tensor& dy, Tens
   counts_.input_grad_flops += dy.numel();
 }
 
+bool ReLU::output_grad_channels(const Shape&, const Shape&, bool dx_wanted, const std::vector<int64_t>* dx_channels,
+                                std::vector<int64_t>& dy_channels) {
+  return same_channels(dx_wanted, dx_channels, dy_channels);
+}
+
 MaxPool2d::MaxPool2d(int64_t window, int64_t stride) : window_(window), stride_(stride ? stride : window) {
   if (window_ < 1 || stride_ < 1) throw InvalidArgument("[max_pool2d] window and stride must be >= 1");
 }
@@ -45,6 +50,11 @@ void MaxPool2d::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor&
   counts_.input_grad_flops += dy.numel();
 }
 
+bool MaxPool2d::output_grad_channels(const Shape&, const Shape&, bool dx_wanted,
+                                     const std::vector<int64_t>* dx_channels, std::vector<int64_t>& dy_channels) {
+  return same_channels(dx_wanted, dx_channels, dy_channels);
+}
+
 Shape Flatten::output_shape(const Shape& input) const {
   if (input.empty()) throw InvalidArgument("[flatten] input has no batch dimension");
   return {input[0], input.size() == 1 ? 1 : shape_numel(Shape(input.begin() + 1, input.end()))};
@@ -58,6 +68,17 @@ Tensor Flatten::forward(const Tensor& x, bool /*training*/) {
 
 void Flatten::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
   if (dx) dx->copy_from(dy);
+}
+
+bool Flatten::output_grad_channels(const Shape& x, const Shape&, bool dx_wanted,
+                                   const std::vector<int64_t>* dx_channels, std::vector<int64_t>& dy_channels) {
+  if (!dx_wanted || !dx_channels || x.size() < 2) return false;
+  // Channel c of x is the features [c·inner, (c + 1)·inner) of y.
+  const int64_t inner = x.size() == 2 ? 1 : shape_numel(Shape(x.begin() + 2, x.end()));
+  dy_channels.clear();
+  for (const int64_t c : *dx_channels)
+    for (int64_t k = 0; k < inner; ++k) dy_channels.push_back(c * inner + k);
+  return true;
 }
 
 Dropout::Dropout(float rate, uint64_t seed) : rate_(rate), rng_(seed) {
@@ -81,6 +102,11 @@ Tensor Dropout::forward(const Tensor& x, bool training) {
   dropout_forward(x, rate_, rng_, y, mask_);
   counts_.forward_flops += x.numel();
   return y;
+}
+
+bool Dropout::output_grad_channels(const Shape&, const Shape&, bool dx_wanted,
+                                   const std::vector<int64_t>* dx_channels, std::vector<int64_t>& dy_channels) {
+  return same_channels(dx_wanted, dx_channels, dy_channels);
 }
 
 void Dropout::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {

@@ -1,5 +1,7 @@
 #pragma once
-// The parameter-free layers: ReLU, MaxPool2d, Flatten, Dropout.
+// The parameter-free layers: ReLU, MaxPool2d, Flatten, Dropout. ReLU, MaxPool2d and Dropout keep
+// axis 1 (a selective backward's dy reads the channels dx needs); Flatten maps channel c of
+// [N, C, ...] to the features of its block of [N, C·...].
 #include <cstdint>
 #include <vector>
 
@@ -15,6 +17,8 @@ class ReLU final : public Layer {
   Shape output_shape(const Shape& input) const override { return input; }
   Tensor forward(const Tensor& x, bool training) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool output_grad_channels(const Shape& x, const Shape& y, bool dx_wanted, const std::vector<int64_t>* dx_channels,
+                            std::vector<int64_t>& dy_channels) override;
 };
 
 class MaxPool2d final : public Layer {
@@ -24,6 +28,8 @@ class MaxPool2d final : public Layer {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, bool training) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool output_grad_channels(const Shape& x, const Shape& y, bool dx_wanted, const std::vector<int64_t>* dx_channels,
+                            std::vector<int64_t>& dy_channels) override;
 
  private:
   int64_t window_, stride_;
@@ -37,6 +43,8 @@ class Flatten final : public Layer {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, bool training) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool output_grad_channels(const Shape& x, const Shape& y, bool dx_wanted, const std::vector<int64_t>* dx_channels,
+                            std::vector<int64_t>& dy_channels) override;
 };
 
 // Inverted dropout; the identity when not training.
@@ -47,6 +55,8 @@ class Dropout final : public Layer {
   Shape output_shape(const Shape& input) const override { return input; }
   Tensor forward(const Tensor& x, bool training) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool output_grad_channels(const Shape& x, const Shape& y, bool dx_wanted, const std::vector<int64_t>* dx_channels,
+                            std::vector<int64_t>& dy_channels) override;
   float rate() const { return rate_; }
 
  private:

@@ -40,15 +40,45 @@ void Tape::backward() {
 
 void Tape::backward_from(Tensor grad) {
   require_shape(grad, output().shape(), "tape", "gradient of the output");
+  if (nodes_.empty() || !nodes_.back().output_needs_grad) return;
+  // Which channels each node's backward reads of its dy, from the lowest node that backward
+  // reaches (its input needs no gradient) upwards: node i's dx is read where node i − 1's dy is.
+  size_t lowest = nodes_.size() - 1;
+  while (lowest > 0 && nodes_[lowest].input_needs_grad) --lowest;
+  dy_channels_.resize(nodes_.size());
+  dy_restricted_.assign(nodes_.size(), 0);
+  for (size_t i = lowest; i < nodes_.size(); ++i) {
+    const Node& node = nodes_[i];
+    const bool below_restricted = node.input_needs_grad && dy_restricted_[i - 1];
+    dy_restricted_[i] = node.layer->output_grad_channels(node.input->shape(), node.output->shape(),
+                                                         node.input_needs_grad,
+                                                         below_restricted ? &dy_channels_[i - 1] : nullptr,
+                                                         dy_channels_[i]);
+  }
+  dx_buffers_.resize(nodes_.size());
+  const Tensor* dy = &grad;
   for (size_t i = nodes_.size(); i-- > 0;) {
     Node& node = nodes_[i];
     if (!node.output_needs_grad) break;  // nothing below needs a gradient either
-    Tensor dx;
-    if (node.input_needs_grad) dx = Tensor::empty(node.input->shape(), node.input->placement());
-    node.layer->backward(*node.input, *node.output, grad, node.input_needs_grad ? &dx : nullptr);
-    if (observer_) observer_(i, *node.layer, *node.input, *node.output, grad);
-    if (!node.input_needs_grad) break;
-    grad = std::move(dx);
+    Tensor* dx = nullptr;
+    if (node.input_needs_grad) {
+      // Overwritten in full by the layer: the last backward's buffer serves when it fits.
+      Tensor& buffer = dx_buffers_[i];
+      const Placement where = node.input->placement();
+      if (!buffer.defined() || buffer.shape() != node.input->shape() || buffer.device() != where.device ||
+          buffer.context() != where.context)
+        buffer = Tensor::empty(node.input->shape(), where);
+      dx = &buffer;
+    }
+    // dx is read in some channels only: a proper subset lets the layer compute just those.
+    const std::vector<int64_t>* read_below = dx && i > 0 && dy_restricted_[i - 1] ? &dy_channels_[i - 1] : nullptr;
+    if (read_below && node.input->rank() >= 2 && static_cast<int64_t>(read_below->size()) < node.input->dim(1))
+      node.layer->backward_channels(*node.input, *node.output, *dy, *dx, *read_below);
+    else
+      node.layer->backward(*node.input, *node.output, *dy, dx);
+    if (observer_) observer_(i, *node.layer, *node.input, *node.output, *dy);
+    if (!dx) break;
+    dy = dx;
   }
 }
 

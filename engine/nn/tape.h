@@ -2,7 +2,12 @@
 // Tape: the autograd core. Training forwards record each layer application (and the loss)
 // in order; backward() walks them in reverse, accumulating parameter gradients. A node's
 // output needs a gradient only if its input does or its layer has open parameters, so
-// backprop stops below the lowest open layer and frozen layers below it cost nothing.
+// backprop stops below the lowest open layer and frozen layers below it cost nothing. Above it,
+// only the channels of each input gradient that the layers below read are computed
+// (Layer::output_grad_channels, from the lowest open layer's open rows upwards; a layer whose
+// input needs a gradient reads all of its dy): the layer right above the lowest open layer
+// computes its input gradient for those channels alone (Layer::backward_channels) and leaves 0
+// in the others, which the observer then sees.
 // The tape owns every intermediate output until clear() or the next recording.
 #include <functional>
 #include <memory>
@@ -49,6 +54,13 @@ class Tape {
     bool output_needs_grad;
   };
   std::vector<Node> nodes_;
+  // Per node: the channels of its output gradient that its backward reads (dy_channels_[i]), or
+  // every channel (dy_restricted_[i] == 0). Kept across steps so the lists are not reallocated.
+  std::vector<std::vector<int64_t>> dy_channels_;
+  std::vector<char> dy_restricted_;
+  // Per node: its input gradient, kept across steps (a step of the same shapes allocates none;
+  // the memory of a large model's activation gradients stays held while the tape lives).
+  std::vector<Tensor> dx_buffers_;
   SoftmaxCrossEntropy* loss_ = nullptr;
   BackwardObserver observer_;
 };

@@ -30,6 +30,18 @@ void gather_channels(const Tensor& src, const int64_t* rows, int64_t count, Tens
   backend_of(src).gather_channels(src.data(), v.outer, v.channels, v.inner, rows, count, dst.data());
 }
 
+void scatter_channels(const Tensor& src, const int64_t* rows, Tensor& dst) {
+  require_placement(dst, src.placement(), "scatter_channels", "dst");
+  Shape expected = dst.shape();
+  if (expected.size() >= 2) expected[1] = src.rank() >= 2 ? src.dim(1) : -1;
+  if (dst.rank() < 2 || src.shape() != expected)
+    throw InvalidArgument("[scatter_channels] cannot scatter " + shape_to_string(src.shape()) +
+                          " into the channels of " + shape_to_string(dst.shape()));
+  const AxisView v = axis1_view(dst);
+  const int64_t count = src.dim(1);
+  backend_of(src).scatter_channels(src.data(), v.outer, count, v.inner, rows, v.channels, dst.data());
+}
+
 void scatter_add_rows(const Tensor& src, const int64_t* rows, Tensor& dst) {
   require_placement(dst, src.placement(), "scatter_add_rows", "dst");
   const bool same_trailing = src.rank() == dst.rank() && src.rank() >= 1 &&
@@ -44,16 +56,15 @@ void scatter_add_rows(const Tensor& src, const int64_t* rows, Tensor& dst) {
 }
 
 void bias_backward_rows(const Tensor& dy, const std::vector<int64_t>& rows, RowIndex& index, Tensor& db) {
+  require_placement(db, dy.placement(), "bias_backward_rows", "db");
+  if (dy.rank() < 2 || db.shape() != Shape{dy.dim(1)})
+    throw InvalidArgument("[bias_backward_rows] bias gradient " + shape_to_string(db.shape()) +
+                          " does not fit the channels of " + shape_to_string(dy.shape()));
   const int64_t open = static_cast<int64_t>(rows.size());
   if (open == 0) return;
-  const int64_t* where_rows = index.on(dy.placement(), rows);
-  Shape compact = dy.shape();
-  compact[1] = open;
-  Tensor dy_open = Tensor::empty(compact, dy.placement());
-  gather_channels(dy, where_rows, open, dy_open);
-  Tensor db_open = Tensor::empty({open}, dy.placement());
-  bias_backward(dy_open, db_open, /*accumulate=*/false);
-  scatter_add_rows(db_open, where_rows, db);
+  const AxisView v = axis1_view(dy);
+  backend_of(dy).bias_backward_rows(dy.data(), db.data(), v.outer, v.channels, v.inner, index.on(dy.placement(), rows),
+                                    open);
 }
 
 }  // namespace nnr

@@ -216,6 +216,10 @@ class CudaBackend final : public DeviceBackend {
                      bool accumulate) override {
     kernels::bias_backward(dy, db, outer, channels, inner, accumulate, stream_);
   }
+  void bias_backward_rows(const float* dy, float* db, int64_t outer, int64_t channels, int64_t inner,
+                          const int64_t* rows, int64_t count) override {
+    kernels::bias_backward_rows(dy, db, outer, channels, inner, rows, count, stream_);
+  }
   void relu_forward(const float* x, float* y, int64_t n) override { kernels::relu_forward(x, y, n, stream_); }
   void relu_backward(const float* y, const float* dy, float* dx, int64_t n) override {
     kernels::relu_backward(y, dy, dx, n, stream_);
@@ -229,6 +233,10 @@ class CudaBackend final : public DeviceBackend {
   void gather_channels(const float* src, int64_t outer, int64_t channels, int64_t inner, const int64_t* rows,
                        int64_t count, float* dst) override {
     kernels::gather_channels(src, outer, channels, inner, rows, count, dst, stream_);
+  }
+  void scatter_channels(const float* src, int64_t outer, int64_t count, int64_t inner, const int64_t* rows,
+                        int64_t channels, float* dst) override {
+    kernels::scatter_channels(src, outer, count, inner, rows, channels, dst, stream_);
   }
   void scatter_add_rows(const float* src, int64_t count, int64_t row_length, const int64_t* rows,
                         float* dst) override {

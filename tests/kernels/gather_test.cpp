@@ -27,7 +27,8 @@ std::vector<int64_t> random_rows(int64_t total, int64_t count, Rng& rng) {
 }  // namespace
 
 // Pure copies and one IEEE add per element of the same operands: bit-identical to the CPU.
-TEST_CASE("gather_channels and scatter_add_rows kernels are bit-identical to the CPU", "[cuda][gather]") {
+TEST_CASE("gather_channels, scatter_add_rows and scatter_channels kernels are bit-identical to the CPU",
+          "[cuda][gather]") {
   test::Stream stream;
   Rng rng(21);
   for (const int64_t outer : test::awkward_rows())
@@ -55,6 +56,14 @@ TEST_CASE("gather_channels and scatter_add_rows kernels are bit-identical to the
         kernels::scatter_add_rows(d_compact.get(), open, row_length, d_rows.get(), d_grad.get(), stream);
         const std::vector<float> got = d_grad.download();
         test::require_bit_identical(got, grad.to_vector(), "scatter_add_rows");
+
+        // Put the gathered channels back into a [outer, channels, inner] tensor of other values.
+        const auto canvas = test::random_normal(static_cast<size_t>(shape_numel(src_shape)), rng);
+        Tensor placed = Tensor::from_vector(src_shape, canvas);
+        scatter_channels(want, rows.data(), placed);
+        DeviceArray<float> d_placed(canvas, stream);
+        kernels::scatter_channels(d_dst.get(), outer, open, inner, d_rows.get(), channels, d_placed.get(), stream);
+        test::require_bit_identical(d_placed.download(), placed.to_vector(), "scatter_channels");
         // Rows not selected keep their bits (the CPU reference leaves them alone too).
         for (int64_t c = 0, r = 0; c < channels; ++c) {
           if (r < open && rows[static_cast<size_t>(r)] == c) {

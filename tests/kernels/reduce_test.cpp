@@ -6,6 +6,7 @@
 
 #include "engine/core/tensor.h"
 #include "engine/ops/elementwise.h"
+#include "engine/ops/gather.h"
 #include "kernels/elementwise.h"
 #include "kernels/reduce.h"
 #include "tests/kernels/gpu_test_util.h"
@@ -49,6 +50,38 @@ TEST_CASE("bias gradient kernel matches the CPU bias_backward, overwriting and a
         kernels::bias_backward(d_dy.get(), d_db.get(), rows, channels, inner, accumulate, stream);
         test::require_close(d_db.download(), db.to_vector(), kBiasGradRel, 0.0, "bias gradient", magnitude);
       }
+}
+
+TEST_CASE("bias gradient kernel of selected channels matches the CPU bias_backward_rows", "[cuda][reduce]") {
+  test::Stream stream;
+  Rng rng(32);
+  for (const int64_t rows : test::awkward_rows())
+    for (const Shape& shape : std::vector<Shape>{{rows, 7}, {rows, 45}, {rows, 3, 5, 3}, {rows, 17, 2, 1}}) {
+      INFO("shape " << shape_to_string(shape));
+      const int64_t numel = shape_numel(shape), channels = shape[1], inner = numel / (rows * channels);
+      std::vector<int64_t> open;
+      for (int64_t c = 0; c < channels; ++c)
+        if (rng.uniform() < 0.5 || c == channels - 1) open.push_back(c);
+      const auto dy = test::random_normal(static_cast<size_t>(numel), rng);
+      const auto db0 = test::random_normal(static_cast<size_t>(channels), rng);
+      Tensor db = Tensor::from_vector({channels}, db0);
+      RowIndex index;
+      bias_backward_rows(Tensor::from_vector(shape, dy), open, index, db);
+      auto abs_dy = dy;
+      for (auto& v : abs_dy) v = std::fabs(v);
+      Tensor abs_sum = Tensor::empty({channels});
+      bias_backward(Tensor::from_vector(shape, abs_dy), abs_sum, false);
+      std::vector<double> magnitude(static_cast<size_t>(channels));
+      for (int64_t c = 0; c < channels; ++c)
+        magnitude[static_cast<size_t>(c)] = kBiasGradAbsPerAbsSum / kBiasGradRel * (abs_sum[c] + std::fabs(db0[static_cast<size_t>(c)]));
+
+      DeviceArray<float> d_dy(dy, stream), d_db(db0, stream);
+      DeviceArray<int64_t> d_open(open, stream);
+      kernels::bias_backward_rows(d_dy.get(), d_db.get(), rows, channels, inner, d_open.get(),
+                                  static_cast<int64_t>(open.size()), stream);
+      // Closed channels keep db0 exactly (require_close with the CPU, which leaves them alone too).
+      test::require_close(d_db.download(), db.to_vector(), kBiasGradRel, 0.0, "bias gradient of rows", magnitude);
+    }
 }
 
 TEST_CASE("sum, sum of squares and L2 norm kernels match double loops", "[cuda][reduce]") {

@@ -222,6 +222,52 @@ TEST_CASE("masked training on cuda matches the cpu and leaves masked-out weights
   }
 }
 
+// Selective backward on the device: with a few filters of the first conv open (and the head), the
+// second conv computes its input gradient for those channels alone (gathered weight slices, one
+// cuDNN backward-data call on them, the compact result scattered into a zeroed dx), and the
+// Linear above it for the features of those channels alone (gathered columns, GEMM, scatter).
+TEST_CASE("selective backward on cuda (input gradients in the read channels only) matches the cpu",
+          "[cuda][train][mask]") {
+  Context ctx;
+  const std::string spec = "cnn:3x9x9-c5-p-c7-p-f11-4";
+  const Batch batch = make_batch(19, {29, 3, 9, 9}, 4);
+  Sequential cpu_model = build_model(spec, 6), gpu_model = build_model(spec, 6);
+  auto select = [](Sequential& model) {
+    for (Parameter* p : model.parameters()) p->mask = UpdateMask::none();
+    model.find_parameter("0.weight")->mask = UpdateMask::of_rows({1, 3});
+    model.find_parameter("0.bias")->mask = UpdateMask::of_rows({1, 3});
+    model.find_parameter("7.weight")->mask = UpdateMask::of_rows({2, 3, 4, 9});
+    model.find_parameter("9.weight")->mask = UpdateMask::all();
+    model.find_parameter("9.bias")->mask = UpdateMask::all();
+  };
+  select(cpu_model);
+  select(gpu_model);
+  anchor_at_start(cpu_model);
+  anchor_at_start(gpu_model);
+  std::vector<Tensor> initial;
+  for (Parameter* p : gpu_model.parameters()) initial.push_back(p->value.clone());
+
+  const auto [first_loss, last_loss] = train_side_by_side(cpu_model, gpu_model, batch, ctx, 0.05f);
+  REQUIRE(last_loss < first_loss);
+  require_same_parameters(cpu_model, gpu_model);
+  // The second conv's input gradient was computed for 2 of its 5 input channels.
+  REQUIRE(gpu_model.layer(3).compute_counts().input_grad_flops ==
+          cpu_model.layer(3).compute_counts().input_grad_flops);
+  REQUIRE(cpu_model.layer(3).compute_counts().input_grad_flops == kSteps * 2 * 29 * 7 * 4 * 4 * 2 * 9);
+
+  std::vector<Parameter*> params = gpu_model.parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Parameter& p = *params[i];
+    const Tensor now = p.value.to_cpu();
+    for (int64_t j = 0; j < now.numel(); ++j)
+      if (!p.mask.selects_element(j, p.row_length())) {
+        const float a = now[j], b = initial[i][j];
+        INFO(p.name << "[" << j << "] is masked out");
+        REQUIRE(std::memcmp(&a, &b, sizeof(float)) == 0);
+      }
+  }
+}
+
 TEST_CASE("a warm cuda training loop makes no cudaMalloc or cudaFree", "[cuda][train][memory]") {
   Context ctx;
   const Batch batch = make_batch(12);

@@ -118,14 +118,15 @@ TEST_CASE("MLP step, some rows of the middle layer open: weight gradient of thos
     freeze_all(model);
     open_rows(model, 2, {1, 3});
     train_step(model, b);
-    // L4 frozen: no weight gradient, but dx 2·7·3·4 = 168 (L2 below needs it); R3 28.
+    // L4 frozen: no weight gradient, but dx of the 2 features L2's open rows read,
+    // 2·7·3·2 = 84 (L2 below needs those alone); R3 28 (the whole tensor).
     // L2: dW of 2 open rows 2·7·2·5 = 140, db of 2 rows 7·2 = 14; no dx (lowest open layer).
-    CHECK(model.layer(4).compute_counts() == counts(189, 168, 0));
+    CHECK(model.layer(4).compute_counts() == counts(189, 84, 0));
     CHECK(model.layer(3).compute_counts() == counts(28, 28, 0));
     CHECK(model.layer(2).compute_counts() == counts(308, 0, 154));
     CHECK(model.layer(1).compute_counts() == counts(35, 0, 0));
     CHECK(model.layer(0).compute_counts() == counts(455, 0, 0));
-    CHECK(model.compute_counts() == counts(kMlpForward, 168 + 28, 140 + 14));
+    CHECK(model.compute_counts() == counts(kMlpForward, 84 + 28, 140 + 14));
   }
   SECTION("the same rows and the last layer open") {
     Sequential model = build_model(kMlp, 1);
@@ -134,15 +135,15 @@ TEST_CASE("MLP step, some rows of the middle layer open: weight gradient of thos
     open_layer(model, 4);
     train_step(model, b);
     // L4 189 + L2 154 weight gradient; dx as above.
-    CHECK(model.compute_counts() == counts(kMlpForward, 196, 343));
+    CHECK(model.compute_counts() == counts(kMlpForward, 112, 343));
   }
   SECTION("one row open, the weight gradient scales with it") {
     Sequential model = build_model(kMlp, 1);
     freeze_all(model);
     open_rows(model, 2, {0});
     train_step(model, b);
-    // L2: 2·7·1·5 + 7·1 = 77.
-    CHECK(model.compute_counts() == counts(kMlpForward, 196, 77));
+    // L2: 2·7·1·5 + 7·1 = 77; dx of L4 for one feature 2·7·3·1 = 42, R3 28.
+    CHECK(model.compute_counts() == counts(kMlpForward, 42 + 28, 77));
   }
   SECTION("an Elements mask runs the full weight-gradient GEMM") {
     Sequential model = build_model(kMlp, 1);
@@ -152,7 +153,8 @@ TEST_CASE("MLP step, some rows of the middle layer open: weight gradient of thos
     Linear& middle = dynamic_cast<Linear&>(model.layer(2));
     middle.weight().mask = UpdateMask::of_elements(flags);  // bias stays frozen
     train_step(model, b);
-    // L2: dW 2·7·4·5 = 280 (every row computed), db 0 (frozen bias).
+    // L2: dW 2·7·4·5 = 280 (every row computed), db 0 (frozen bias); every feature of L4's dx
+    // (an element mask reads every row of dy) 168, R3 28.
     CHECK(model.compute_counts() == counts(kMlpForward, 196, 280));
   }
 }
@@ -233,18 +235,23 @@ TEST_CASE("CNN step at several selections", "[compute_counts][cnn]") {
     open_rows(model, 4, {0, 3, 4});
     open_layer(model, 6);
     train_step(model, b);
-    // L6 88 weight + 80 dx; R5 10 dx; L4 dW 2·2·3·48 = 576 + db 2·3 = 6, no dx.
+    // L6 88 weight + dx of the 3 features L4's open rows read 2·2·4·3 = 48; R5 10 dx;
+    // L4 dW 2·2·3·48 = 576 + db 2·3 = 6, no dx.
+    CHECK(model.layer(6).compute_counts() == counts(88, 48, 88));
     CHECK(model.layer(4).compute_counts() == counts(970, 0, 582));
-    CHECK(model.compute_counts() == counts(kCnnForward, 90, 670));
+    CHECK(model.compute_counts() == counts(kCnnForward, 58, 670));
   }
   SECTION("one filter of the conv open, everything else frozen: dx all the way down to it") {
     Sequential model = build_model(kCnn, 1);
     freeze_all(model);
     open_rows(model, 0, {2});
     train_step(model, b);
-    // C0: dW of 1 filter 2·128·1·9 = 2304 + db 128·1 = 128 -> 2432; dx above it as when all open.
+    // C0: dW of 1 filter 2·128·1·9 = 2304 + db 128·1 = 128 -> 2432. Above it only channel 2 is
+    // read: through R1, P2 and F3 that is features [32, 48) of L4's input, so L4's dx is
+    // 2·2·5·16 = 320 (not 960); L6 80, R5 10, P2 96 and R1 384 as when all open -> 890.
     CHECK(model.layer(0).compute_counts() == counts(7296, 0, 2432));
-    CHECK(model.compute_counts() == counts(kCnnForward, 1530, 2432));
+    CHECK(model.layer(4).compute_counts() == counts(970, 320, 0));
+    CHECK(model.compute_counts() == counts(kCnnForward, 890, 2432));
   }
   SECTION("everything frozen") {
     Sequential model = build_model(kCnn, 1);
