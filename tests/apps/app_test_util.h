@@ -21,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "apps/trainer/serving.h"
 #include "engine/core/rng.h"
 #include "engine/data/dataset.h"
@@ -199,6 +201,20 @@ inline ServingSetup small_serving_setup() {
   s.chunks.scenario = "files";
   s.chunks.seed = derive_seed(1, "stream");
   return s;
+}
+
+// Every choice the bandits made in an `nnr stream --json` report, per strategy and round (samples
+// pulled, weight groups opened), without the data-parallel steps' own record: what one process
+// and several ranks must agree on.
+inline nlohmann::json bandit_choices(const nlohmann::json& report) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& s : report["strategies"])
+    for (const auto& r : s["rounds"]) {
+      nlohmann::json c = r.value("choices", nlohmann::json());
+      if (c.is_object()) c.erase("data_parallel");
+      out.push_back(c);
+    }
+  return out;
 }
 
 }  // namespace nnr::test

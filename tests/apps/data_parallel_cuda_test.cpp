@@ -181,17 +181,6 @@ const std::string kStream =
     " stream --device cuda --scenario split --chunks 3 --model mlp:16-24-10 --epochs 1 --batch-size 16 --memory 60"
     " --probe 20 --rows-per-group 4 --weight-budget 0.5 --seed 4 --threads 1 -q --json --compare paper,bandit-ewc,full";
 
-nlohmann::json choices_of(const nlohmann::json& report) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& s : report["strategies"])
-    for (const auto& r : s["rounds"]) {
-      nlohmann::json c = r.value("choices", nlohmann::json());
-      if (c.is_object()) c.erase("data_parallel");
-      out.push_back(c);
-    }
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("mpirun -np 2 nnr stream --device cuda makes the bandit choices and weights of one GPU", "[two_gpus]") {
@@ -209,7 +198,7 @@ TEST_CASE("mpirun -np 2 nnr stream --device cuda makes the bandit choices and we
   const nlohmann::json report = nlohmann::json::parse(two.out);  // rank 0's alone
   CHECK(report["data_parallel"]["ranks"] == 2);
   CHECK(report["data_parallel"]["bytes_all_reduced"].get<int64_t>() > 0);
-  CHECK(choices_of(report) == choices_of(one_report));
+  CHECK(bandit_choices(report) == bandit_choices(one_report));
   // Only the open entries travel (paper opens half the weights at --weight-budget 0.5).
   const auto& paper_round = report["strategies"][0]["rounds"][1]["choices"];
   const int64_t params = 16 * 24 + 24 + 24 * 10 + 10;

@@ -129,18 +129,6 @@ const std::string kStream =
     " stream --scenario split --chunks 3 --model mlp:16-24-10 --epochs 1 --batch-size 16 --memory 60 --probe 20"
     " --rows-per-group 4 --weight-budget 0.5 --seed 4 --threads 1 -q --json --compare paper,bandit-ewc,full";
 
-// Every choice the bandits made, per strategy and round (samples pulled, weight groups opened),
-// without the data-parallel steps' own record.
-nlohmann::json choices_of(const nlohmann::json& report) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& s : report["strategies"])
-    for (const auto& r : s["rounds"]) {
-      nlohmann::json c = r.value("choices", nlohmann::json());
-      if (c.is_object()) c.erase("data_parallel");
-      out.push_back(c);
-    }
-  return out;
-}
 
 }  // namespace
 
@@ -163,7 +151,7 @@ TEST_CASE("mpirun -np 2 and -np 3 nnr stream make the bandit choices and weights
     const nlohmann::json report = nlohmann::json::parse(many.out);  // rank 0's alone
     CHECK(report["data_parallel"]["ranks"] == ranks);
     CHECK(report["data_parallel"]["bytes_all_reduced"].get<int64_t>() > 0);
-    CHECK(choices_of(report) == choices_of(one_report));
+    CHECK(bandit_choices(report) == bandit_choices(one_report));
     // Only the open entries travel: paper and bandit-ewc open half the weights (--weight-budget
     // 0.5), full all of them. Per step: the open gradient entries as floats, and the loss.
     const auto& paper_round = report["strategies"][0]["rounds"][1]["choices"];
