@@ -129,7 +129,6 @@ const std::string kStream =
     " stream --scenario split --chunks 3 --model mlp:16-24-10 --epochs 1 --batch-size 16 --memory 60 --probe 20"
     " --rows-per-group 4 --weight-budget 0.5 --seed 4 --threads 1 -q --json --compare paper,bandit-ewc,full";
 
-
 }  // namespace
 
 TEST_CASE("mpirun -np 2 and -np 3 nnr stream make the bandit choices and weights of one process", "[dist]") {
