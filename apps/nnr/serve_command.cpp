@@ -93,8 +93,8 @@ Command add_serve(CLI::App& app) {
       ->check(CLI::Range(0, 19))
       ->capture_default_str();
   cmd->add_option("--retrain-threads", f->options.retrain_threads,
-                  "CPU threads of a background retraining round (0: one fewer than the machine's cores, at least 1, "
-                  "so a core is always left for requests)")
+                  "CPU threads of a background retraining round (0: every core; on 2 cores, 1 did not lower the "
+                  "predict p99 during rounds: bench/results/serve-retrain-threads.json)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   cmd->add_option("--poll-seconds", f->options.poll_seconds, "How often DIR is checked for new versions")

@@ -419,9 +419,9 @@ struct Server::State {
       if (errno != 0 || setpriority(PRIO_PROCESS, tid, std::min(19, nice + options.retrain_nice)) != 0)
         log(std::string("could not lower the retraining thread's priority: ") + std::strerror(errno));
     }
-    // Per thread (an OpenMP setting of this thread): the request threads keep theirs.
-    const int cores = static_cast<int>(std::thread::hardware_concurrency());
-    set_num_threads(options.retrain_threads > 0 ? options.retrain_threads : std::max(1, cores - 1));
+    // Per thread (an OpenMP setting of this thread): the request threads keep theirs. 0 leaves the
+    // process's default (every core, or OMP_NUM_THREADS).
+    if (options.retrain_threads > 0) set_num_threads(options.retrain_threads);
     retrain_threads = num_threads();
     while (true) {
       std::vector<PendingFile> round_files;
@@ -528,7 +528,7 @@ Server::Server(ServerOptions options) : state_(std::make_unique<State>()) {
         "[serve] max_pending, max_inputs, max_body_bytes, http_threads and keep_alive_requests must be positive");
   if (!(options.poll_seconds > 0)) throw InvalidArgument("[serve] poll_seconds must be positive");
   if (options.retrain_nice < 0 || options.retrain_nice > 19) throw InvalidArgument("[serve] retrain_nice must be in 0..19");
-  if (options.retrain_threads < 0) throw InvalidArgument("[serve] retrain_threads must be >= 0 (0: one fewer than the cores)");
+  if (options.retrain_threads < 0) throw InvalidArgument("[serve] retrain_threads must be >= 0 (0: every core)");
   if (options.retrain_every > options.max_pending)
     throw InvalidArgument("[serve] retrain_every is larger than max_pending: no round would ever start");
   s.options = std::move(options);

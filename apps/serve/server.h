@@ -70,8 +70,9 @@ struct ServerOptions {
   // 2-core dev machine (load ~8): predict p99 during back-to-back rounds 15.7 and 18.5 ms at +10,
   // 21.4, 21.8 and 23.8 ms at 0 (idle p99 4-6 ms), with 6-9 rounds instead of 12 in 8 s.
   int retrain_nice = 10;
-  // CPU threads of a retraining round; 0: one fewer than the machine's cores (at least 1), so a
-  // round never holds every core and a request always finds one.
+  // CPU threads of a retraining round; 0: every core. One fewer than the cores did not lower the
+  // predict p99 during rounds on the 2-core dev machine (median p99 ratio 2.40 against 2.11 with a
+  // round on both cores, at nice +10 either way; bench/results/serve-retrain-threads.json).
   int retrain_threads = 0;
   // cpp-httplib serves one connection per worker thread for as long as it stays open: at most
   // http_threads connections are served at once, later ones wait for a worker. A keep-alive
