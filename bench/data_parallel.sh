@@ -6,7 +6,8 @@
 # Fashion-MNIST (3 chunks of 6000 samples, MLP 784-400-400-10, 2 epochs a round) for replay (every
 # weight open) and paper (25 % weight budget), 1 process against 2 ranks, and the bytes a step
 # all-reduces at each budget. On the 2-core development machine this is a correctness and overhead
-# figure, not a speed-up claim. Writes bench/results/data-parallel.json.
+# figure, not a speed-up claim. Writes bench/results/data-parallel.json (keeping the
+# "bucketed_all_reduce" section of bench/data_parallel_buckets.sh).
 #   bash bench/data_parallel.sh                        # builds build/ first (scripts/build.sh)
 #   NNR=build-h18/apps/nnr/nnr bash bench/data_parallel.sh   # an nnr already built (with MPI)
 #   REPEATS=5 ...                                      # runs per configuration (default 3)
@@ -140,6 +141,13 @@ summary = {
     "overhead_2_ranks_vs_1_process_2_threads": runs["two-ranks"]["epoch_seconds_median"] /
                                                runs["one-2threads"]["epoch_seconds_median"],
 }
+# bench/data_parallel_buckets.sh's section (buckets against one all-reduce) is kept.
+try:
+    previous = json.load(open("bench/results/data-parallel.json"))
+    if "bucketed_all_reduce" in previous:
+        summary["bucketed_all_reduce"] = previous["bucketed_all_reduce"]
+except (FileNotFoundError, ValueError):
+    pass
 json.dump(summary, open("bench/results/data-parallel.json", "w"), indent=2)
 print(f"{'configuration':<36}{'epoch s (median)':>18}{'min':>8}{'wall s':>9}")
 for r in runs.values():

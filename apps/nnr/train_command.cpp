@@ -46,12 +46,14 @@ void check_output_writable(const std::string& path) {
 
 // --model-dir: version 1 of a served model directory, trained as `nnr stream` trains its base model
 // (the data's last --validation share held out for the retraining state, the stream's seeds).
-void run_train_model_dir(const TrainFlags& f, bool model_given) {
+// Under mpirun every rank trains its share of each global batch; rank 0 alone writes DIR/1 and
+// prints, the other ranks end once it is written.
+void run_train_model_dir(const TrainFlags& f, Collective* parallel) {
   if (!f.output.empty() || !f.init.empty() || f.cuda_graph)
     throw InvalidArgument("[train] --model-dir writes DIR/1 itself: it takes no -o, --init or --cuda-graph "
                           "(adopt a trained model with nnr retrain --init)");
-  (void)model_given;
-  const std::unique_ptr<Context> cuda = open_device(f.device, "train");
+  const bool root = !parallel || parallel->rank() == 0;
+  const std::unique_ptr<Context> cuda = open_device(f.device, "train", parallel);
   ServingSetup setup;
   setup.model_spec = f.model;
   setup.strategy = strategy_preset(f.strategy);
@@ -63,11 +65,22 @@ void run_train_model_dir(const TrainFlags& f, bool model_given) {
   setup.retrain.seed = f.seed;
   setup.chunks.scenario = "files";
   setup.chunks.seed = derive_seed(f.seed, "stream");
-  std::fprintf(stderr, "nnr train: %s on %s into %s (version 1 with its retraining state), seed %llu\n",
-               f.model.c_str(), f.data.c_str(), f.model_dir.c_str(), static_cast<unsigned long long>(f.seed));
-  const ServingRound r = start_model_dir(f.model_dir, f.data, setup, cuda.get());
+  const std::string ranks_note =
+      parallel ? ", data parallel on " + std::to_string(parallel->size()) + " ranks (" + parallel->name() + ")" : "";
+  if (root)
+    std::fprintf(stderr, "nnr train: %s on %s into %s (version 1 with its retraining state), seed %llu%s\n",
+                 f.model.c_str(), f.data.c_str(), f.model_dir.c_str(), static_cast<unsigned long long>(f.seed),
+                 ranks_note.c_str());
+  const ServingRound r = start_model_dir(f.model_dir, f.data, setup, cuda.get(), parallel);
+  if (parallel) {
+    parallel->barrier();
+    parallel->finish();
+    if (!root) return;
+  }
   if (f.json) {
-    std::printf("%s\n", to_json(r).dump(2).c_str());
+    nlohmann::json j = to_json(r);
+    if (parallel) j["data_parallel"] = {{"ranks", parallel->size()}, {"bytes_all_reduced", parallel->bytes_all_reduced()}};
+    std::printf("%s\n", j.dump(2).c_str());
     return;
   }
   std::printf("trained %s for %d epochs in %.1f s; validation accuracy %.2f %%, test %.2f %%\n", f.model.c_str(),
@@ -77,10 +90,8 @@ void run_train_model_dir(const TrainFlags& f, bool model_given) {
 }
 
 // Under `mpirun -np N nnr train ...`: the run's collective (data_parallel.h), after refusing what
-// train does not run in parallel yet; null for a single process.
+// train does not run in parallel (a CUDA graph); null for a single process.
 Collective* train_collective(const TrainFlags& f) {
-  if (launched_ranks() > 1 && !f.model_dir.empty())
-    throw InvalidArgument("[train] --model-dir is not data-parallel yet: run it without mpirun");
   if ((launched_ranks() > 1 || nccl_collective_forced()) && f.cuda_graph)
     throw InvalidArgument("[train] --cuda-graph is not data-parallel (the step all-reduces between backward and "
                           "update, which a replayed graph would skip): run without it under mpirun");
@@ -91,7 +102,7 @@ void run_train(const TrainFlags& f, bool model_given) {
   set_num_threads(f.threads);
   Collective* const parallel = train_collective(f);
   const bool root = !parallel || parallel->rank() == 0;
-  if (!f.model_dir.empty()) return run_train_model_dir(f, model_given);
+  if (!f.model_dir.empty()) return run_train_model_dir(f, parallel);
   if (f.output.empty()) throw InvalidArgument("[train] -o/--output is required (or --model-dir DIR)");
   if (f.cuda_graph && f.device != "cuda")
     throw InvalidArgument("[train] --cuda-graph needs --device cuda (it records the GPU training step as a CUDA graph)");

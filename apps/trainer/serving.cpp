@@ -160,26 +160,34 @@ void require_no_version(const std::string& dir) {
 // Version 1 of a directory from a model that already knows chunk 0.
 // The directory is created only once version 1 is ready to be written (bad input leaves none behind);
 // if another writer wrote a version 1 meanwhile, the commit refuses to replace it.
+// Data parallel (setup.retrain.collective of several ranks): every rank estimates its share of the
+// importance and evaluates its share; rank 0 alone writes, and the others wait until it has (the
+// broadcast of the version number; when rank 0 fails the launcher ends them).
 ServingRound first_version(const std::string& dir, Sequential model, const StreamChunk& chunk,
                            const ServingSetup& setup, const RoundCompute& base) {
+  Collective* const collective = setup.retrain.collective;
+  const bool parallel = collective && collective->size() > 1;
   Retrainer retrainer(std::move(model), setup.strategy, setup.retrain);
   retrainer.adopt_base(chunk);
   ServingRound out;
   out.record.round = 0;
   out.record.chunk = chunk.name;
   out.record.compute = base;
-  out.record.test_accuracy = {evaluate(retrainer.model(), chunk.test).accuracy};
+  out.record.test_accuracy = {evaluate(retrainer.model(), chunk.test, 1000, nullptr, parallel ? collective : nullptr).accuracy};
   out.new_validation_accuracy = out.record.validation_accuracy = retrainer.validation_accuracy(nullptr);
-  VersionWriter writer(dir);
-  write_version_files(writer.temp_path(), retrainer, setup);
-  out.version = writer.commit().number;
+  if (!parallel || collective->rank() == 0) {
+    VersionWriter writer(dir);
+    write_version_files(writer.temp_path(), retrainer, setup);
+    out.version = writer.commit().number;
+  }
+  if (parallel) collective->broadcast(&out.version, sizeof out.version, 0);
   return out;
 }
 
 }  // namespace
 
 ServingRound start_model_dir(const std::string& dir, const std::string& data_spec, const ServingSetup& setup,
-                             Context* cuda) {
+                             Context* cuda, Collective* collective) {
   require_no_version(dir);
   validate_strategy(setup.strategy);
   const StreamChunk chunk = make_file_chunk(data_spec, 0, setup.chunks);
@@ -187,8 +195,11 @@ ServingRound start_model_dir(const std::string& dir, const std::string& data_spe
   check_model_accepts(model, chunk.train.sample_shape(), chunk.train.num_classes, data_spec);
   RetrainOptions base_options = setup.retrain;
   base_options.cuda = cuda;
+  base_options.collective = collective;
   const RoundCompute base = train_base(model, chunk, base_options);
-  return first_version(dir, std::move(model), chunk, setup, base);
+  ServingSetup with_ranks = setup;  // the collective is not stored (setup_to_json)
+  with_ranks.retrain.collective = collective;
+  return first_version(dir, std::move(model), chunk, with_ranks, base);
 }
 
 ServingRound adopt_model_dir(const std::string& dir, const std::string& init_file, const std::string& memory_data_spec,

@@ -59,8 +59,12 @@ NonFinitePolicy parse_nonfinite_policy(const std::string& name);  // "fail" | "r
 // Version 1 from scratch: builds `setup.model_spec`, trains it on `data_spec` (chunk 0) as a
 // stream's base model is trained, estimates importance, fills the memory, writes DIR/1.
 // Throws nnr::Error if DIR already has a version.
+// Data parallel (a collective of several ranks, every rank calling with the same arguments): the
+// base training, importance estimate and evaluations are split across the ranks as a stream's are
+// (RetrainOptions::collective); rank 0 alone writes DIR/1 (atomically, as one process does) and the
+// other ranks return once it is written; every rank returns the same ServingRound.
 ServingRound start_model_dir(const std::string& dir, const std::string& data_spec, const ServingSetup& setup,
-                             Context* cuda = nullptr);
+                             Context* cuda = nullptr, Collective* collective = nullptr);
 
 // Version 1 from a model trained elsewhere (e.g. PyTorch): loads `init_file` (with `model_spec` when
 // the file has no nnr metadata), estimates importance and fills the memory from `memory_data_spec`.

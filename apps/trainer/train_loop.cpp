@@ -11,6 +11,7 @@
 #include <numeric>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 
 #include "engine/core/context.h"
 #include "engine/core/error.h"
@@ -76,26 +77,41 @@ Batch rows_of(const Batch& batch, RankShare share) {
   return part;
 }
 
-// Test only: NNR_TEST_RANK_FAULT=exit:R:K (rank R _exits) or hang:R:K (rank R stops answering)
-// before its data-parallel step K + 1, or devhang:R:K (rank R stops answering in step K + 1 after
-// the loss's all-reduce, before the gradients' device all-reduce: the NCCL wait's timeout), to test
-// that the other ranks end the run. `device_sum`: the call before the device all-reduce.
-void maybe_inject_rank_fault(int rank, int64_t steps_done, bool device_sum = false) {
+// Where in a data-parallel step a test fault may strike.
+enum class FaultPoint {
+  Step,        // before the step
+  LossSummed,  // after the loss's all-reduce, before backward and the gradients' all-reduce
+  Bucket,      // right after the first gradient bucket's all-reduce was started (mid-backward)
+};
+
+// Test only: NNR_TEST_RANK_FAULT=KIND:R:K makes rank R fail in its data-parallel step K + 1 (K
+// counted at each point separately): exit (R _exits before the step) or hang (R stops answering
+// before it); devhang / sumhang (R stops answering after the loss's all-reduce: the device sum's
+// NCCL wait, or the host buckets' wait, times out on the others); buckethang (R stops answering
+// right after starting its first gradient bucket: the others' nonblocking wait times out) or
+// bucketexit (R _exits there). The tests check that the other ranks end the run.
+void maybe_inject_rank_fault(int rank, int64_t steps_done, FaultPoint point) {
   static const char* spec = std::getenv("NNR_TEST_RANK_FAULT");
   if (!spec || !*spec) return;
-  char kind[8] = {0};
+  char kind[16] = {0};
   int fault_rank = -1;
   long long after = -1;
-  if (std::sscanf(spec, "%7[a-z]:%d:%lld", kind, &fault_rank, &after) != 3 || fault_rank != rank || after != steps_done)
+  if (std::sscanf(spec, "%15[a-z]:%d:%lld", kind, &fault_rank, &after) != 3 || fault_rank != rank || after != steps_done)
     return;
-  if (device_sum != (std::strcmp(kind, "devhang") == 0)) return;
-  if (std::strcmp(kind, "exit") == 0) {
+  const std::string k = kind;
+  const FaultPoint at = k == "devhang" || k == "sumhang" ? FaultPoint::LossSummed
+                        : k == "buckethang" || k == "bucketexit" ? FaultPoint::Bucket
+                                                        : FaultPoint::Step;
+  if (at != point) return;
+  if (k == "exit" || k == "bucketexit") {
     std::fprintf(stderr, "nnr: test fault: rank %d exits after %lld steps\n", rank, after);
     _exit(3);
   }
-  if (std::strcmp(kind, "hang") == 0 || std::strcmp(kind, "devhang") == 0) {
+  if (k == "hang" || k == "devhang" || k == "sumhang" || k == "buckethang") {
     std::fprintf(stderr, "nnr: test fault: rank %d hangs after %lld steps%s\n", rank, after,
-                 device_sum ? " and the loss's all-reduce" : "");
+                 point == FaultPoint::LossSummed ? " and the loss's all-reduce"
+                 : point == FaultPoint::Bucket   ? " and the start of its first gradient bucket"
+                                                 : "");
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
 }
@@ -131,6 +147,30 @@ std::vector<std::pair<int64_t, int64_t>> open_gradient_ranges(const Parameter& p
   return ranges;
 }
 
+std::vector<GradientBucket> gradient_buckets(const std::vector<Parameter*>& params,
+                                             const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
+                                             int64_t bucket_bytes) {
+  std::vector<GradientBucket> buckets;
+  size_t offset = 0;
+  bool open_bucket = false;
+  for (size_t k = params.size(); k-- > 0;) {  // backward finishes the last layer first
+    int64_t count = 0;
+    for (const auto& [b, e] : ranges[k]) count += e - b;
+    if (count == 0) continue;  // nothing of it travels
+    if (!open_bucket) {
+      buckets.push_back(GradientBucket{{}, offset, 0});
+      open_bucket = true;
+    }
+    GradientBucket& bucket = buckets.back();
+    bucket.params.push_back(k);
+    bucket.count += static_cast<size_t>(count);
+    offset += static_cast<size_t>(count);
+    // Closed once it holds bucket_bytes (0: never, one bucket of everything).
+    if (bucket_bytes > 0 && static_cast<int64_t>(bucket.count * sizeof(float)) >= bucket_bytes) open_bucket = false;
+  }
+  return buckets;
+}
+
 double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const Batch& global_batch,
                                 Collective& collective, StepScratch& scratch, std::vector<float>& flat) {
   const int64_t n = global_batch.size();
@@ -146,67 +186,128 @@ double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const B
   if (device && device->device_index() != collective.cuda_device())
     throw Error("[train] the model is on CUDA device " + std::to_string(device->device_index()) +
                 " but this rank's collective uses device " + std::to_string(collective.cuda_device()));
-  // Every rank holds the same masks, so every rank packs the same entries in the same order.
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> ranges(params.size());
-  size_t total = 0;
-  for (size_t k = 0; k < params.size(); ++k) {
-    ranges[k] = open_gradient_ranges(*params[k]);
-    for (const auto& [b, e] : ranges[k]) total += static_cast<size_t>(e - b);
+  static int64_t steps_summed = 0, buckets_started = 0;  // this process's (the test faults count them)
+
+  // This rank's share: forward and loss. The loss is summed before backward, so that a non-finite
+  // global loss (every rank sees it) skips backward and the gradients' all-reduce on every rank.
+  double loss_sum = 0.0;
+  model.zero_grad();
+  Batch mine;
+  Tensor device_x;  // lives until backward: the tape keeps a pointer to its input
+  if (share.size() > 0) {
+    mine = rows_of(global_batch, share);
+    if (device) device_x = mine.x.to(Device::CUDA, *device);
+    model.forward(device ? device_x : mine.x, scratch.tape);
+    loss_sum = scratch.tape.apply_loss(scratch.loss, mine.y) * static_cast<double>(share.size());
   }
+  collective.all_reduce_sum(&loss_sum, 1);
+  const double value = n ? loss_sum / static_cast<double>(n) : 0.0;
+  if (!std::isfinite(value)) return value;  // every rank sees it: none updates
+  maybe_inject_rank_fault(collective.rank(), steps_summed++, FaultPoint::LossSummed);
+
+  // Every rank holds the same masks, so every rank packs the same entries in the same order and
+  // starts the same buckets in the same order (an empty share starts them all after its no-op
+  // backward, with zeros).
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> ranges(params.size());
+  for (size_t k = 0; k < params.size(); ++k) ranges[k] = open_gradient_ranges(*params[k]);
+  const int64_t bucket_bytes = all_reduce_bucket_bytes();
+  const std::vector<GradientBucket> buckets = gradient_buckets(params, ranges, bucket_bytes);
+  size_t total = 0;
+  for (const GradientBucket& b : buckets) total += b.count;
   // The packed open entries: on the host (scaled while packing), or on the device (the caching
   // allocator makes a buffer per step cheap; NCCL scales while summing).
   Tensor packed;
   if (device) packed = Tensor::empty({static_cast<int64_t>(total)}, Placement{Device::CUDA, device});
-  else flat.assign(total, 0.0f);  // an empty share (or a non-finite loss) adds zeros
-  bool filled = false;
-  float weight = 0.0f;
-  double loss_sum = 0.0;
-  model.zero_grad();
-  if (share.size() > 0) {
-    const Batch mine = rows_of(global_batch, share);
-    // Lives until backward: the tape keeps a pointer to its input.
-    const Tensor device_x = device ? mine.x.to(Device::CUDA, *device) : Tensor();
-    model.forward(device ? device_x : mine.x, scratch.tape);
-    const double value = scratch.tape.apply_loss(scratch.loss, mine.y);
-    loss_sum = value * static_cast<double>(share.size());
-    if (std::isfinite(value)) {
-      scratch.tape.backward();
-      // The gradient of this share's mean loss, times b_r / B: the ranks' sum is the gradient of
-      // the global batch's mean loss.
-      weight = static_cast<float>(static_cast<double>(share.size()) / static_cast<double>(n));
-      size_t at = 0;
-      for (size_t k = 0; k < params.size(); ++k) {
-        const float* g = params[k]->grad.data();
-        for (const auto& [b, e] : ranges[k]) {
-          if (device) {
-            device->copy_on_device(packed.data() + at, g + b, static_cast<size_t>(e - b) * sizeof(float));
-            at += static_cast<size_t>(e - b);
-          } else {
-            for (int64_t i = b; i < e; ++i) flat[at++] = g[i] * weight;
-          }
+  else flat.assign(total, 0.0f);  // an empty share adds zeros
+  const bool has_gradients = share.size() > 0;
+  // The gradient of this share's mean loss, times b_r / B: the ranks' sum is the gradient of the
+  // global batch's mean loss.
+  const float weight = static_cast<float>(static_cast<double>(share.size()) / static_cast<double>(n));
+  if (device && !has_gradients && total) packed.zero();
+  float* const pack_base = device ? packed.data() : flat.data();
+
+  auto pack = [&](const GradientBucket& bucket) {
+    if (!has_gradients) return;  // zeros already
+    size_t at = bucket.offset;
+    for (const size_t k : bucket.params) {
+      const float* g = params[k]->grad.data();
+      for (const auto& [b, e] : ranges[k]) {
+        if (device) {
+          device->copy_on_device(packed.data() + at, g + b, static_cast<size_t>(e - b) * sizeof(float));
+          at += static_cast<size_t>(e - b);
+        } else {
+          for (int64_t i = b; i < e; ++i) flat[at++] = g[i] * weight;
         }
       }
-      filled = true;
     }
+  };
+  // Buckets start strictly in order (the ranks' nonblocking calls must match), each once every
+  // parameter in it is final.
+  const bool overlapped = bucket_bytes > 0;
+  std::vector<size_t> unfinished(buckets.size()), bucket_of(params.size(), buckets.size());
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    unfinished[b] = buckets[b].params.size();
+    for (const size_t k : buckets[b].params) bucket_of[k] = b;
   }
-  if (device && !filled && total) packed.zero();
-  collective.all_reduce_sum(&loss_sum, 1);
-  const double value = n ? loss_sum / static_cast<double>(n) : 0.0;
-  if (!std::isfinite(value)) return value;  // every rank sees it: none updates
-  if (device) {
-    static int64_t device_sums = 0;  // this process's (the test fault counts them)
-    maybe_inject_rank_fault(collective.rank(), device_sums++, true);
-    collective.all_reduce_sum_device(packed.data(), static_cast<int64_t>(total), weight, device->stream());
+  size_t next = 0;
+  auto start_ready = [&] {
+    for (; next < buckets.size() && unfinished[next] == 0; ++next) {
+      const GradientBucket& bucket = buckets[next];
+      pack(bucket);
+      float* x = pack_base + bucket.offset;
+      if (device) collective.start_all_reduce_sum_device(x, static_cast<int64_t>(bucket.count), weight, device->stream());
+      else collective.start_all_reduce_sum(x, static_cast<int64_t>(bucket.count));
+      if (next == 0) maybe_inject_rank_fault(collective.rank(), buckets_started++, FaultPoint::Bucket);
+    }
+  };
+
+  std::unordered_map<const Parameter*, size_t> index_of;  // the hook's: a layer's parameters in params
+  if (has_gradients) {
+    if (overlapped) {
+      for (size_t k = 0; k < params.size(); ++k) index_of.emplace(params[k], k);
+      scratch.tape.set_gradients_final([&](size_t, Layer& layer) {
+        for (Parameter* p : layer.parameters()) {
+          const auto found = index_of.find(p);
+          if (found != index_of.end() && bucket_of[found->second] < buckets.size()) --unfinished[bucket_of[found->second]];
+        }
+        start_ready();
+        collective.progress_all_reduce_sums();
+      });
+    }
+    try {
+      scratch.tape.backward();
+    } catch (...) {
+      scratch.tape.set_gradients_final(nullptr);
+      throw;
+    }
+    scratch.tape.set_gradients_final(nullptr);  // the hook refers to this step's locals
   }
-  else {
-    collective.all_reduce_sum(flat.data(), static_cast<int64_t>(total));
+  if (overlapped) {
+    // Buckets backward did not finish (an empty share: all of them) start now, in order.
+    std::fill(unfinished.begin(), unfinished.end(), 0);
+    start_ready();
+    collective.wait_all_reduce_sums();
+  } else {
+    // One all-reduce of every open entry after backward.
+    for (const GradientBucket& bucket : buckets) pack(bucket);
+    if (device)
+      collective.all_reduce_sum_device(packed.data(), static_cast<int64_t>(total), weight, device->stream());
+    else
+      collective.all_reduce_sum(flat.data(), static_cast<int64_t>(total));
   }
-  size_t at = 0;
   for (size_t k = 0; k < params.size(); ++k) {
     Tensor& grad = params[k]->grad;
     float* g = grad.data();
     // Closed entries: zero on every rank (their own shares' values would differ between ranks).
     if (params[k]->mask.kind != UpdateMask::Kind::All) grad.zero();
+    if (bucket_of[k] == buckets.size()) continue;  // nothing open
+    // Where its entries are in the packed buffer: after the parameters before it in its bucket.
+    const GradientBucket& bucket = buckets[bucket_of[k]];
+    size_t at = bucket.offset;
+    for (const size_t j : bucket.params) {
+      if (j == k) break;
+      for (const auto& [b, e] : ranges[j]) at += static_cast<size_t>(e - b);
+    }
     for (const auto& [b, e] : ranges[k]) {
       if (device) {
         device->copy_on_device(g + b, packed.data() + at, static_cast<size_t>(e - b) * sizeof(float));
@@ -270,7 +371,7 @@ EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batche
     if (schedule && step) optimizer.set_learning_rate(schedule->at((*step)++));
     double value = 0.0;
     if (parallel) {
-      maybe_inject_rank_fault(collective->rank(), parallel_steps++);
+      maybe_inject_rank_fault(collective->rank(), parallel_steps++, FaultPoint::Step);
       value = train_step_data_parallel(model, optimizer, batch, *collective, scratch, flat);
     } else if (!graph || !graph->step(batch, value)) {
       value = train_step(model, optimizer, batch, cuda_context, &scratch);

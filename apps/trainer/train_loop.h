@@ -87,15 +87,37 @@ EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batche
                         Collective* collective = nullptr);
 
 // One data-parallel optimizer step on a global batch (see train_epoch): this rank's share
-// forward and backward, the all-reduce of the scaled gradients and of the loss, then the optimizer
-// step on every rank. Only the entries the parameters' masks open travel (one flat buffer, reused in
+// forward, the all-reduce of the loss, backward with the gradient buckets' all-reduces started as
+// their gradients become final (gradient_buckets below), the wait for them, then the optimizer step
+// on every rank. Only the entries the parameters' masks open travel (one flat buffer, reused in
 // `flat`): a retraining round at a 25 % weight budget all-reduces about a quarter of the bytes. Returns the
-// global batch's mean loss, the same on every rank; when it is not finite, no rank updates.
+// global batch's mean loss, the same on every rank; when it is not finite, no rank runs backward
+// or updates.
 // A model on a CUDA device (NCCL collective): the share is uploaded, the open gradient ranges are
 // packed on the device by device-to-device copies (one per range of open_gradient_ranges), summed
 // by NCCL with each rank's share as its scale, and copied back; `flat` is then unused.
 double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const Batch& global_batch,
                                 Collective& collective, StepScratch& scratch, std::vector<float>& flat);
+
+// A data-parallel step's gradients are summed in buckets, as PyTorch's DDP does: the parameters
+// with open entries, in the order backward finishes them (the model's last parameter first), each
+// whole in one bucket, a bucket closed once it holds `bucket_bytes` bytes of open entries (so one
+// parameter larger than that is a bucket of its own; 0: one bucket of everything). Each bucket's
+// all-reduce starts (Collective::start_all_reduce_sum) as soon as backward has finished all its
+// parameters (Tape::set_gradients_final), while the layers below compute; the step waits for all
+// of them before the optimizer step. Bucket b is floats [offset, offset + count) of the packed
+// buffer, holding its parameters' open ranges in the order of `params` (indices into
+// model.parameters()). The bucket size is all_reduce_bucket_bytes() (engine/core/collective.h):
+// $NNR_ALLREDUCE_BUCKET_BYTES, 0 for the single all-reduce after backward. Each element is summed
+// over the same ranks' values whichever the buckets, so with 2 ranks the weights are bitwise those
+// of the single all-reduce (with more, MPI may add in another order for another message size).
+struct GradientBucket {
+  std::vector<size_t> params;
+  size_t offset = 0, count = 0;
+};
+std::vector<GradientBucket> gradient_buckets(const std::vector<Parameter*>& params,
+                                             const std::vector<std::vector<std::pair<int64_t, int64_t>>>& ranges,
+                                             int64_t bucket_bytes);
 
 // The entries of a parameter that a data-parallel step all-reduces: those its mask opens (the
 // optimizer changes no other), as [begin, end) ranges of its flat data in increasing order, adjacent

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
@@ -163,6 +164,18 @@ double collective_timeout_seconds() {
     return s;
   }
   return 300.0;
+}
+
+int64_t all_reduce_bucket_bytes() {
+  const char* v = std::getenv("NNR_ALLREDUCE_BUCKET_BYTES");
+  if (!v || !*v) return kDefaultAllReduceBucketBytes;
+  char* end = nullptr;
+  errno = 0;
+  const long long bytes = std::strtoll(v, &end, 10);
+  if (!(end && *end == '\0' && errno == 0 && bytes >= 0))
+    throw InvalidArgument(std::string("[collective] NNR_ALLREDUCE_BUCKET_BYTES must be a whole number of bytes "
+                                      "(0: one all-reduce after backward), not '") + v + "'");
+  return static_cast<int64_t>(bytes);
 }
 
 Collective& collective() {

@@ -60,6 +60,26 @@ class Collective {
   // The CUDA device this rank's buffers live on (one GPU per rank), -1 for a host collective.
   virtual int cuda_device() const { return -1; }
 
+  // Nonblocking sums (a data-parallel step's gradient buckets, started during backward as each
+  // bucket's gradients become final). start_all_reduce_sum begins the in-place sum of x[0, n) over
+  // the ranks and returns without waiting for them; x must be neither read nor written until
+  // wait_all_reduce_sums, which completes every sum started since the last wait. Every rank starts
+  // the same sums in the same order; blocking calls between a start and the wait are allowed (they
+  // are ordered after the starts on every rank). The wait is watched like a blocking call: after
+  // timeout_seconds() it ends the rank with an error naming the wait. The sums count in
+  // bytes_all_reduced() when started. These defaults sum at once (a single process has nothing to
+  // wait for); the MPI backend starts MPI_Iallreduce and waits with MPI_Waitall.
+  virtual void start_all_reduce_sum(float* x, int64_t n) { all_reduce_sum(x, n); }
+  // Lets started sums advance while the caller computes: Open MPI moves a nonblocking collective
+  // only inside MPI calls. Never blocks.
+  virtual void progress_all_reduce_sums() {}
+  virtual void wait_all_reduce_sums() {}
+  // The device form (NCCL): the sum, scaled as all_reduce_sum_device, is queued on `stream` and the
+  // call returns; wait_all_reduce_sums waits until it has completed there (with the timeout).
+  virtual void start_all_reduce_sum_device(float* device_x, int64_t n, float scale, cudaStream_t stream) {
+    all_reduce_sum_device(device_x, n, scale, stream);
+  }
+
   // Bytes this rank has passed to all_reduce_sum and all_reduce_sum_device so far (its input:
   // n * sizeof(element)).
   virtual int64_t bytes_all_reduced() const = 0;
@@ -108,6 +128,16 @@ int launched_ranks();
 // How long a collective call waits for the other ranks: $NNR_COLLECTIVE_TIMEOUT seconds (a positive
 // number), else 300.
 double collective_timeout_seconds();
+
+// The size of a data-parallel step's gradient buckets (train_step_data_parallel): each bucket's
+// all-reduce starts during backward as soon as its parameters' gradients are final.
+// $NNR_ALLREDUCE_BUCKET_BYTES (a whole number of bytes; 0: one all-reduce of every gradient after
+// backward, the step before buckets), else kDefaultAllReduceBucketBytes. A bucket closes once it holds
+// this many bytes of open gradient entries (a parameter is never split: one larger than this is a
+// bucket of its own). Read on every call (tests change it); an invalid value is an
+// nnr::InvalidArgument.
+constexpr int64_t kDefaultAllReduceBucketBytes = int64_t{256} << 10;
+int64_t all_reduce_bucket_bytes();
 
 // What the MPI backend library exports: its one entry point, extern "C", returns a new Collective
 // (MPI initialised, rank and size known) or null with the reason in *why.

@@ -11,6 +11,13 @@
 // $NNR_COLLECTIVE_TIMEOUT seconds the communicator is aborted (ncclCommAbort ends its kernels) and
 // the call throws nnr::Error naming the call, the rank and the wait. The launcher ends the other
 // ranks once this one exits with the error.
+// The communicator is nonblocking (config.blocking = 0): its creation, which waits for every rank,
+// is polled with the same limit, and so any NCCL call may return ncclInProgress before its work is
+// on the stream; each call is settled (ncclCommGetAsyncError polled until it is no longer in
+// progress) before its stream is polled or another call is made.
+// start_all_reduce_sum_device queues the sum on the caller's stream and returns; the wait polls
+// each stream that has sums queued. (On the compute stream the sum runs after the backward kernels
+// queued before it and before those queued after: no overlap on the device, only fewer host waits.)
 #include <cuda_runtime.h>
 #include <nccl.h>
 
@@ -19,6 +26,7 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "engine/core/collective.h"
 #include "engine/core/error.h"
@@ -40,24 +48,32 @@ class NcclCollective final : public Collective {
 
   // Host buffers: the host collective's.
   void all_reduce_sum(float* x, int64_t n) override { host_.all_reduce_sum(x, n); }
+  void start_all_reduce_sum(float* x, int64_t n) override { host_.start_all_reduce_sum(x, n); }
+  void progress_all_reduce_sums() override { host_.progress_all_reduce_sums(); }
   void all_reduce_sum(double* x, int64_t n) override { host_.all_reduce_sum(x, n); }
   void broadcast(void* data, size_t bytes, int root) override { host_.broadcast(data, bytes, root); }
   void barrier() override { host_.barrier(); }
 
   void all_reduce_sum_device(float* device_x, int64_t n, float scale, cudaStream_t stream) override {
-    check_usable("all_reduce_sum_device");
-    if (n < 0) throw InvalidArgument("[collective] all_reduce_sum_device of a negative count");
-    device_bytes_ += n * static_cast<int64_t>(sizeof(float));
-    if (n == 0) return;
-    select_device();
-    // Each rank's input times its own scale, then the sum (NCCL's pre-multiplied sum).
-    ncclRedOp_t op;
-    check(ncclRedOpCreatePreMulSum(&op, &scale, ncclFloat, ncclScalarHostImmediate, comm_), "all_reduce_sum_device");
-    const ncclResult_t queued =
-        ncclAllReduce(device_x, device_x, static_cast<size_t>(n), ncclFloat, op, comm_, stream);
-    ncclRedOpDestroy(op, comm_);  // allowed once the call that used it has returned
-    check(queued, "all_reduce_sum_device");
-    wait(stream, "all_reduce_sum_device of " + std::to_string(n) + " floats");
+    if (queue_sum(device_x, n, scale, stream)) wait(stream, "all_reduce_sum_device of " + std::to_string(n) + " floats");
+  }
+
+  void start_all_reduce_sum_device(float* device_x, int64_t n, float scale, cudaStream_t stream) override {
+    if (!queue_sum(device_x, n, scale, stream)) return;
+    for (PendingStream& p : pending_)
+      if (p.stream == stream) {
+        p.floats += n;
+        return;
+      }
+    pending_.push_back(PendingStream{stream, n});
+  }
+
+  void wait_all_reduce_sums() override {
+    host_.wait_all_reduce_sums();
+    std::vector<PendingStream> pending;
+    pending.swap(pending_);
+    for (const PendingStream& p : pending)
+      wait(p.stream, "all_reduce_sum_device of " + std::to_string(p.floats) + " floats (nonblocking)");
   }
 
   void broadcast_device(void* device_data, size_t bytes, int root, cudaStream_t stream) override {
@@ -68,6 +84,7 @@ class NcclCollective final : public Collective {
     if (bytes == 0) return;
     select_device();
     check(ncclBroadcast(device_data, device_data, bytes, ncclUint8, root, comm_, stream), "broadcast_device");
+    settle("broadcast_device");
     wait(stream, "broadcast_device of " + std::to_string(bytes) + " bytes from rank " + std::to_string(root));
   }
 
@@ -76,11 +93,48 @@ class NcclCollective final : public Collective {
   void finish() override {
     if (finished_) return;
     finished_ = true;
-    if (!aborted_) ncclCommDestroy(comm_);
+    if (!aborted_) {
+      // A nonblocking communicator finalizes in the background: settled (with the timeout) first.
+      const ncclResult_t finalized = ncclCommFinalize(comm_);
+      if (finalized == ncclSuccess || finalized == ncclInProgress) {
+        try {
+          settle("finish");
+        } catch (const Error&) {  // aborted: nothing left to destroy
+        }
+      }
+      if (!aborted_) ncclCommDestroy(comm_);
+    }
     host_.finish();
   }
 
  private:
+  struct PendingStream {
+    cudaStream_t stream;
+    int64_t floats;
+  };
+
+  // Queues device_x[i] = sum over ranks of scale_r * x_r[i] on `stream`; false when there is nothing
+  // to sum (n == 0).
+  bool queue_sum(float* device_x, int64_t n, float scale, cudaStream_t stream) {
+    check_usable("all_reduce_sum_device");
+    if (n < 0) throw InvalidArgument("[collective] all_reduce_sum_device of a negative count");
+    const std::string call = "all_reduce_sum_device of " + std::to_string(n) + " floats";
+    device_bytes_ += n * static_cast<int64_t>(sizeof(float));
+    if (n == 0) return false;
+    select_device();
+    // Each rank's input times its own scale, then the sum (NCCL's pre-multiplied sum).
+    ncclRedOp_t op;
+    check(ncclRedOpCreatePreMulSum(&op, &scale, ncclFloat, ncclScalarHostImmediate, comm_), call);
+    settle(call);
+    const ncclResult_t queued =
+        ncclAllReduce(device_x, device_x, static_cast<size_t>(n), ncclFloat, op, comm_, stream);
+    check(queued, call);
+    settle(call);
+    check(ncclRedOpDestroy(op, comm_), call);  // allowed once the call that used it has returned
+    settle(call);
+    return true;
+  }
+
   void check_usable(const char* call) const {
     if (finished_) throw Error(std::string("[collective] ") + call + " after the run's collectives were finished");
     if (aborted_) throw Error(std::string("[collective] ") + call + " after NCCL was aborted by an earlier failure");
@@ -97,8 +151,9 @@ class NcclCollective final : public Collective {
     return "[collective] rank " + std::to_string(rank()) + " of " + std::to_string(size()) + ": ";
   }
 
+  // ncclInProgress: the nonblocking communicator is still queueing the call (settle() waits for it).
   void check(ncclResult_t r, const std::string& call) {
-    if (r == ncclSuccess) return;
+    if (r == ncclSuccess || r == ncclInProgress) return;
     const std::string detail = ncclGetLastError(comm_);
     throw Error(where() + call + " failed: " + ncclGetErrorString(r) + (detail.empty() ? "" : " (" + detail + ")"));
   }
@@ -107,6 +162,36 @@ class NcclCollective final : public Collective {
     if (aborted_) return;
     aborted_ = true;
     ncclCommAbort(comm_);
+  }
+
+  // Until the last NCCL call on the nonblocking communicator is no longer in progress (its work is
+  // on the stream, or it failed); aborts and throws on an error or after the timeout.
+  void settle(const std::string& call) {
+    const auto start = Clock::now();
+    const auto limit = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_));
+    for (int polls = 0;; ++polls) {
+      ncclResult_t state = ncclSuccess;
+      const ncclResult_t queried = ncclCommGetAsyncError(comm_, &state);
+      if (queried != ncclSuccess) state = queried;
+      if (state == ncclSuccess) return;
+      if (state != ncclInProgress) {
+        const std::string detail = ncclGetLastError(comm_);
+        abort();
+        throw Error(where() + call + " failed: " + ncclGetErrorString(state) +
+                    (detail.empty() ? "" : " (" + detail + ")"));
+      }
+      const auto waited = Clock::now() - start;
+      if (waited >= limit) {
+        abort();
+        char seconds[32];
+        std::snprintf(seconds, sizeof seconds, "%g", timeout_);
+        throw Error(where() + call + " waited " + seconds +
+                    " s for the other ranks: a rank died or hangs (NCCL was still queueing it; the limit is "
+                    "NNR_COLLECTIVE_TIMEOUT seconds)");
+      }
+      if (polls < 64) std::this_thread::yield();
+      else std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
   }
 
   // Until the collective queued on `stream` has completed; polls so that a wait for a rank that
@@ -148,6 +233,7 @@ class NcclCollective final : public Collective {
   double timeout_;
   int64_t device_bytes_ = 0;
   bool finished_ = false, aborted_ = false;
+  std::vector<PendingStream> pending_;  // streams with nonblocking sums queued since the last wait
 };
 
 }  // namespace
@@ -192,9 +278,32 @@ extern "C" __attribute__((visibility("default"))) nnr::Collective* nnr_nccl_coll
   if (!shared.made)
     return fail("rank 0 could not make NCCL's unique id" + (why_not_made.empty() ? "" : ": " + why_not_made));
   const ncclUniqueId& id = shared.id;
+  // Nonblocking: the creation waits for every rank, so it is polled and abandoned (ncclCommAbort)
+  // after the timeout instead of hanging on a rank that died or never came.
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
   ncclComm_t comm = nullptr;
-  const ncclResult_t made = ncclCommInitRank(&comm, host->size(), id, host->rank());
-  if (made != ncclSuccess)
-    return fail(std::string("ncclCommInitRank on device ") + std::to_string(device) + ": " + ncclGetErrorString(made));
+  const std::string init = "ncclCommInitRankConfig on device " + std::to_string(device);
+  ncclResult_t state = ncclCommInitRankConfig(&comm, host->size(), id, host->rank(), &config);
+  const auto start = std::chrono::steady_clock::now();
+  const auto limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(timeout_seconds));
+  while (state == ncclInProgress && comm) {
+    if (std::chrono::steady_clock::now() - start >= limit) {
+      ncclCommAbort(comm);
+      char seconds[32];
+      std::snprintf(seconds, sizeof seconds, "%g", timeout_seconds);
+      return fail(init + " waited " + seconds + " s for the other ranks: a rank died or hangs (the limit is "
+                  "NNR_COLLECTIVE_TIMEOUT seconds)");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    const ncclResult_t queried = ncclCommGetAsyncError(comm, &state);
+    if (queried != ncclSuccess) state = queried;
+  }
+  if (state != ncclSuccess) {
+    const std::string detail = comm ? ncclGetLastError(comm) : "";
+    if (comm) ncclCommAbort(comm);
+    return fail(init + ": " + ncclGetErrorString(state) + (detail.empty() ? "" : " (" + detail + ")"));
+  }
   return new nnr::NcclCollective(*host, device, comm, timeout_seconds);
 }

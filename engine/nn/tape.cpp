@@ -76,6 +76,7 @@ void Tape::backward_from(Tensor grad) {
       node.layer->backward_channels(*node.input, *node.output, *dy, *dx, *read_below);
     else
       node.layer->backward(*node.input, *node.output, *dy, dx);
+    if (gradients_final_) gradients_final_(i, *node.layer);
     if (observer_) observer_(i, *node.layer, *node.input, *node.output, *dy);
     if (!dx) break;
     dy = dx;

@@ -41,6 +41,13 @@ class Tape {
   void backward_from(Tensor grad_of_output);
 
   void set_observer(BackwardObserver observer) { observer_ = std::move(observer); }
+  // Called during backward right after node i's layer has accumulated its parameter gradients (the
+  // layer appears once on the tape, so they are final for this backward), before the observer and
+  // before the layers below run: a data-parallel step starts a gradient bucket's all-reduce there
+  // while the rest of backward computes. Only nodes backward reaches (their output needs a
+  // gradient: every layer with open parameters). Kept across steps until replaced (null: none).
+  using GradientsFinal = std::function<void(size_t node, Layer& layer)>;
+  void set_gradients_final(GradientsFinal hook) { gradients_final_ = std::move(hook); }
   void clear();
   size_t size() const { return nodes_.size(); }
   const Tensor& output() const;
@@ -63,6 +70,7 @@ class Tape {
   std::vector<Tensor> dx_buffers_;
   SoftmaxCrossEntropy* loss_ = nullptr;
   BackwardObserver observer_;
+  GradientsFinal gradients_final_;
 };
 
 }  // namespace nnr

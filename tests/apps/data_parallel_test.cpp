@@ -1,6 +1,8 @@
 // Data-parallel nnr train under Open MPI (issue #18): 2 and 3 CPU ranks give the weights of one
-// process with the same global batch, a bad split is refused, a rank that dies or hangs ends the
-// run on every rank in bounded time without an output file, and what a CUDA run needs (the NCCL
+// process with the same global batch, the gradient buckets all-reduced during backward give the
+// weights of one all-reduce after it, nnr train --model-dir writes from rank 0 the version one
+// process writes, a bad split is refused, a rank that dies or hangs (also inside the buckets'
+// nonblocking all-reduces) ends the run on every rank in bounded time without an output file, and what a CUDA run needs (the NCCL
 // backend, no CUDA graph) is checked on every machine (its GPU runs: data_parallel_cuda_test.cpp). Registered only when CMake finds
 // mpirun and MPI (tests/apps/CMakeLists.txt); otherwise ctest reports one skipped entry.
 #include <catch2/catch.hpp>
@@ -269,7 +271,7 @@ TEST_CASE("mpirun -np 2 nnr retrain writes the version one process writes, from 
   write_class_csv(dir / "c0.csv", 200, 31, 0, 4);
   write_class_csv(dir / "c1.csv", 200, 32, 5, 9);
   write_class_csv(dir / "c2.csv", 200, 33, 0, 9);
-  // Two copies of one version 1 (started by one process: nnr train --model-dir is not data-parallel);
+  // Two copies of one version 1, started by one process (so that the rounds alone are compared);
   // paper, the default strategy, with its 25 % weight budget (the output layer is 11 % of the weights).
   const std::string start = std::string(NNR_BINARY) + " train --model mlp:16-64-64-10 --epochs 1 --batch-size 16 --seed 5"
                             " --threads 1 -q --data " + (dir / "c0.csv") + " --model-dir ";
@@ -295,4 +297,163 @@ TEST_CASE("mpirun -np 2 nnr retrain writes the version one process writes, from 
     // Float sums in another order: measured ≤ 1e-6, tolerance 1e-4 absolute.
     CHECK(max_difference(dir / ("one" + version), dir / ("two" + version)) <= 1e-4);
   }
+}
+
+namespace {
+
+// NNR_ALLREDUCE_BUCKET_BYTES for every rank: 0 is the single all-reduce after backward; 1 makes each
+// parameter its own bucket; 700 closes the first bucket after the output layer and the middle
+// layer's bias, so that a layer's weight and bias travel in different buckets (backward order:
+// 4.bias 10, 4.weight 160, 2.bias 16 floats = 744 bytes, then 2.weight, then 0.bias and 0.weight);
+// unset is the default (256 KiB: one bucket for this model).
+std::string bucket_env(const std::string& bytes) {
+  return bytes.empty() ? "" : "-x NNR_ALLREDUCE_BUCKET_BYTES=" + bytes;
+}
+
+}  // namespace
+
+TEST_CASE("mpirun -np 2 nnr train: gradient buckets all-reduced during backward give bitwise the weights of one all-reduce", "[dist]") {
+  TempDir dir;
+  write_class_csv(dir / "train.csv", kRows, 16);
+  const std::string args = kTrain + " --data " + (dir / "train.csv");
+  const Run single = run_captured(mpirun(2, bucket_env("0")) + args + " -o " + (dir / "single.safetensors"), dir);
+  INFO(single.err);
+  REQUIRE(single.code == 0);
+  const nlohmann::json single_report = nlohmann::json::parse(single.out);
+  for (const std::string bytes : {"1", "700", ""}) {
+    INFO("NNR_ALLREDUCE_BUCKET_BYTES=" << (bytes.empty() ? "(unset)" : bytes));
+    const std::string out = dir / ("buckets" + bytes + ".safetensors");
+    const Run bucketed = run_captured(mpirun(2, bucket_env(bytes)) + args + " -o " + out, dir);
+    INFO(bucketed.err);
+    REQUIRE(bucketed.code == 0);
+    const nlohmann::json report = nlohmann::json::parse(bucketed.out);
+    // The same bytes travel (the open entries and the loss), only in more calls.
+    CHECK(report["data_parallel"]["bytes_all_reduced_per_step"] == kBytesPerStep);
+    for (size_t e = 0; e < 2; ++e) CHECK(report["epochs"][e]["loss"] == single_report["epochs"][e]["loss"]);
+    // Each entry is the sum of the same two floats (a + b = b + a): bit for bit.
+    CHECK(read_file(out) == read_file(dir / "single.safetensors"));
+  }
+}
+
+TEST_CASE("mpirun -np 3 nnr train: buckets of one parameter each against one all-reduce", "[dist]") {
+  TempDir dir;
+  write_class_csv(dir / "train.csv", kRows, 17);
+  const std::string args = kTrain + " --data " + (dir / "train.csv");
+  REQUIRE(run_captured(mpirun(3, bucket_env("0")) + args + " -o " + (dir / "single.safetensors"), dir).code == 0);
+  const Run bucketed = run_captured(mpirun(3, bucket_env("1")) + args + " -o " + (dir / "buckets.safetensors"), dir);
+  INFO(bucketed.err);
+  REQUIRE(bucketed.code == 0);
+  // Three addends: MPI adds them in another order for another message size, so not bitwise
+  // (measured 6e-8 apart); tolerance 1e-6 absolute.
+  CHECK(max_difference(dir / "single.safetensors", dir / "buckets.safetensors") <= 1e-6);
+}
+
+TEST_CASE("mpirun -np 2 nnr stream: bucketed all-reduces give the bandit choices and bitwise the weights of one all-reduce", "[dist]") {
+  TempDir dir;
+  write_class_csv(dir / "train.csv", 300, 26);
+  write_class_csv(dir / "test.csv", 100, 27);
+  const std::string args = kStream + " --data " + (dir / "train.csv") + " --test-data " + (dir / "test.csv");
+  const Run single = run_captured(mpirun(2, bucket_env("0")) + args + " --save-models " + (dir / "single"), dir);
+  INFO(single.err);
+  REQUIRE(single.code == 0);
+  const nlohmann::json single_report = nlohmann::json::parse(single.out);
+  // Weight selections (paper and bandit-ewc open half the weights by rows): only open rows travel,
+  // in buckets of whole parameters.
+  for (const std::string bytes : {"1", "700", ""}) {
+    INFO("NNR_ALLREDUCE_BUCKET_BYTES=" << (bytes.empty() ? "(unset)" : bytes));
+    const std::string models = dir / ("buckets" + bytes);
+    const Run bucketed = run_captured(mpirun(2, bucket_env(bytes)) + args + " --save-models " + models, dir);
+    INFO(bucketed.err);
+    REQUIRE(bucketed.code == 0);
+    const nlohmann::json report = nlohmann::json::parse(bucketed.out);
+    CHECK(bandit_choices(report) == bandit_choices(single_report));
+    CHECK(report["data_parallel"]["bytes_all_reduced"] == single_report["data_parallel"]["bytes_all_reduced"]);
+    for (const std::string name : {"paper", "bandit-ewc", "full"}) {
+      INFO(name);
+      CHECK(read_file(models + "/" + name + ".safetensors") == read_file(dir / ("single/" + name + ".safetensors")));
+    }
+  }
+}
+
+TEST_CASE("a rank that hangs inside the gradient buckets ends the run after the collective timeout", "[dist]") {
+  TempDir dir;
+  write_class_csv(dir / "train.csv", kRows, 18);
+  // buckethang: rank 1 starts its first bucket of step 6, then stops (mid-backward); sumhang: it
+  // stops after the loss's all-reduce, before any bucket. Rank 0 waits in the buckets' wait.
+  for (const std::string fault : {"buckethang", "sumhang"}) {
+    INFO(fault);
+    const auto start = Clock::now();
+    const Run r = run_captured(mpirun(2, "-x NNR_TEST_RANK_FAULT=" + fault + ":1:5 -x NNR_COLLECTIVE_TIMEOUT=2 " +
+                                             bucket_env("1")) +
+                                   kTrain + " --data " + (dir / "train.csv") + " -o " + (dir / "m.safetensors"),
+                               dir);
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    INFO(r.err);
+    CHECK(r.code != 0);
+    CHECK(r.err.find("test fault: rank 1 hangs after 5 steps") != std::string::npos);
+    // The wait of the 6 buckets (one per parameter), 1,242 floats in all.
+    CHECK(r.err.find("error: [collective] rank 0 of 2: all_reduce_sum of 1242 floats in 6 nonblocking parts waited "
+                     "2 s for the other ranks: a rank died or hangs") != std::string::npos);
+    CHECK(r.err.find("error: [collective] rank 1 of 2 was stopped by the MPI launcher") != std::string::npos);
+    CHECK_FALSE(exists(dir / "m.safetensors"));
+    CHECK(seconds < 20.0);
+  }
+}
+
+TEST_CASE("a rank that exits inside the gradient buckets ends the run on the other ranks", "[dist]") {
+  TempDir dir;
+  write_class_csv(dir / "train.csv", kRows, 19);
+  const auto start = Clock::now();
+  const Run r = run_captured(mpirun(2, "-x NNR_TEST_RANK_FAULT=bucketexit:1:5 " + bucket_env("1")) + kTrain +
+                                 " --data " + (dir / "train.csv") + " -o " + (dir / "m.safetensors"),
+                             dir);
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  INFO(r.err);
+  CHECK(r.code != 0);
+  CHECK(r.err.find("test fault: rank 1 exits after 5 steps") != std::string::npos);
+  CHECK(r.err.find("error: [collective] rank 0 of 2 was stopped by the MPI launcher (another rank failed") !=
+        std::string::npos);
+  CHECK_FALSE(exists(dir / "m.safetensors"));
+  CHECK(seconds < 20.0);
+}
+
+TEST_CASE("mpirun -np 2 nnr train --model-dir writes from rank 0 the version one process writes, and it loads", "[dist]") {
+  TempDir dir;
+  write_class_csv(dir / "c0.csv", kRows, 34, 0, 4);
+  write_class_csv(dir / "c1.csv", 200, 35, 5, 9);
+  const std::string start = " train --model mlp:16-32-16-10 --epochs 2 --batch-size 32 --seed 6 --threads 1 -q --json"
+                            " --data " + (dir / "c0.csv") + " --model-dir ";
+  const Run one = run_captured(std::string(NNR_BINARY) + start + (dir / "one"), dir);
+  INFO(one.err);
+  REQUIRE(one.code == 0);
+  const Run two = run_captured(mpirun(2) + start + (dir / "two"), dir);
+  INFO(two.err);
+  REQUIRE(two.code == 0);
+  const nlohmann::json a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(two.out);  // rank 0's alone
+  CHECK(b["data_parallel"]["ranks"] == 2);
+  CHECK(b["version"] == 1);
+  CHECK(a["version"] == 1);
+  CHECK(b["new_validation_accuracy"].get<double>() == Approx(a["new_validation_accuracy"].get<double>()).margin(0.02));
+  // One version, whole: no temporary folder of a second writer.
+  CHECK(snapshot(dir / "two").size() == snapshot(dir / "one").size());
+  // Float sums in another order (the base training's steps, the importance estimate's shares):
+  // measured 6e-8 on the weights, tolerance 1e-4 absolute; the retraining state (Ω up to ~16, θ*,
+  // the memory) measured 3e-6, tolerance 1e-3.
+  CHECK(max_difference(dir / "one/1/model.safetensors", dir / "two/1/model.safetensors") <= 1e-4);
+  CHECK(max_difference(dir / "one/1/state.safetensors", dir / "two/1/state.safetensors") <= 1e-3);
+  // The newest version loads (weights and retraining state): a round on it writes version 2.
+  const Run round = run_captured(std::string(NNR_BINARY) + " retrain --threads 1 --json --max-regression 100 --data " +
+                                     (dir / "c1.csv") + " --model-dir " + (dir / "two"),
+                                 dir);
+  INFO(round.err);
+  REQUIRE(round.code == 0);
+  const nlohmann::json r = nlohmann::json::parse(round.out);
+  CHECK(r["base_version"] == 1);
+  CHECK(r["version"] == 2);
+  // A second start into the same directory is refused on every rank, and changes nothing.
+  const auto before = snapshot(dir / "two");
+  const Run again = run_captured(mpirun(2) + start + (dir / "two"), dir);
+  CHECK(again.code == 2);
+  CHECK(again.err.find("already holds version 2") != std::string::npos);
+  CHECK(snapshot(dir / "two") == before);
 }
