@@ -18,6 +18,14 @@ namespace nnr {
 // shapes that do not fit.
 double add_logit_matching(const Tensor& logits, int64_t first_row, const Tensor& stored, float weight, Tensor& grad);
 
+// The data-parallel form: `logits` and `grad` are this rank's rows [share_begin, share_begin +
+// logits.dim(0)) of a batch of global_rows whose last stored.dim(0) rows are matched to `stored`
+// (which every rank holds whole). The mean runs over the matched entries of the whole batch, so the
+// ranks' returns add up to add_logit_matching's on the whole batch; the gradient added into `grad`
+// is multiplied by grad_scale (train_step_data_parallel's LogitTerm).
+double add_logit_matching_share(const Tensor& logits, int64_t share_begin, int64_t global_rows, const Tensor& stored,
+                                float weight, double grad_scale, Tensor& grad);
+
 // train_step with the logit-matching term on the batch's last stored.dim(0) rows (the replayed
 // samples): one optimizer step on the batch's mean cross-entropy plus add_logit_matching. Returns
 // the loss; when it is not finite nothing is updated. With a CUDA context the model must be on it;

@@ -394,8 +394,6 @@ Retrainer::Retrainer(Sequential model, Strategy strategy, RetrainOptions options
   if (options_.round_lr_schedule != "constant" && options_.round_lr_schedule != "cosine")
     throw InvalidArgument("[retrain] round learning-rate schedule must be constant or cosine, got '" +
                           options_.round_lr_schedule + "'");
-  if (strategy_.distill > 0.0f && is_parallel(options_.collective))
-    throw InvalidArgument("[retrain] --distill does not run data-parallel yet (run it in one process)");
   if (options_.pull_steps < 1 || options_.probe_samples < 1 || options_.rows_per_group < 1)
     throw InvalidArgument("[retrain] pull steps, probe samples and rows per group must be >= 1");
   if (strategy_.regularizer != "none") {
@@ -518,19 +516,41 @@ void Retrainer::remember(const StreamChunk& chunk, int64_t index) {
     if (it != memory_logits_.end()) kept.emplace(id, std::move(it->second));
     else fresh.push_back(r);
   }
-  for (size_t start = 0; start < fresh.size(); start += 1000) {
-    const std::vector<int64_t> rows(fresh.begin() + static_cast<std::ptrdiff_t>(start),
-                                    fresh.begin() + static_cast<std::ptrdiff_t>(std::min(fresh.size(), start + 1000)));
+  if (fresh.empty()) {
+    memory_logits_ = std::move(kept);
+    return;
+  }
+  // Data parallel: each rank runs its share of the new entries and the ranks sum their logits into
+  // place (zeros elsewhere: the sums are exact), so every rank stores the same logits.
+  Collective* const collective = options_.collective;
+  const bool parallel = is_parallel(collective);
+  const int64_t entries = static_cast<int64_t>(fresh.size());
+  const RankShare mine = parallel ? rank_share(entries, collective->rank(), collective->size()) : RankShare{0, entries};
+  std::vector<float> logits_of_mine;
+  int64_t classes = 0;
+  for (int64_t start = mine.begin; start < mine.end; start += 1000) {
+    const std::vector<int64_t> rows(fresh.begin() + start, fresh.begin() + std::min(mine.end, start + 1000));
     const Tensor logits = model_.forward(mixed_batch(stored, rows, stored, {}).x);  // on the host, dropout off
-    const int64_t classes = logits.dim(1);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const float* z = logits.data() + static_cast<int64_t>(i) * classes;
-      std::vector<float> row(z, z + classes);
-      for (int64_t c = 0; c < classes; ++c)
-        if (static_cast<size_t>(c) >= trained_on.size() || !trained_on[static_cast<size_t>(c)])
-          row[static_cast<size_t>(c)] = std::numeric_limits<float>::quiet_NaN();
-      kept.emplace(memory_->arrival_of(rows[i]), std::move(row));
-    }
+    classes = logits.dim(1);
+    logits_of_mine.insert(logits_of_mine.end(), logits.data(), logits.data() + logits.numel());
+  }
+  std::vector<float> logits = std::move(logits_of_mine);  // [entries, classes]
+  if (parallel) {
+    double known[2] = {static_cast<double>(classes), mine.size() > 0 ? 1.0 : 0.0};  // ranks with a share know it
+    collective->all_reduce_sum(known, 2);
+    classes = static_cast<int64_t>(std::llround(known[0] / known[1]));
+    std::vector<float> all(static_cast<size_t>(entries * classes), 0.0f);
+    std::copy(logits.begin(), logits.end(), all.begin() + mine.begin * classes);
+    collective->all_reduce_sum(all.data(), static_cast<int64_t>(all.size()));
+    logits = std::move(all);
+  }
+  for (int64_t i = 0; i < entries; ++i) {
+    const float* z = logits.data() + i * classes;
+    std::vector<float> row(z, z + classes);
+    for (int64_t c = 0; c < classes; ++c)
+      if (static_cast<size_t>(c) >= trained_on.size() || !trained_on[static_cast<size_t>(c)])
+        row[static_cast<size_t>(c)] = std::numeric_limits<float>::quiet_NaN();
+    kept.emplace(memory_->arrival_of(fresh[static_cast<size_t>(i)]), std::move(row));
   }
   memory_logits_ = std::move(kept);
 }
@@ -689,8 +709,14 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
     // its share of it; the bandits read only all-reduced numbers, so they choose alike on every rank.
     const int64_t bytes_before = parallel ? parallel->bytes_all_reduced() : 0;
     const bool distilled = strategy_.distill > 0.0f && !replayed.empty();
+    LogitTerm distill_term;  // data parallel: each rank matches the replayed rows of its share
+    if (parallel && distilled)
+      distill_term = [stored = std::make_shared<const Tensor>(stored_logits(replayed)), weight = strategy_.distill](
+                         const Tensor& logits, int64_t begin, int64_t rows, double grad_scale, Tensor& grad) {
+        return add_logit_matching_share(logits, begin, rows, *stored, weight, grad_scale, grad);
+      };
     const double loss =
-        parallel    ? train_step_data_parallel(model_, *optimizer, batch, *parallel, scratch, flat)
+        parallel    ? train_step_data_parallel(model_, *optimizer, batch, *parallel, scratch, flat, distill_term)
         : distilled ? distilled_train_step(model_, *optimizer, batch, stored_logits(replayed), strategy_.distill, cuda, scratch)
                     : train_step(model_, *optimizer, batch, cuda, &scratch);
     if (parallel) step_bytes += parallel->bytes_all_reduced() - bytes_before;

@@ -172,7 +172,8 @@ std::vector<GradientBucket> gradient_buckets(const std::vector<Parameter*>& para
 }
 
 double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const Batch& global_batch,
-                                Collective& collective, StepScratch& scratch, std::vector<float>& flat) {
+                                Collective& collective, StepScratch& scratch, std::vector<float>& flat,
+                                const LogitTerm& logit_term) {
   const int64_t n = global_batch.size();
   const RankShare share = rank_share(n, collective.rank(), collective.size());
   const std::vector<Parameter*> params = model.parameters();
@@ -194,11 +195,24 @@ double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const B
   model.zero_grad();
   Batch mine;
   Tensor device_x;  // lives until backward: the tape keeps a pointer to its input
+  Tensor logit_grad;  // with a logit term: the share's loss gradient at the logits, the term's included
   if (share.size() > 0) {
     mine = rows_of(global_batch, share);
     if (device) device_x = mine.x.to(Device::CUDA, *device);
     model.forward(device ? device_x : mine.x, scratch.tape);
     loss_sum = scratch.tape.apply_loss(scratch.loss, mine.y) * static_cast<double>(share.size());
+    if (logit_term && std::isfinite(loss_sum)) {
+      // The share's logit gradient, with the extra term's added on the host (a batch of logits is small).
+      const Tensor& logits = scratch.tape.output();
+      logit_grad = Tensor::empty(logits.shape(), logits.placement());
+      scratch.loss.backward(logit_grad);
+      if (device) logit_grad = logit_grad.to_cpu();
+      const Tensor host_logits = device ? logits.to_cpu() : Tensor();
+      const double grad_scale = static_cast<double>(n) / static_cast<double>(share.size());
+      loss_sum += static_cast<double>(n) *
+                  logit_term(device ? host_logits : logits, share.begin, n, grad_scale, logit_grad);
+      if (device) logit_grad = logit_grad.to(Device::CUDA, *device);
+    }
   }
   collective.all_reduce_sum(&loss_sum, 1);
   const double value = n ? loss_sum / static_cast<double>(n) : 0.0;
@@ -275,7 +289,8 @@ double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const B
       });
     }
     try {
-      scratch.tape.backward();
+      if (logit_term) scratch.tape.backward_from(std::move(logit_grad));
+      else scratch.tape.backward();
     } catch (...) {
       scratch.tape.set_gradients_final(nullptr);
       throw;

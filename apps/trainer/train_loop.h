@@ -96,8 +96,17 @@ EpochResult train_epoch(Sequential& model, Optimizer& optimizer, Batcher& batche
 // A model on a CUDA device (NCCL collective): the share is uploaded, the open gradient ranges are
 // packed on the device by device-to-device copies (one per range of open_gradient_ranges), summed
 // by NCCL with each rank's share as its scale, and copied back; `flat` is then unused.
+// `logit_term` (optional) adds a term to the global batch's loss on the logits, e.g. dark experience
+// replay's (distillation.h: add_logit_matching_share). It is called on every rank with a share with
+// that share's logits, the first row of the share in the global batch, the global batch's size, a
+// gradient scale and the share's logit gradient (host tensors); it adds the term's gradient times
+// the scale into that gradient and returns its share of the term's value (the ranks' returns add up
+// to the term). The scale (global batch / share) undoes the share's weighting in the all-reduce.
+using LogitTerm = std::function<double(const Tensor& share_logits, int64_t share_begin, int64_t global_rows,
+                                       double grad_scale, Tensor& share_grad)>;
 double train_step_data_parallel(Sequential& model, Optimizer& optimizer, const Batch& global_batch,
-                                Collective& collective, StepScratch& scratch, std::vector<float>& flat);
+                                Collective& collective, StepScratch& scratch, std::vector<float>& flat,
+                                const LogitTerm& logit_term = nullptr);
 
 // A data-parallel step's gradients are summed in buckets, as PyTorch's DDP does: the parameters
 // with open entries, in the order backward finishes them (the model's last parameter first), each

@@ -126,10 +126,11 @@ TEST_CASE("commands that are not data-parallel yet refuse to run under mpirun an
 namespace {
 
 // Two rounds after the base (3 chunks of a class-incremental stream) with the bandit presets and
-// full retraining: sample bandit, weight bandit, SNI / online EWC, λ fixed.
+// full retraining: sample bandit, weight bandit, SNI / online EWC, dark experience replay (bandit-der,
+// whose replayed rows each rank matches within its share), λ fixed.
 const std::string kStream =
     " stream --scenario split --chunks 3 --model mlp:16-24-10 --epochs 1 --batch-size 16 --memory 60 --probe 20"
-    " --rows-per-group 4 --weight-budget 0.5 --seed 4 --threads 1 -q --json --compare paper,bandit-ewc,full";
+    " --rows-per-group 4 --weight-budget 0.5 --seed 4 --threads 1 -q --json --compare paper,bandit-ewc,full,bandit-der";
 
 }  // namespace
 
@@ -161,7 +162,7 @@ TEST_CASE("mpirun -np 2 and -np 3 nnr stream make the bandit choices and weights
     CHECK(full_round["data_parallel"]["bytes_all_reduced_per_step"] == params * 4 + 8);
     CHECK(paper_round["data_parallel"]["bytes_all_reduced_per_step"] ==
           static_cast<int64_t>(std::llround(paper_round["weights"]["open_fraction"].get<double>() * params)) * 4 + 8);
-    for (size_t s = 0; s < 3; ++s) {
+    for (size_t s = 0; s < 4; ++s) {
       const auto& a = one_report["strategies"][s];
       const auto& b = report["strategies"][s];
       INFO(a["strategy"]);
@@ -368,7 +369,7 @@ TEST_CASE("mpirun -np 2 nnr stream: bucketed all-reduces give the bandit choices
     const nlohmann::json report = nlohmann::json::parse(bucketed.out);
     CHECK(bandit_choices(report) == bandit_choices(single_report));
     CHECK(report["data_parallel"]["bytes_all_reduced"] == single_report["data_parallel"]["bytes_all_reduced"]);
-    for (const std::string name : {"paper", "bandit-ewc", "full"}) {
+    for (const std::string name : {"paper", "bandit-ewc", "full", "bandit-der"}) {
       INFO(name);
       CHECK(read_file(models + "/" + name + ".safetensors") == read_file(dir / ("single/" + name + ".safetensors")));
     }

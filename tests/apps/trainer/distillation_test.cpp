@@ -146,3 +146,42 @@ TEST_CASE("a distill weight that is negative or not finite, or one without repla
   CHECK_THROWS_WITH(validate_strategy(s), Catch::Contains("distill needs replayed samples"));
   CHECK_THROWS_WITH(Retrainer(build_model("mlp:16-8-10", 0), s, RetrainOptions{}), Catch::Contains("distill needs"));
 }
+
+TEST_CASE("the logit-matching term split over ranks' shares adds up to the whole batch's term and gradient",
+          "[distill]") {
+  // A batch of 11 rows, the last 6 replayed; some stored entries NaN (classes not yet trained).
+  Rng rng(17);
+  const int64_t rows = 11, classes = 5, replayed = 6;
+  Tensor logits = Tensor::empty({rows, classes});
+  Tensor stored = Tensor::empty({replayed, classes});
+  for (int64_t i = 0; i < logits.numel(); ++i) logits.data()[i] = static_cast<float>(rng.normal());
+  for (int64_t i = 0; i < stored.numel(); ++i)
+    stored.data()[i] = i % classes == 4 ? std::nanf("") : static_cast<float>(rng.normal());
+  Tensor whole_grad = Tensor::from_vector({rows, classes}, std::vector<float>(rows * classes, 0.25f));
+  const double whole = add_logit_matching(logits, rows - replayed, stored, 0.3f, whole_grad);
+  REQUIRE(whole > 0.0);
+  for (const std::vector<int64_t>& bounds : {std::vector<int64_t>{0, 4, 8, 11}, std::vector<int64_t>{0, 6, 11},
+                                             std::vector<int64_t>{0, 11}, std::vector<int64_t>{0, 2, 5, 7, 11}}) {
+    INFO("shares split at " << bounds.size() - 1 << " ranks");
+    double sum = 0.0;
+    for (size_t r = 0; r + 1 < bounds.size(); ++r) {
+      const int64_t begin = bounds[r], size = bounds[r + 1] - begin;
+      std::vector<int64_t> mine(static_cast<size_t>(size));
+      for (int64_t i = 0; i < size; ++i) mine[static_cast<size_t>(i)] = begin + i;
+      const Tensor share = gather_rows(logits, mine);
+      Tensor grad = Tensor::from_vector({size, classes}, std::vector<float>(size * classes, 0.25f));
+      const double grad_scale = static_cast<double>(rows) / static_cast<double>(size);
+      sum += add_logit_matching_share(share, begin, rows, stored, 0.3f, grad_scale, grad);
+      // The term's gradient, times the scale, on the share's rows: (g − 0.25) / scale is the whole's.
+      for (int64_t i = 0; i < size; ++i)
+        for (int64_t c = 0; c < classes; ++c) {
+          const float got = (grad.data()[i * classes + c] - 0.25f) / static_cast<float>(grad_scale);
+          CHECK(got == Approx(whole_grad.data()[(begin + i) * classes + c] - 0.25f).margin(1e-6));
+        }
+    }
+    CHECK(sum == Approx(whole).epsilon(1e-12));
+  }
+  Tensor grad = Tensor::empty({3, classes});
+  CHECK_THROWS_WITH(add_logit_matching_share(gather_rows(logits, {9, 10, 0}), 9, rows, stored, 0.3f, 1.0, grad),
+                    Catch::Contains("outside a batch of 11"));
+}
