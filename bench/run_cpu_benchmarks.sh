@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every CPU measurement of bench/results/ in one sequence, for a quiet machine (each script
 # records the load average it ran under): peers and GEMM floors, the selective retraining step,
-# the OpenMP wait, nnr serve under load, data-parallel train and stream.
+# the loop threads' wait, nnr serve under load, data-parallel train and stream.
 #   bash bench/run_cpu_benchmarks.sh [BUILD_DIR]   # default build/, built first by scripts/build.sh
 # About 20 minutes on the 2-core development machine.
 set -euo pipefail

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# How OpenMP's wait policy costs a training epoch, idle and beside a busy process: the second
-# epoch of `nnr train` (MLP 784-256-256-10 on Fashion-MNIST, batch 128, SGD, 2 threads; the first
-# epoch is the warm-up) with
-#   spinning   OMP_WAIT_POLICY=ACTIVE (threads spin for ever between parallel regions)
-#   passive    OMP_WAIT_POLICY=PASSIVE (threads sleep at once)
-#   default    nnr's default (engine/core/threads.h: spin GOMP_SPINCOUNT iterations, then sleep)
+# How the wait of nnr's loop threads (kernels/thread_pool.h) costs a training epoch, idle and
+# beside a busy process: the second epoch of `nnr train` (MLP 784-256-256-10 on Fashion-MNIST,
+# batch 128, SGD, 2 threads; the first epoch is the warm-up) with
+#   spinning   NNR_THREAD_WAIT=spin (threads spin for ever between loops, like OMP_WAIT_POLICY=ACTIVE)
+#   passive    NNR_THREAD_WAIT=passive (threads sleep at once, like OMP_WAIT_POLICY=PASSIVE)
+#   default    nnr's default (spin briefly, yielding, then sleep; kernels/thread_pool.h)
 # each on an idle machine and with one core busy (a shell loop, `yes`-like, running beside it).
 # Rounds run the policies in turn, so load that drifts hits them alike; the ratios are medians
 # over rounds of per-round ratios. Writes bench/results/thread-wait.json.
 # Targets (issue #15): default idle within 5 % of spinning idle; default busy within 20 % of
 # passive busy.
 #   bash bench/thread_wait.sh [rounds (3)]
-# THREAD_WAIT_SPINS="1000 30000" adds GOMP_SPINCOUNT=<n> runs (for tuning the default);
+# THREAD_WAIT_SPINS="50 1000" adds NNR_THREAD_WAIT=<n> runs (the default's wait with a spin of n
+# microseconds, for tuning kDefaultSpinMicroseconds);
 # NNR_BIN=<path> measures that nnr binary instead of building build/apps/nnr/nnr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,12 +37,12 @@ for n in ${THREAD_WAIT_SPINS:-}; do policies+=" spin$n"; done
 
 # Seconds of the second epoch under one policy.
 epoch() {
-  local policy=$1 env=(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u NNR_OPENMP_WAIT)
+  local policy=$1 env=(env -u NNR_THREAD_WAIT -u OMP_NUM_THREADS)
   case $policy in
-    spinning) env+=(OMP_WAIT_POLICY=ACTIVE) ;;
-    passive) env+=(OMP_WAIT_POLICY=PASSIVE) ;;
+    spinning) env+=(NNR_THREAD_WAIT=spin) ;;
+    passive) env+=(NNR_THREAD_WAIT=passive) ;;
     default) ;;
-    spin*) env+=(GOMP_SPINCOUNT=${policy#spin}) ;;
+    spin*) env+=(NNR_THREAD_WAIT=${policy#spin}) ;;
   esac
   "${env[@]}" "$nnr" train --data fashion-mnist --model mlp:784-256-256-10 --epochs 2 --optimizer sgd \
     --lr 0.01 --lr-schedule constant --threads 2 --json -q -o "$tmp/model.safetensors" |
@@ -70,9 +71,11 @@ for r in $(seq 1 "$rounds"); do
 done
 
 printf '%s\n' "${results[@]}" > "$tmp/runs.txt"
-/usr/bin/python3 - "$load" "$(nproc)" "$tmp/runs.txt" <<'PY'
+# The load at the end too: another process that ran meanwhile shows here (an "idle" run beside it was not).
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+/usr/bin/python3 - "$load" "$(nproc)" "$tmp/runs.txt" "$load_end" <<'PY'
 import json, sys, statistics, datetime
-load, cores = sys.argv[1], int(sys.argv[2])
+load, cores, load_end = sys.argv[1], int(sys.argv[2]), sys.argv[4]
 runs = {}
 for line in open(sys.argv[3]):
     r, cond, policy, s = line.split()
@@ -84,7 +87,9 @@ out = {
     "what": "second epoch of nnr train, MLP 784-256-256-10, Fashion-MNIST (60 000 images), batch 128, SGD, 2 threads",
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     "cores": cores,
+    "wait_default": "spin up to kDefaultSpinMicroseconds (kernels/thread_pool.h), yielding, then sleep",
     "load_average_at_start": load,
+    "load_average_at_end": load_end,
     "busy": "one shell busy loop beside nnr",
     "seconds_median": {c: {p: statistics.median(v.values()) for p, v in ps.items()} for c, ps in runs.items()},
     "seconds": {c: {p: [v[r] for r in sorted(v)] for p, v in ps.items()} for c, ps in runs.items()},

@@ -4,13 +4,12 @@
 // single-threaded GEMM, so they meet only at the end of the loop.
 #include "kernels/conv2d.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/thread_pool.h"
 
 namespace nnr::kernels {
 namespace {
@@ -107,7 +106,7 @@ void col2im(const float* cols, int64_t ld, const Dims& d, const ConvShape& g, fl
 }
 
 // A thread's scratch of at least n floats for buffer `slot` (0: columns, 1: the GEMM's other
-// side), kept for the thread's later calls: OpenMP's threads persist, so after the first step a
+// side), kept for the thread's later calls: the pool's threads persist, so after the first step a
 // convolution allocates (and zero-fills) nothing. Contents are stale: callers overwrite what they
 // read, and the column buffer's padding zeros are rewritten on a call's first chunk.
 float* thread_scratch(int slot, size_t n) {
@@ -124,7 +123,7 @@ struct Chunks {
 };
 
 Chunks chunks_of(const Dims& d, int64_t per_sample_floats, int64_t samples_per_gemm) {
-  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
+  const int threads = in_parallel_loop() ? 1 : std::max(1, loop_threads());
   int64_t size = samples_per_gemm;
   if (size <= 0) {
     size = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(1, per_sample_floats));
@@ -160,13 +159,11 @@ void conv2d_forward_cpu(const float* x, const float* w, const float* bias, const
   if (d.n == 0) return;
   const int64_t patch = d.patch(), pixels = d.pixels();
   const Chunks ch = chunks_of(d, (patch + d.o) * pixels, samples_per_gemm);
-#pragma omp parallel num_threads(ch.threads)
-  {
+  parallel_ranges(ch.count, [&](int, int64_t first, int64_t last) {
     float* cols = thread_scratch(0, static_cast<size_t>(patch * ch.size * pixels));
     float* out = thread_scratch(1, static_cast<size_t>(d.o * ch.size * pixels));
-    int64_t cols_ld = 0;  // the layout whose padding zeros cols holds (none yet in this call)
-#pragma omp for schedule(static)
-    for (int64_t k = 0; k < ch.count; ++k) {
+    int64_t cols_ld = 0;  // the layout whose padding zeros cols holds (none yet in this share)
+    for (int64_t k = first; k < last; ++k) {
       const int64_t n0 = k * ch.size, samples = std::min(ch.size, d.n - n0), ld = samples * pixels;
       for (int64_t b = 0; b < samples; ++b)
         im2col(x + (n0 + b) * d.image(), d, g, cols + b * pixels, ld, ld != cols_ld);
@@ -187,7 +184,7 @@ void conv2d_forward_cpu(const float* x, const float* w, const float* bias, const
           }
         }
     }
-  }
+  }, ch.threads);
 }
 
 void conv2d_backward_data_cpu(const float* dy, const float* w, const ConvShape& g, float* dx,
@@ -196,12 +193,10 @@ void conv2d_backward_data_cpu(const float* dy, const float* w, const ConvShape& 
   if (d.n == 0) return;
   const int64_t patch = d.patch(), pixels = d.pixels();
   const Chunks ch = chunks_of(d, (patch + d.o) * pixels, samples_per_gemm);
-#pragma omp parallel num_threads(ch.threads)
-  {
+  parallel_ranges(ch.count, [&](int, int64_t first, int64_t last) {
     float* cols = thread_scratch(0, static_cast<size_t>(patch * ch.size * pixels));
     float* grad = thread_scratch(1, static_cast<size_t>(d.o * ch.size * pixels));
-#pragma omp for schedule(static)
-    for (int64_t k = 0; k < ch.count; ++k) {
+    for (int64_t k = first; k < last; ++k) {
       const int64_t n0 = k * ch.size, samples = std::min(ch.size, d.n - n0), ld = samples * pixels;
       gather_dy(dy, d, n0, samples, nullptr, d.o, grad);
       // cols[q, (b, p)] = Σ_o w[o, q] dy[b, o, p]: the whole chunk in one GEMM.
@@ -212,7 +207,7 @@ void conv2d_backward_data_cpu(const float* dy, const float* w, const ConvShape& 
         col2im(cols + b * pixels, ld, d, g, out);
       }
     }
-  }
+  }, ch.threads);
 }
 
 void conv2d_backward_filter_cpu(const float* x, const float* dy, const ConvShape& g, const int64_t* rows,
@@ -225,14 +220,12 @@ void conv2d_backward_filter_cpu(const float* x, const float* dy, const ConvShape
   // Each thread sums its chunks into its own [open, patch] buffer; the buffers are added at the end.
   std::vector<std::vector<float>> partial(static_cast<size_t>(ch.threads),
                                           std::vector<float>(static_cast<size_t>(open * patch), 0.0f));
-#pragma omp parallel num_threads(ch.threads)
-  {
+  parallel_ranges(ch.count, [&](int share, int64_t first, int64_t last) {
     float* cols = thread_scratch(0, static_cast<size_t>(patch * ch.size * pixels));
     float* grad = thread_scratch(1, static_cast<size_t>(open * ch.size * pixels));
-    float* acc = partial[static_cast<size_t>(omp_get_thread_num())].data();
-    int64_t cols_ld = 0;  // the layout whose padding zeros cols holds (none yet in this call)
-#pragma omp for schedule(static)
-    for (int64_t k = 0; k < ch.count; ++k) {
+    float* acc = partial[static_cast<size_t>(share)].data();
+    int64_t cols_ld = 0;  // the layout whose padding zeros cols holds (none yet in this share)
+    for (int64_t k = first; k < last; ++k) {
       const int64_t n0 = k * ch.size, samples = std::min(ch.size, d.n - n0), ld = samples * pixels;
       for (int64_t b = 0; b < samples; ++b)
         im2col(x + (n0 + b) * d.image(), d, g, cols + b * pixels, ld, ld != cols_ld);
@@ -241,7 +234,7 @@ void conv2d_backward_filter_cpu(const float* x, const float* dy, const ConvShape
       // acc[r, q] += Σ_(b, p) dy[b, r, p] cols[q, (b, p)]: the whole chunk in one GEMM.
       gemm_cpu(grad, false, cols, true, acc, open, patch, ld, 1.0f, 1.0f);
     }
-  }
+  }, ch.threads);
   for (const auto& part : partial)
     for (int64_t r = 0; r < open; ++r) {
       float* dst = dw + (rows ? rows[r] : r) * patch;

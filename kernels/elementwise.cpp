@@ -4,18 +4,28 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/thread_pool.h"
+
 namespace nnr::kernels {
 namespace {
 
-// Below this many elements a loop runs on one thread: forking costs more than it saves, and
-// an outlined OpenMP body is not vectorised as well as a plain simd loop.
+// Below this many elements a loop runs on one thread: handing shares to the pool's threads costs
+// more than it saves.
 constexpr int64_t kParallelElements = 1 << 18;
+
+// body(begin, end) on [0, n): one span per thread of the loop when n is large, else the whole.
+template <typename Body>
+void for_spans(int64_t n, Body body) {
+  if (n > kParallelElements)
+    parallel_ranges(n, [&](int, int64_t begin, int64_t end) { body(begin, end); });
+  else
+    body(int64_t{0}, n);
+}
 
 }  // namespace
 
 void add_bias_cpu(float* p, const float* b, int64_t outer, int64_t channels, int64_t inner) {
-#pragma omp parallel for schedule(static) if (outer * channels * inner > 65536)
-  for (int64_t n = 0; n < outer; ++n)
+  parallel_for(outer, outer * channels * inner > 65536, [&](int64_t n) {
     for (int64_t c = 0; c < channels; ++c) {
       float* row = p + (n * channels + c) * inner;
       const float bc = b[c];
@@ -25,6 +35,7 @@ void add_bias_cpu(float* p, const float* b, int64_t outer, int64_t channels, int
         for (int64_t i = 0; i < inner; ++i) row[i] += bc;
       }
     }
+  });
 }
 
 namespace {
@@ -54,8 +65,7 @@ void channel_sums(const float* g, float* out, int64_t outer, int64_t channels, i
     }
     return;
   }
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t k = 0; k < count; ++k) {
+  parallel_for(count, parallel, [&](int64_t k) {
     const int64_t c = rows ? rows[k] : k;
     double sum = 0.0;
     for (int64_t n = 0; n < outer; ++n) {
@@ -66,7 +76,7 @@ void channel_sums(const float* g, float* out, int64_t outer, int64_t channels, i
       sum += s;
     }
     out[c] = (accumulate ? out[c] : 0.0f) + static_cast<float>(sum);
-  }
+  });
 }
 
 }  // namespace
@@ -81,23 +91,17 @@ void bias_backward_rows_cpu(const float* g, float* out, int64_t outer, int64_t c
 }
 
 void relu_forward_cpu(const float* a, float* b, int64_t n) {
-  if (n > kParallelElements) {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) b[i] = a[i] > 0.0f ? a[i] : 0.0f;
-  } else {
+  for_spans(n, [&](int64_t begin, int64_t end) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) b[i] = a[i] > 0.0f ? a[i] : 0.0f;
-  }
+    for (int64_t i = begin; i < end; ++i) b[i] = a[i] > 0.0f ? a[i] : 0.0f;
+  });
 }
 
 void relu_backward_cpu(const float* out, const float* g, float* d, int64_t n) {
-  if (n > kParallelElements) {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) d[i] = out[i] > 0.0f ? g[i] : 0.0f;
-  } else {
+  for_spans(n, [&](int64_t begin, int64_t end) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) d[i] = out[i] > 0.0f ? g[i] : 0.0f;
-  }
+    for (int64_t i = begin; i < end; ++i) d[i] = out[i] > 0.0f ? g[i] : 0.0f;
+  });
 }
 
 void dropout_backward_cpu(const float* m, const float* g, float* d, int64_t n) {

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/thread_pool.h"
+
 namespace nnr::kernels {
 namespace {
 
@@ -37,28 +39,27 @@ void gather_channels_cpu(const float* s, int64_t outer, int64_t channels, int64_
   if (inner == 1) {
     const auto& runs = long_runs(rows, count);
     if (!runs.empty()) {
-#pragma omp parallel for schedule(static) if (outer * count > kParallelElements)
-      for (int64_t o = 0; o < outer; ++o)
+      parallel_for(outer, outer * count > kParallelElements, [&](int64_t o) {
         for (const auto& [at, length] : runs)
           std::memcpy(d + o * count + at, s + o * channels + rows[at], sizeof(float) * static_cast<size_t>(length));
+      });
       return;
     }
-#pragma omp parallel for schedule(static) if (outer * count > kParallelElements)
-    for (int64_t o = 0; o < outer; ++o) {
+    parallel_for(outer, outer * count > kParallelElements, [&](int64_t o) {
       const float* __restrict from = s + o * channels;
       float* __restrict to = d + o * count;
 #pragma omp simd
       for (int64_t r = 0; r < count; ++r) to[r] = from[rows[r]];
-    }
+    });
     return;
   }
-#pragma omp parallel for schedule(static) if (outer * count * inner > kParallelElements)
-  for (int64_t o = 0; o < outer; ++o)
+  parallel_for(outer, outer * count * inner > kParallelElements, [&](int64_t o) {
     for (int64_t r = 0; r < count; ++r) {
       const float* from = s + (o * channels + rows[r]) * inner;
       float* to = d + (o * count + r) * inner;
       for (int64_t p = 0; p < inner; ++p) to[p] = from[p];
     }
+  });
 }
 
 void scatter_channels_cpu(const float* s, int64_t outer, int64_t count, int64_t inner, const int64_t* rows,
@@ -66,38 +67,36 @@ void scatter_channels_cpu(const float* s, int64_t outer, int64_t count, int64_t 
   if (inner == 1) {
     const auto& runs = long_runs(rows, count);
     if (!runs.empty()) {
-#pragma omp parallel for schedule(static) if (outer * count > kParallelElements)
-      for (int64_t o = 0; o < outer; ++o)
+      parallel_for(outer, outer * count > kParallelElements, [&](int64_t o) {
         for (const auto& [at, length] : runs)
           std::memcpy(d + o * channels + rows[at], s + o * count + at, sizeof(float) * static_cast<size_t>(length));
+      });
       return;
     }
-#pragma omp parallel for schedule(static) if (outer * count > kParallelElements)
-    for (int64_t o = 0; o < outer; ++o) {
+    parallel_for(outer, outer * count > kParallelElements, [&](int64_t o) {
       const float* __restrict from = s + o * count;
       float* __restrict to = d + o * channels;
       // Distinct indices: no two lanes store to the same entry.
 #pragma omp simd
       for (int64_t r = 0; r < count; ++r) to[rows[r]] = from[r];
-    }
+    });
     return;
   }
-#pragma omp parallel for schedule(static) if (outer * count * inner > kParallelElements)
-  for (int64_t o = 0; o < outer; ++o)
+  parallel_for(outer, outer * count * inner > kParallelElements, [&](int64_t o) {
     for (int64_t r = 0; r < count; ++r) {
       const float* from = s + (o * count + r) * inner;
       float* to = d + (o * channels + rows[r]) * inner;
       for (int64_t p = 0; p < inner; ++p) to[p] = from[p];
     }
+  });
 }
 
 void scatter_add_rows_cpu(const float* s, int64_t count, int64_t row_length, const int64_t* rows, float* d) {
-#pragma omp parallel for schedule(static) if (count * row_length > kParallelElements)
-  for (int64_t r = 0; r < count; ++r) {
+  parallel_for(count, count * row_length > kParallelElements, [&](int64_t r) {
     float* to = d + rows[r] * row_length;
     const float* from = s + r * row_length;
     for (int64_t k = 0; k < row_length; ++k) to[k] += from[k];
-  }
+  });
 }
 
 }  // namespace nnr::kernels

@@ -2,10 +2,10 @@
 // into independent blocks.
 #include "kernels/gemm.h"
 
-#include <omp.h>
-
 #include <Eigen/Core>
 #include <algorithm>
+
+#include "kernels/thread_pool.h"
 
 namespace nnr::kernels {
 namespace {
@@ -67,24 +67,25 @@ void gemm_cpu(const float* a, bool transpose_a, const float* b, bool transpose_b
   // one thread each. Eigen's own parallel GEMM makes its threads busy-wait on each other's
   // packing; when the cores are shared with another process (a model server, a build) that
   // turned a 0.65 s epoch into 90 s. Independent blocks only meet at the end of the loop.
-  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int threads = in_parallel_loop() ? 1 : loop_threads();
   const int64_t side = std::max(m, n);
   if (threads <= 1 || m * n * k < kParallelMacs || side < 2 * threads) {
     gemm_block(a, transpose_a, b, transpose_b, c, m, n, k, 0, m, 0, n, alpha, beta);
     return;
   }
   const bool split_rows = m >= n;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int t = 0; t < threads; ++t) {
-    // Block boundaries rounded to multiples of 16 floats (one AVX-512 register) where possible.
-    const int64_t chunk = ((side + threads - 1) / threads + 15) / 16 * 16;
-    const int64_t begin = std::min(side, t * chunk), end = std::min(side, begin + chunk);
-    if (begin >= end) continue;
-    if (split_rows)
-      gemm_block(a, transpose_a, b, transpose_b, c, m, n, k, begin, end, 0, n, alpha, beta);
-    else
-      gemm_block(a, transpose_a, b, transpose_b, c, m, n, k, 0, m, begin, end, alpha, beta);
-  }
+  // Block boundaries rounded to multiples of 16 floats (one AVX-512 register) where possible.
+  const int64_t chunk = ((side + threads - 1) / threads + 15) / 16 * 16;
+  parallel_ranges(threads, [&](int, int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) {
+      const int64_t begin = std::min(side, t * chunk), end = std::min(side, begin + chunk);
+      if (begin >= end) continue;
+      if (split_rows)
+        gemm_block(a, transpose_a, b, transpose_b, c, m, n, k, begin, end, 0, n, alpha, beta);
+      else
+        gemm_block(a, transpose_a, b, transpose_b, c, m, n, k, 0, m, begin, end, alpha, beta);
+    }
+  }, threads);
 }
 
 }  // namespace nnr::kernels

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "kernels/thread_pool.h"
 
 namespace nnr::kernels {
 namespace {
@@ -13,20 +16,18 @@ template <typename Body>
 void for_each_selected(int64_t n, const MaskArgs& mask, Body body) {
   switch (mask.kind) {
     case MaskKind::All:
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-      for (int64_t i = 0; i < n; ++i) body(i);
+      parallel_for(n, n > (1 << 16), body);
       break;
     case MaskKind::Rows:
-#pragma omp parallel for schedule(static) if (mask.row_count * mask.row_length > (1 << 16))
-      for (int64_t r = 0; r < mask.row_count; ++r) {
+      parallel_for(mask.row_count, mask.row_count * mask.row_length > (1 << 16), [&](int64_t r) {
         const int64_t begin = mask.rows[r] * mask.row_length;
         for (int64_t i = begin; i < begin + mask.row_length; ++i) body(i);
-      }
+      });
       break;
     case MaskKind::Elements:
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-      for (int64_t i = 0; i < n; ++i)
+      parallel_for(n, n > (1 << 16), [&](int64_t i) {
         if ((mask.bits[i >> 5] >> (i & 31)) & 1u) body(i);
+      });
       break;
   }
 }
@@ -35,12 +36,19 @@ void for_each_selected(int64_t n, const MaskArgs& mask, Body body) {
 
 double penalty_value_cpu(const float* theta, int64_t n, const PenaltyArgs& p) {
   if (!p.want_value || !p.anchor) return 0.0;
+  // One partial sum per share, added in share order: the result depends on the thread count only.
+  const int threads = n > (1 << 16) ? loop_threads() : 1;
+  std::vector<double> partial(static_cast<size_t>(std::max(1, threads)), 0.0);
+  parallel_ranges(n, [&](int share, int64_t begin, int64_t end) {
+    double sum = 0.0;
+    for (int64_t i = begin; i < end; ++i) {
+      const double d = static_cast<double>(theta[i]) - p.anchor[i];
+      sum += (p.omega ? p.omega[i] : 1.0) * d * d;
+    }
+    partial[static_cast<size_t>(share)] = sum;
+  }, threads);
   double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum) schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = static_cast<double>(theta[i]) - p.anchor[i];
-    sum += (p.omega ? p.omega[i] : 1.0) * d * d;
-  }
+  for (const double s : partial) sum += s;
   return p.lambda * sum;
 }
 
@@ -105,12 +113,12 @@ template <typename Span>
 void for_each_span(int64_t n, const MaskArgs& mask, Span span) {
   if (mask.kind == MaskKind::All) {
     const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (n > kParallelEntries)
-    for (int64_t b = 0; b < blocks; ++b) span(b * kBlock, std::min(kBlock, n - b * kBlock));
+    parallel_for(blocks, n > kParallelEntries,
+                 [&](int64_t b) { span(b * kBlock, std::min(kBlock, n - b * kBlock)); });
   } else {
     const int64_t len = mask.row_length;
-#pragma omp parallel for schedule(static) if (mask.row_count * len > kParallelEntries)
-    for (int64_t r = 0; r < mask.row_count; ++r) span(mask.rows[r] * len, len);
+    parallel_for(mask.row_count, mask.row_count * len > kParallelEntries,
+                 [&](int64_t r) { span(mask.rows[r] * len, len); });
   }
 }
 

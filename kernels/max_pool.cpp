@@ -1,13 +1,14 @@
 // The CPU reference of 2-D max pooling (kernels/max_pool.h).
 #include "kernels/max_pool.h"
 
+#include "kernels/thread_pool.h"
+
 namespace nnr::kernels {
 
 void max_pool2d_forward_cpu(const float* in, const PoolShape& s, float* o, int64_t* argmax) {
   const int64_t planes = s.planes, h = s.height, w = s.width, ho = s.out_height(), wo = s.out_width();
   const int64_t window = s.window, stride = s.stride;
-#pragma omp parallel for schedule(static) if (planes * h * w > 65536)
-  for (int64_t p = 0; p < planes; ++p) {
+  parallel_for(planes, planes * h * w > 65536, [&](int64_t p) {
     const float* plane = in + p * h * w;
     for (int64_t i = 0; i < ho; ++i)
       for (int64_t j = 0; j < wo; ++j) {
@@ -22,7 +23,7 @@ void max_pool2d_forward_cpu(const float* in, const PoolShape& s, float* o, int64
         o[out_idx] = plane[best];
         argmax[out_idx] = p * h * w + best;
       }
-  }
+  });
 }
 
 void max_pool2d_backward_cpu(const float* g, const int64_t* argmax, int64_t count, float* d, int64_t dx_numel) {

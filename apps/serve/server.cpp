@@ -410,8 +410,8 @@ struct Server::State {
   }
 
   void retrain_loop() {
-    // Lower this thread's priority (Linux: nice is per thread); the OpenMP threads of its rounds
-    // are created by it and inherit the value.
+    // Lower this thread's priority (Linux: nice is per thread); the loop threads of its rounds
+    // (kernels/thread_pool.h: a pool per calling thread) are created by it and inherit the value.
     if (options.retrain_nice > 0) {
       const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
       errno = 0;
@@ -419,8 +419,8 @@ struct Server::State {
       if (errno != 0 || setpriority(PRIO_PROCESS, tid, std::min(19, nice + options.retrain_nice)) != 0)
         log(std::string("could not lower the retraining thread's priority: ") + std::strerror(errno));
     }
-    // Per thread (an OpenMP setting of this thread): the request threads keep theirs. 0 leaves the
-    // process's default (every core, or OMP_NUM_THREADS).
+    // Per thread (a setting of this thread, kernels/thread_pool.h): the request threads keep theirs.
+    // 0 leaves the process's default (every core, or OMP_NUM_THREADS).
     if (options.retrain_threads > 0) set_num_threads(options.retrain_threads);
     retrain_threads = num_threads();
     while (true) {

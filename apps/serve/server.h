@@ -64,7 +64,7 @@ struct ServerOptions {
   int64_t max_inputs = 4096;         // inputs per request at most
   size_t max_body_bytes = 16u << 20; // request bodies over this get 413
   double poll_seconds = 1.0;         // how often DIR is checked for versions written elsewhere
-  // Added (0..19, up to nice 19) to the nice value of the retraining thread and of the OpenMP
+  // Added (0..19, up to nice 19) to the nice value of the retraining thread and of the loop
   // threads it starts: a round competes with the request threads for the cores; at +10 it gets
   // about a tenth of a saturated core (and every idle cycle). bench/serve_load.sh on the shared
   // 2-core dev machine (load ~8): predict p99 during back-to-back rounds 15.7 and 18.5 ms at +10,

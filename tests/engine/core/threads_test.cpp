@@ -3,37 +3,34 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
-TEST_CASE("nnr's OpenMP wait is set only where the user chose none", "[threads]") {
-  const std::string spin = std::to_string(nnr::kOpenmpSpinCount);
-  CHECK(nnr::openmp_spin_count_to_set(nullptr, nullptr, nullptr) == spin);
-  CHECK(nnr::openmp_spin_count_to_set(nullptr, nullptr, "") == spin);
-  // The user's choice stands.
-  CHECK(nnr::openmp_spin_count_to_set("PASSIVE", nullptr, nullptr).empty());
-  CHECK(nnr::openmp_spin_count_to_set("ACTIVE", nullptr, nullptr).empty());
-  CHECK(nnr::openmp_spin_count_to_set("", nullptr, nullptr).empty());
-  CHECK(nnr::openmp_spin_count_to_set(nullptr, "0", nullptr).empty());
-  CHECK(nnr::openmp_spin_count_to_set("PASSIVE", "100", nullptr).empty());
-  CHECK(nnr::openmp_spin_count_to_set(nullptr, nullptr, "keep").empty());
+#include "kernels/thread_pool.h"
+
+TEST_CASE("the engine's loop wait is the pool's default unless NNR_THREAD_WAIT chose another", "[threads]") {
+  // ctest runs this file once as it is and once with NNR_THREAD_WAIT=passive.
+  const char* chosen = std::getenv("NNR_THREAD_WAIT");
+  const std::string description = nnr::thread_wait_description();
+  if (!chosen) {
+    CHECK(description == "spin up to " + std::to_string(nnr::kernels::kDefaultSpinMicroseconds) +
+                             " us, yielding, then sleep (nnr's default)");
+  } else if (std::string(chosen) == "passive") {
+    CHECK(nnr::kernels::thread_wait().kind == nnr::kernels::ThreadWait::Passive);
+    CHECK(description == "sleep at once (passive) (NNR_THREAD_WAIT=passive)");
+  } else {
+    CHECK(description.find(std::string("NNR_THREAD_WAIT=") + chosen) != std::string::npos);
+  }
 }
 
-TEST_CASE("a program linking the engine starts with nnr's OpenMP wait unless the user chose one", "[threads]") {
-  // This test program links nnr_engine_core: before main it either found the user's choice in the
-  // environment or set GOMP_SPINCOUNT and re-executed itself with the marker set.
-  const char* marker = std::getenv("NNR_OPENMP_WAIT");
-  const char* spin = std::getenv("GOMP_SPINCOUNT");
-  const std::string description = nnr::openmp_wait_description();
-  if (marker && std::string(marker) == "default") {
-    REQUIRE(spin != nullptr);
-    CHECK(std::string(spin) == std::to_string(nnr::kOpenmpSpinCount));
-    CHECK(std::getenv("OMP_WAIT_POLICY") == nullptr);
-    CHECK(description == "spin " + std::to_string(nnr::kOpenmpSpinCount) + ", then sleep (nnr's default)");
-  } else {
-    // Started with a policy of the user's (ctest runs this file once with OMP_WAIT_POLICY=PASSIVE):
-    // nothing was overridden.
-    const bool chosen = std::getenv("OMP_WAIT_POLICY") || spin || (marker && std::string(marker) == "keep");
-    CHECK(chosen);
-    if (const char* policy = std::getenv("OMP_WAIT_POLICY"))
-      CHECK(description.find(std::string("OMP_WAIT_POLICY=") + policy) != std::string::npos);
-  }
+TEST_CASE("set_num_threads sets the calling thread's loop threads only", "[threads]") {
+  const int saved = nnr::num_threads();
+  nnr::set_num_threads(3);
+  CHECK(nnr::num_threads() == 3);
+  CHECK(nnr::kernels::loop_threads() == 3);
+  int other = 0;
+  std::thread([&] { other = nnr::num_threads(); }).join();
+  CHECK(other == nnr::kernels::default_loop_threads());
+  nnr::set_num_threads(0);
+  CHECK(nnr::num_threads() == nnr::kernels::available_cores());
+  nnr::set_num_threads(saved);
 }
