@@ -174,24 +174,28 @@ class NcclCollective final : public Collective {
       const ncclResult_t queried = ncclCommGetAsyncError(comm_, &state);
       if (queried != ncclSuccess) state = queried;
       if (state == ncclSuccess) return;
-      if (state != ncclInProgress) {
-        const std::string detail = ncclGetLastError(comm_);
-        abort();
-        throw Error(where() + call + " failed: " + ncclGetErrorString(state) +
-                    (detail.empty() ? "" : " (" + detail + ")"));
-      }
+      if (state != ncclInProgress) fail(call, state);
       const auto waited = Clock::now() - start;
-      if (waited >= limit) {
-        abort();
-        char seconds[32];
-        std::snprintf(seconds, sizeof seconds, "%g", timeout_);
-        throw Error(where() + call + " waited " + seconds +
-                    " s for the other ranks: a rank died or hangs (NCCL was still queueing it; the limit is "
-                    "NNR_COLLECTIVE_TIMEOUT seconds)");
-      }
+      if (waited >= limit) time_out(call, "NCCL was still queueing it; ");
       if (polls < 64) std::this_thread::yield();
       else std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
+  }
+
+  // A failed NCCL call: the communicator is aborted and the error names the call and NCCL's reason.
+  [[noreturn]] void fail(const std::string& call, ncclResult_t state) {
+    const std::string detail = ncclGetLastError(comm_);
+    abort();
+    throw Error(where() + call + " failed: " + ncclGetErrorString(state) + (detail.empty() ? "" : " (" + detail + ")"));
+  }
+
+  // A wait past NNR_COLLECTIVE_TIMEOUT: aborted, and the error says how long it waited and why.
+  [[noreturn]] void time_out(const std::string& call, const std::string& state) {
+    abort();
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%g", timeout_);
+    throw Error(where() + call + " waited " + seconds + " s for the other ranks: a rank died or hangs (" + state +
+                "the limit is NNR_COLLECTIVE_TIMEOUT seconds)");
   }
 
   // Until the collective queued on `stream` has completed; polls so that a wait for a rank that
@@ -208,20 +212,9 @@ class NcclCollective final : public Collective {
       }
       ncclResult_t async = ncclSuccess;
       ncclCommGetAsyncError(comm_, &async);
-      if (async != ncclSuccess && async != ncclInProgress) {
-        const std::string detail = ncclGetLastError(comm_);
-        abort();
-        throw Error(where() + call + " failed: " + ncclGetErrorString(async) +
-                    (detail.empty() ? "" : " (" + detail + ")"));
-      }
+      if (async != ncclSuccess && async != ncclInProgress) fail(call, async);
       const auto waited = Clock::now() - start;
-      if (waited >= limit) {
-        abort();
-        char seconds[32];
-        std::snprintf(seconds, sizeof seconds, "%g", timeout_);
-        throw Error(where() + call + " waited " + seconds +
-                    " s for the other ranks: a rank died or hangs (the limit is NNR_COLLECTIVE_TIMEOUT seconds)");
-      }
+      if (waited >= limit) time_out(call, "");
       if (waited < std::chrono::milliseconds(2) || polls < 64) std::this_thread::yield();
       else std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
