@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <string>
 
 #include <pthread.h>
 
@@ -18,10 +19,13 @@ struct ServeFlags {
   serve::ServerOptions options;
   int port = 8080;
   int threads = 0;
+  std::string retrain_priority = "idle";
 };
 
 void run_serve(ServeFlags& f) {
   set_num_threads(f.threads);
+  f.options.retrain_priority = f.retrain_priority == "idle" ? serve::ServerOptions::RetrainPriority::idle
+                                                            : serve::ServerOptions::RetrainPriority::nice;
   // SIGINT/SIGTERM are blocked before any thread starts (threads inherit the mask) and taken here
   // with sigwait, so the stop runs on this thread, not in a signal handler.
   sigset_t signals;
@@ -86,10 +90,17 @@ Command add_serve(CLI::App& app) {
   cmd->add_option("--max-body-bytes", f->options.max_body_bytes, "Request bodies over this get 413")
       ->check(CLI::Range(size_t{1}, size_t{1} << 34))
       ->capture_default_str();
+  cmd->add_option("--retrain-priority", f->retrain_priority,
+                  "How background retraining rounds share the cores with requests. idle: a round runs only on "
+                  "cycles requests leave and a request preempts it at once (Linux SCHED_IDLE; predict p99 during "
+                  "rounds about 10 % lower than nice, half as many rounds under a saturating load: "
+                  "bench/serve_load.sh). nice: the round's threads at --retrain-nice")
+      ->check(CLI::IsMember({"idle", "nice"}))
+      ->capture_default_str();
   cmd->add_option("--retrain-nice", f->options.retrain_nice,
-                  "Added to the nice value of the background retraining round's threads; above 0 predictions come "
-                  "first and a round gets mostly idle cycles (0: the same priority as requests). 10 by measurement "
-                  "(bench/serve_load.sh): predict p99 during rounds about 25 % lower than with 0, rounds slower")
+                  "With --retrain-priority nice: added to the nice value of the round's threads; above 0 "
+                  "predictions come first (0: the same priority as requests). 10: predict p99 during rounds about "
+                  "25 % lower than with 0, rounds slower")
       ->check(CLI::Range(0, 19))
       ->capture_default_str();
   cmd->add_option("--retrain-threads", f->options.retrain_threads,

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <httplib.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -410,13 +411,17 @@ struct Server::State {
   }
 
   void retrain_loop() {
-    // Lower this thread's priority (Linux: nice is per thread); the loop threads of its rounds
-    // (kernels/thread_pool.h: a pool per calling thread) are created by it and inherit the value.
-    if (options.retrain_nice > 0) {
-      const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+    // Lower this thread's priority (Linux: policy and nice are per thread); the loop threads of its
+    // rounds (kernels/thread_pool.h: a pool per calling thread) are created by it and inherit them.
+    const pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
+    if (options.retrain_priority == ServerOptions::RetrainPriority::idle) {
+      sched_param param{};
+      if (sched_setscheduler(tid, SCHED_IDLE, &param) != 0)
+        log(std::string("could not run the retraining thread at idle priority: ") + std::strerror(errno));
+    } else if (options.retrain_nice > 0) {
       errno = 0;
-      const int nice = getpriority(PRIO_PROCESS, tid);  // -1 is a valid value: errno tells
-      if (errno != 0 || setpriority(PRIO_PROCESS, tid, std::min(19, nice + options.retrain_nice)) != 0)
+      const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(tid));  // -1 is a valid value: errno tells
+      if (errno != 0 || setpriority(PRIO_PROCESS, static_cast<id_t>(tid), std::min(19, nice + options.retrain_nice)) != 0)
         log(std::string("could not lower the retraining thread's priority: ") + std::strerror(errno));
     }
     // Per thread (a setting of this thread, kernels/thread_pool.h): the request threads keep theirs.
@@ -707,6 +712,9 @@ nlohmann::json Server::model_info() const {
                       {"retraining", s.retraining.load()},
                       {"retrain_every", s.options.retrain_every},
                       {"retrain_threads", s.retrain_threads.load()},
+                      {"retrain_priority", s.options.retrain_priority == ServerOptions::RetrainPriority::idle
+                                               ? "idle"
+                                               : "nice " + std::to_string(s.options.retrain_nice)},
                       {"max_batch", s.options.max_batch},
                       {"max_wait_us", s.options.max_wait_us},
                       {"max_regression", s.options.max_regression},

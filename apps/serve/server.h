@@ -64,7 +64,15 @@ struct ServerOptions {
   int64_t max_inputs = 4096;         // inputs per request at most
   size_t max_body_bytes = 16u << 20; // request bodies over this get 413
   double poll_seconds = 1.0;         // how often DIR is checked for versions written elsewhere
-  // Added (0..19, up to nice 19) to the nice value of the retraining thread and of the loop
+  // How the retraining thread and the loop threads it starts share the cores with the request
+  // threads. idle (Linux SCHED_IDLE): a round runs only on cycles the requests leave, and a waking
+  // request thread preempts it at once, where at nice +10 it may wait for the round's time slice.
+  // bench/serve_load.sh on the 2-core dev machine, 3 alternated runs each: predict p99 during
+  // back-to-back rounds over idle p99 median 2.03 (1.86-2.06) against 2.22 (2.16-2.28) at nice
+  // +10, with about half as many rounds in the window (3-6 against 9-10) under a saturating load.
+  enum class RetrainPriority { idle, nice };
+  RetrainPriority retrain_priority = RetrainPriority::idle;
+  // With retrain_priority nice: added (0..19, up to nice 19) to the nice value of the retraining thread and of the loop
   // threads it starts: a round competes with the request threads for the cores; at +10 it gets
   // about a tenth of a saturated core (and every idle cycle). bench/serve_load.sh on the shared
   // 2-core dev machine (load ~8): predict p99 during back-to-back rounds 15.7 and 18.5 ms at +10,

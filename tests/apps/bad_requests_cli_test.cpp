@@ -134,6 +134,8 @@ const std::vector<BadRequest> kRows = {
     // serve (each fails before it listens)
     {"serve: unknown flag", "serve --model-dir @md --port 0 --bogus", 2, {"--bogus"}},
     {"serve: port out of range", "serve --model-dir @md --port 70000", 2, {"--port"}},
+    {"serve: unknown retraining priority", "serve --model-dir @md --port 0 --retrain-priority low", 2,
+     {"--retrain-priority", "low", "idle,nice"}},
     {"serve: no version in the folder", "serve --model-dir @empty --port 0", 2, {"empty", "no model version"}},
     // no command at all, or an unknown one
     {"unknown command", "nosuch", 2, {"subcommand"}},

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -422,29 +423,53 @@ TEST_CASE("batched concurrent predictions: each answer is its own, from the vers
   CHECK(call(port, "GET", "/v1/model").body["max_batch"] == 8);
 }
 
+namespace {
+// Field `n` (1-based, as proc(5) counts) of /proc/self/task/<tid>/stat for every thread of this
+// process: 19 is the nice value, 41 the scheduling policy (SCHED_IDLE is 5).
+std::vector<int> thread_stat_fields(int n) {
+  std::vector<int> values;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    const std::string stat = test::read_file(task.path().string() + "/stat");
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
+    std::string field;
+    for (int i = 3; i <= n && rest >> field; ++i) {}
+    values.push_back(std::stoi(field));
+  }
+  return values;
+}
+}  // namespace
+
 TEST_CASE("the retraining thread runs at retrain_nice, the request threads at the process's priority") {
   ServedDir d;
   ServerOptions o = options_for(d.dir);
   o.retrain_every = 1000;  // the thread starts (and waits for feedback)
+  o.retrain_priority = ServerOptions::RetrainPriority::nice;
   o.retrain_nice = 7;
-  // The nice value of every thread of this process (field 19 of /proc/self/task/<tid>/stat).
-  const auto nice_values = [] {
-    std::vector<int> values;
-    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-      const std::string stat = test::read_file(task.path().string() + "/stat");
-      std::istringstream rest(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
-      std::string field;
-      for (int i = 3; i <= 19 && rest >> field; ++i) {}
-      values.push_back(std::stoi(field));
-    }
-    return values;
-  };
-  const int own = nice_values().front();
+  const int own = thread_stat_fields(19).front();
   Server server(o);
   const int port = server.start(0);
   CHECK(eventually(10, [&] {
-    const std::vector<int> v = nice_values();
+    const std::vector<int> v = thread_stat_fields(19);
     return std::count(v.begin(), v.end(), std::min(19, own + 7)) == 1;
   }));
   CHECK(call(port, "POST", "/v1/predict", json{{"input", test::separable_rows({1}, 1, 3, nullptr)[0]}}.dump()).status == 200);
+  CHECK(call(port, "GET", "/v1/model").body["retrain_priority"] == "nice 7");
+}
+
+TEST_CASE("by default the retraining thread runs at idle priority (SCHED_IDLE), the request threads do not") {
+  ServedDir d;
+  ServerOptions o = options_for(d.dir);
+  o.retrain_every = 1000;  // the thread starts (and waits for feedback)
+  REQUIRE(o.retrain_priority == ServerOptions::RetrainPriority::idle);
+  const std::vector<int> before = thread_stat_fields(41);
+  REQUIRE(std::count(before.begin(), before.end(), SCHED_IDLE) == 0);
+  Server server(o);
+  const int port = server.start(0);
+  CHECK(eventually(10, [&] {
+    const std::vector<int> v = thread_stat_fields(41);
+    return std::count(v.begin(), v.end(), SCHED_IDLE) == 1;
+  }));
+  CHECK(call(port, "POST", "/v1/predict", json{{"input", test::separable_rows({1}, 1, 3, nullptr)[0]}}.dump()).status == 200);
+  CHECK(call(port, "GET", "/v1/model").body["retrain_priority"] == "idle");
+  // Rounds at idle priority still run: the end-to-end test above retrains with the defaults.
 }
