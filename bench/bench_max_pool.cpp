@@ -22,13 +22,13 @@ void run(bench::BenchDevice& d, const kernels::PoolShape& s, const bench::Common
   int64_t* d_argmax = d.copy(argmax);
   Backend& b = d.backend();
   const auto forward = [&] { b.max_pool2d_forward(d_x, s, d_y, d_argmax); };
-  const auto backward = [&] { b.max_pool2d_backward(d_dy, d_argmax, s, d_dx); };
+  const auto backward = [&] { b.max_pool2d_backward(d_dy, d_argmax, s, d_dx, nullptr); };
   forward();
   backward();
   double check = 0.0;
   if (d.is_cuda()) {
     cpu_backend().max_pool2d_forward(x.data(), s, y.data(), argmax.data());
-    cpu_backend().max_pool2d_backward(dy.data(), argmax.data(), s, dx.data());
+    cpu_backend().max_pool2d_backward(dy.data(), argmax.data(), s, dx.data(), nullptr);
     if (d.read(d_argmax, out) != argmax) throw std::runtime_error("check failed: max pool argmax");
     check = std::max(bench::checked_error(d.read(d_y, out), y, 0.0, "max pool forward"),
                      bench::checked_error(d.read(d_dx, in), dx, 1e-6, "max pool backward"));

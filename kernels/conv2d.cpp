@@ -1,7 +1,9 @@
 // The CPU reference of 2-D convolution (kernels/conv2d.h): batched im2col. A chunk of samples
 // (sized so its columns stay in a core's cache) becomes one [C·KH·KW, chunk·Ho·Wo] column matrix
 // and one GEMM per direction; threads take whole chunks, each with its own buffers and a
-// single-threaded GEMM, so they meet only at the end of the loop.
+// single-threaded GEMM, so they meet only at the end of the loop. Stride-1 layers as wide as their
+// input (3x3 with padding 1, ...) build and fold columns with one contiguous copy or add per
+// (channel, kernel row, kernel column) instead of one per output row.
 #include "kernels/conv2d.h"
 
 #include <algorithm>
@@ -51,6 +53,40 @@ void valid_columns(const Dims& d, const ConvShape& g, int64_t j, int64_t& lo, in
 // keeps them).
 NNR_INLINE_LOOPS void im2col(const float* x, const Dims& d, const ConvShape& g, float* cols, int64_t ld,
                              bool write_padding) {
+  if (g.stride == 1 && d.wo == d.w) {
+    // Stride 1 and as wide as the input ("same" padding): a row of cols is the input plane shifted
+    // by (i − p)·w + (j − p) floats, except the columns that fall in the padding. One copy per
+    // (c, i, j) instead of one per output row, then those columns zeroed.
+    for (int64_t c = 0; c < d.c; ++c)
+      for (int64_t i = 0; i < d.kh; ++i) {
+        // Output rows oy whose input row oy + i − p lies in [0, h): [oy0, oy1).
+        const int64_t oy0 = std::clamp<int64_t>(g.padding - i, 0, d.ho);
+        const int64_t oy1 = std::clamp<int64_t>(d.h + g.padding - i, oy0, d.ho);
+        const int64_t n = (oy1 - oy0) * d.wo;
+        const float* block = x + (c * d.h + oy0 + i - g.padding) * d.w;  // input row of output row oy0
+        for (int64_t j = 0; j < d.kw; ++j) {
+          float* row = cols + ((c * d.kh + i) * d.kw + j) * ld;
+          if (write_padding) {
+            std::memset(row, 0, sizeof(float) * static_cast<size_t>(oy0 * d.wo));
+            std::memset(row + oy1 * d.wo, 0, sizeof(float) * static_cast<size_t>((d.ho - oy1) * d.wo));
+          }
+          if (n <= 0) continue;
+          int64_t lo, hi;
+          valid_columns(d, g, j, lo, hi);
+          const int64_t shift = j - g.padding;  // row[k] = block[k + shift] within the valid columns
+          float* out = row + oy0 * d.wo;
+          // Skip the reads outside the block (they land in padding columns, zeroed below).
+          const int64_t first = std::max<int64_t>(0, -shift), last = std::min<int64_t>(n, n - shift);
+          std::memcpy(out + first, block + first + shift, sizeof(float) * static_cast<size_t>(last - first));
+          for (int64_t oy = 0; oy < oy1 - oy0; ++oy) {
+            float* r = out + oy * d.wo;
+            for (int64_t ox = 0; ox < lo; ++ox) r[ox] = 0.0f;
+            for (int64_t ox = hi; ox < d.wo; ++ox) r[ox] = 0.0f;
+          }
+        }
+      }
+    return;
+  }
   for (int64_t c = 0; c < d.c; ++c)
     for (int64_t i = 0; i < d.kh; ++i)
       for (int64_t j = 0; j < d.kw; ++j) {
@@ -81,8 +117,38 @@ NNR_INLINE_LOOPS void im2col(const float* x, const Dims& d, const ConvShape& g, 
       }
 }
 
-// The adjoint of im2col: x[c, iy, ix] += cols[...]; x must be zeroed first.
-void col2im(const float* cols, int64_t ld, const Dims& d, const ConvShape& g, float* x) {
+// The adjoint of im2col: x[c, iy, ix] += cols[...]; x must be zeroed first. cols is scratch: the
+// fast path zeroes its padding entries.
+void col2im(float* cols, int64_t ld, const Dims& d, const ConvShape& g, float* x) {
+  if (g.stride == 1 && d.wo == d.w) {
+    // As im2col's fast path: per (c, i, j) one contiguous add of the row into the plane shifted by
+    // (i − p)·w + (j − p), after zeroing the row's padding columns (they would land on the
+    // neighbouring input row's ends). Each input element gets the same terms in the same order.
+    for (int64_t c = 0; c < d.c; ++c)
+      for (int64_t i = 0; i < d.kh; ++i) {
+        const int64_t oy0 = std::clamp<int64_t>(g.padding - i, 0, d.ho);
+        const int64_t oy1 = std::clamp<int64_t>(d.h + g.padding - i, oy0, d.ho);
+        const int64_t n = (oy1 - oy0) * d.wo;
+        if (n <= 0) continue;
+        float* block = x + (c * d.h + oy0 + i - g.padding) * d.w;
+        for (int64_t j = 0; j < d.kw; ++j) {
+          float* in = cols + ((c * d.kh + i) * d.kw + j) * ld + oy0 * d.wo;
+          int64_t lo, hi;
+          valid_columns(d, g, j, lo, hi);
+          for (int64_t oy = 0; oy < oy1 - oy0; ++oy) {
+            float* r = in + oy * d.wo;
+            for (int64_t ox = 0; ox < lo; ++ox) r[ox] = 0.0f;
+            for (int64_t ox = hi; ox < d.wo; ++ox) r[ox] = 0.0f;
+          }
+          const int64_t shift = j - g.padding;
+          const int64_t first = std::max<int64_t>(0, -shift), last = std::min<int64_t>(n, n - shift);
+          float* out = block + shift;
+#pragma omp simd
+          for (int64_t k = first; k < last; ++k) out[k] += in[k];
+        }
+      }
+    return;
+  }
   for (int64_t c = 0; c < d.c; ++c)
     for (int64_t i = 0; i < d.kh; ++i)
       for (int64_t j = 0; j < d.kw; ++j) {

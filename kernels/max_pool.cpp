@@ -1,34 +1,83 @@
-// The CPU reference of 2-D max pooling (kernels/max_pool.h).
+// The CPU reference of 2-D max pooling (kernels/max_pool.h). Planes are independent: both
+// directions split them across the loop threads; the common 2×2 window of stride 2 has a loop of
+// its own (the general one spends most of its time on index arithmetic).
 #include "kernels/max_pool.h"
+
+#include <cstring>
 
 #include "kernels/thread_pool.h"
 
 namespace nnr::kernels {
+namespace {
+
+// Planes whose input is this many floats or more are worth a loop thread's share.
+constexpr int64_t kParallelFloats = 65536;
+
+void pool_plane(const float* plane, const PoolShape& s, int64_t base, float* o, int64_t* argmax) {
+  const int64_t w = s.width, ho = s.out_height(), wo = s.out_width();
+  if (s.window == 2 && s.stride == 2) {
+    for (int64_t i = 0; i < ho; ++i) {
+      const float* r0 = plane + 2 * i * w;
+      const float* r1 = r0 + w;
+      for (int64_t j = 0; j < wo; ++j) {
+        // Row-major window order with strict '>': the first maximum wins, a NaN never does.
+        const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], e = r1[2 * j + 1];
+        int64_t best = 2 * j;
+        float v = a;
+        if (b > v) {
+          best = 2 * j + 1;
+          v = b;
+        }
+        if (c > v) {
+          best = w + 2 * j;
+          v = c;
+        }
+        if (e > v) {
+          best = w + 2 * j + 1;
+          v = e;
+        }
+        o[i * wo + j] = v;
+        argmax[i * wo + j] = base + 2 * i * w + best;
+      }
+    }
+    return;
+  }
+  for (int64_t i = 0; i < ho; ++i)
+    for (int64_t j = 0; j < wo; ++j) {
+      int64_t best = (i * s.stride) * w + j * s.stride;
+      for (int64_t di = 0; di < s.window; ++di)
+        for (int64_t dj = 0; dj < s.window; ++dj) {
+          const int64_t idx = (i * s.stride + di) * w + (j * s.stride + dj);
+          if (plane[idx] > plane[best]) best = idx;
+        }
+      o[i * wo + j] = plane[best];
+      argmax[i * wo + j] = base + best;
+    }
+}
+
+}  // namespace
 
 void max_pool2d_forward_cpu(const float* in, const PoolShape& s, float* o, int64_t* argmax) {
-  const int64_t planes = s.planes, h = s.height, w = s.width, ho = s.out_height(), wo = s.out_width();
-  const int64_t window = s.window, stride = s.stride;
-  parallel_for(planes, planes * h * w > 65536, [&](int64_t p) {
-    const float* plane = in + p * h * w;
-    for (int64_t i = 0; i < ho; ++i)
-      for (int64_t j = 0; j < wo; ++j) {
-        int64_t best = (i * stride) * w + j * stride;
-        for (int64_t di = 0; di < window; ++di)
-          for (int64_t dj = 0; dj < window; ++dj) {
-            const int64_t idx = (i * stride + di) * w + (j * stride + dj);
-            // Strict '>' keeps the first maximum, and a NaN never wins: same as a plain scan.
-            if (plane[idx] > plane[best]) best = idx;
-          }
-        const int64_t out_idx = (p * ho + i) * wo + j;
-        o[out_idx] = plane[best];
-        argmax[out_idx] = p * h * w + best;
-      }
+  const int64_t plane_in = s.height * s.width, plane_out = s.out_height() * s.out_width();
+  parallel_for(s.planes, s.planes * plane_in >= kParallelFloats, [&](int64_t p) {
+    pool_plane(in + p * plane_in, s, p * plane_in, o + p * plane_out, argmax + p * plane_out);
   });
 }
 
-void max_pool2d_backward_cpu(const float* g, const int64_t* argmax, int64_t count, float* d, int64_t dx_numel) {
-  for (int64_t i = 0; i < dx_numel; ++i) d[i] = 0.0f;
-  for (int64_t i = 0; i < count; ++i) d[argmax[i]] += g[i];
+void max_pool2d_backward_cpu(const float* g, const int64_t* argmax, const PoolShape& s, float* d,
+                             const float* relu_y) {
+  const int64_t plane_in = s.height * s.width, plane_out = s.out_height() * s.out_width();
+  // A plane's outputs scatter into that plane only: zeroing and scattering one plane at a time
+  // keeps it in cache, and planes go to different threads without conflicts.
+  parallel_for(s.planes, s.planes * plane_in >= kParallelFloats, [&](int64_t p) {
+    std::memset(d + p * plane_in, 0, sizeof(float) * static_cast<size_t>(plane_in));
+    const int64_t first = p * plane_out, last = first + plane_out;
+    if (relu_y) {
+      for (int64_t i = first; i < last; ++i) d[argmax[i]] += relu_y[i] > 0.0f ? g[i] : 0.0f;
+    } else {
+      for (int64_t i = first; i < last; ++i) d[argmax[i]] += g[i];
+    }
+  });
 }
 
 }  // namespace nnr::kernels

@@ -3,7 +3,8 @@
 // [planes, out_height, out_width]; argmax holds flat indices into x.
 // Forward: one thread per output element, strict '>' scan in row-major window order: the same
 // element as the CPU reference, so y and argmax are bit-identical.
-// Backward: dx is zeroed, then each output adds its gradient at its argmax with atomicAdd. With
+// Backward: dx is zeroed, then each output adds its gradient (0 where relu_y is given and not > 0)
+// at its argmax with atomicAdd. With
 // stride ≥ window no two outputs share an input and the result is exact; overlapping windows
 // add in a varying order (a few ulps from the CPU's sequential sum).
 #include "kernels/max_pool.h"
@@ -40,8 +41,10 @@ __global__ void max_pool2d_forward_kernel(int64_t total, const float* __restrict
 }
 
 __global__ void max_pool2d_backward_kernel(int64_t total, const float* __restrict__ dy,
-                                           const int64_t* __restrict__ argmax, float* dx) {
-  for (int64_t o = first_index(); o < total; o += grid_stride()) atomicAdd(dx + argmax[o], dy[o]);
+                                           const int64_t* __restrict__ argmax, const float* __restrict__ relu_y,
+                                           float* dx) {
+  for (int64_t o = first_index(); o < total; o += grid_stride())
+    atomicAdd(dx + argmax[o], relu_y && !(relu_y[o] > 0.0f) ? 0.0f : dy[o]);
 }
 
 void check_shape(const PoolShape& s, const char* op) {
@@ -59,11 +62,12 @@ void max_pool2d_forward(const float* x, const PoolShape& s, float* y, int64_t* a
             s.out_height(), s.out_width(), y, argmax);
 }
 
-void max_pool2d_backward(const float* dy, const int64_t* argmax, const PoolShape& s, float* dx, cudaStream_t stream) {
+void max_pool2d_backward(const float* dy, const int64_t* argmax, const PoolShape& s, float* dx, cudaStream_t stream,
+                         const float* relu_y) {
   check_shape(s, "max_pool2d_backward");
   const int64_t in_numel = s.planes * s.height * s.width;
   if (in_numel > 0) NNR_CUDA_CHECK(cudaMemsetAsync(dx, 0, static_cast<size_t>(in_numel) * sizeof(float), stream));
-  launch_1d(s.out_numel(), stream, max_pool2d_backward_kernel, dy, argmax, dx);
+  launch_1d(s.out_numel(), stream, max_pool2d_backward_kernel, dy, argmax, relu_y, dx);
 }
 
 }  // namespace nnr::kernels

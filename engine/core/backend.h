@@ -66,8 +66,9 @@ class Backend {
                                 float* dst) = 0;
   // Max pooling (kernels/max_pool.h); backward overwrites dx (shape.planes · height · width entries).
   virtual void max_pool2d_forward(const float* x, const kernels::PoolShape& shape, float* y, int64_t* argmax) = 0;
+  // relu_y: the input is a ReLU's output and dx that ReLU's input gradient (kernels/max_pool.h); or null.
   virtual void max_pool2d_backward(const float* dy, const int64_t* argmax, const kernels::PoolShape& shape,
-                                   float* dx) = 0;
+                                   float* dx, const float* relu_y) = 0;
   // Softmax cross-entropy (kernels/softmax_cross_entropy.h). forward returns the mean loss (the CUDA
   // backend waits for it); forward_queued writes it to `loss` on this device and does not wait.
   virtual double softmax_cross_entropy_forward(const float* logits, const int32_t* labels, int64_t n, int64_t k,

@@ -68,8 +68,9 @@ class CpuBackend final : public Backend {
   void max_pool2d_forward(const float* x, const kernels::PoolShape& s, float* y, int64_t* argmax) override {
     kernels::max_pool2d_forward_cpu(x, s, y, argmax);
   }
-  void max_pool2d_backward(const float* dy, const int64_t* argmax, const kernels::PoolShape& s, float* dx) override {
-    kernels::max_pool2d_backward_cpu(dy, argmax, s.out_numel(), dx, s.planes * s.height * s.width);
+  void max_pool2d_backward(const float* dy, const int64_t* argmax, const kernels::PoolShape& s, float* dx,
+                           const float* relu_y) override {
+    kernels::max_pool2d_backward_cpu(dy, argmax, s, dx, relu_y);
   }
   double softmax_cross_entropy_forward(const float* logits, const int32_t* labels, int64_t n, int64_t k,
                                        float* probs) override {

@@ -25,7 +25,9 @@
 //     weight_grad        2·N·r·P·C·K·K + N·rb·P
 //     input_grad         2·N·O·P·s·K·K (transposed convolution over the s input channels the layers
 //                        below read: all C unless the tape asks for some only), 0 when dx == nullptr
-//   ReLU:      forward numel(x) (a max each); input_grad numel(x) when dx is wanted.
+//   ReLU:      forward numel(x) (a max each); input_grad numel(x) when dx is wanted, but
+//              numel(y) of the MaxPool2d above it when the tape runs both backwards in one pass
+//              (no observer, Layer::backward_through_relu: one compare per pooled value).
 //   MaxPool2d(W): forward numel(y)·W·W (one compare per element of each window);
 //              input_grad numel(y) when dx is wanted (one add into the argmax of each window).
 //   Dropout:   forward numel(x) in training with rate > 0 (one multiply by the mask), else 0

@@ -13,6 +13,8 @@
 
 namespace nnr {
 
+class ReLU;
+
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -42,6 +44,15 @@ class Layer {
   virtual void backward_channels(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
                                  const std::vector<int64_t>& /*dx_channels*/) {
     backward(x, y, dy, &dx);
+  }
+
+  // The backward of this layer and of `relu`, the ReLU whose output x is, in one pass: relu_dx =
+  // dL/d(the ReLU's input) from dy. The tape calls it when nothing observes the ReLU's own
+  // gradient; both layers count their work. Returns false (the default) when the layer has no such
+  // path, and the tape runs the two backwards.
+  virtual bool backward_through_relu(ReLU& /*relu*/, const Tensor& /*x*/, const Tensor& /*y*/, const Tensor& /*dy*/,
+                                     Tensor& /*relu_dx*/) {
+    return false;
   }
 
   // True if any parameter of this layer has an open entry (its gradient is needed).

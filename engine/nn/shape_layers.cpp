@@ -50,6 +50,14 @@ void MaxPool2d::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor&
   counts_.input_grad_flops += dy.numel();
 }
 
+bool MaxPool2d::backward_through_relu(ReLU& relu, const Tensor& /*x*/, const Tensor& y, const Tensor& dy,
+                                      Tensor& relu_dx) {
+  max_pool2d_backward(dy, argmax_, relu_dx, &y);
+  counts_.input_grad_flops += dy.numel();
+  relu.count_fused_input_grad(dy.numel());  // one compare per pooled value
+  return true;
+}
+
 bool MaxPool2d::output_grad_channels(const Shape&, const Shape&, bool dx_wanted,
                                      const std::vector<int64_t>* dx_channels, std::vector<int64_t>& dy_channels) {
   return same_channels(dx_wanted, dx_channels, dy_channels);

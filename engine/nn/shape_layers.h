@@ -19,6 +19,8 @@ class ReLU final : public Layer {
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   bool output_grad_channels(const Shape& x, const Shape& y, bool dx_wanted, const std::vector<int64_t>* dx_channels,
                             std::vector<int64_t>& dy_channels) override;
+  // The input-gradient FLOPs of a backward the layer above ran for this one (backward_through_relu).
+  void count_fused_input_grad(int64_t flops) { counts_.input_grad_flops += flops; }
 };
 
 class MaxPool2d final : public Layer {
@@ -28,6 +30,9 @@ class MaxPool2d final : public Layer {
   Shape output_shape(const Shape& input) const override;
   Tensor forward(const Tensor& x, bool training) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  // The pooled value is the ReLU's output at the chosen element: dy passes where y > 0, scattered
+  // straight into the ReLU's input gradient (no masking pass over the ReLU's output).
+  bool backward_through_relu(ReLU& relu, const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& relu_dx) override;
   bool output_grad_channels(const Shape& x, const Shape& y, bool dx_wanted, const std::vector<int64_t>* dx_channels,
                             std::vector<int64_t>& dy_channels) override;
 

@@ -1,6 +1,7 @@
 #include "engine/nn/tape.h"
 
 #include "engine/core/error.h"
+#include "engine/nn/shape_layers.h"
 
 namespace nnr {
 
@@ -60,15 +61,25 @@ void Tape::backward_from(Tensor grad) {
   for (size_t i = nodes_.size(); i-- > 0;) {
     Node& node = nodes_[i];
     if (!node.output_needs_grad) break;  // nothing below needs a gradient either
-    Tensor* dx = nullptr;
-    if (node.input_needs_grad) {
-      // Overwritten in full by the layer: the last backward's buffer serves when it fits.
-      Tensor& buffer = dx_buffers_[i];
-      const Placement where = node.input->placement();
-      if (!buffer.defined() || buffer.shape() != node.input->shape() || buffer.device() != where.device ||
-          buffer.context() != where.context)
-        buffer = Tensor::empty(node.input->shape(), where);
-      dx = &buffer;
+    Tensor* dx = node.input_needs_grad ? &dx_buffer(i) : nullptr;
+    // The input is the output of a ReLU whose own gradient nobody observes: the layer may run both
+    // backwards in one pass (max pooling does), straight into the ReLU's input gradient. Computing
+    // every channel is always right (a restricted dx may hold the gradient in the others).
+    if (dx && !observer_ && i > 0) {
+      Node& below = nodes_[i - 1];
+      auto* relu = dynamic_cast<ReLU*>(below.layer);
+      if (relu && below.input_needs_grad && below.output.get() == node.input) {
+        Tensor& relu_dx = dx_buffer(i - 1);
+        if (node.layer->backward_through_relu(*relu, *node.input, *node.output, *dy, relu_dx)) {
+          if (gradients_final_) {
+            gradients_final_(i, *node.layer);
+            gradients_final_(i - 1, *relu);
+          }
+          dy = &relu_dx;
+          --i;  // the ReLU's backward is done too
+          continue;
+        }
+      }
     }
     // dx is read in some channels only: a proper subset lets the layer compute just those.
     const std::vector<int64_t>* read_below = dx && i > 0 && dy_restricted_[i - 1] ? &dy_channels_[i - 1] : nullptr;
@@ -81,6 +92,17 @@ void Tape::backward_from(Tensor grad) {
     if (!dx) break;
     dy = dx;
   }
+}
+
+Tensor& Tape::dx_buffer(size_t i) {
+  // Overwritten in full by the layer: the last backward's buffer serves when it fits.
+  Tensor& buffer = dx_buffers_[i];
+  const Tensor& input = *nodes_[i].input;
+  const Placement where = input.placement();
+  if (!buffer.defined() || buffer.shape() != input.shape() || buffer.device() != where.device ||
+      buffer.context() != where.context)
+    buffer = Tensor::empty(input.shape(), where);
+  return buffer;
 }
 
 void Tape::clear() {

@@ -7,7 +7,8 @@
 // (Layer::output_grad_channels, from the lowest open layer's open rows upwards; a layer whose
 // input needs a gradient reads all of its dy): the layer right above the lowest open layer
 // computes its input gradient for those channels alone (Layer::backward_channels) and leaves 0
-// in the others, which the observer then sees.
+// in the others, which the observer then sees. Without an observer, a layer whose input is a
+// ReLU's output may run its backward and the ReLU's in one pass (Layer::backward_through_relu).
 // The tape owns every intermediate output until clear() or the next recording.
 #include <functional>
 #include <memory>
@@ -68,6 +69,7 @@ class Tape {
   // Per node: its input gradient, kept across steps (a step of the same shapes allocates none;
   // the memory of a large model's activation gradients stays held while the tape lives).
   std::vector<Tensor> dx_buffers_;
+  Tensor& dx_buffer(size_t node);  // node's input gradient buffer, (re)allocated to fit its input
   SoftmaxCrossEntropy* loss_ = nullptr;
   BackwardObserver observer_;
   GradientsFinal gradients_final_;

@@ -14,6 +14,22 @@ kernels::PoolShape pool_shape_of(const Shape& input, int64_t window, int64_t str
   return shape;
 }
 
+// The shape of a backward whose forward had `window` and `stride`, checked against dy, dx and relu_y.
+kernels::PoolShape backward_shape(const Tensor& dy, const Tensor& dx, int64_t window, int64_t stride,
+                                  const Tensor* relu_y) {
+  if (dx.rank() != 4)
+    throw InvalidArgument("[max_pool2d_backward] expected [N, C, H, W] dx, got " + shape_to_string(dx.shape()));
+  const kernels::PoolShape shape = pool_shape_of(dx.shape(), window, stride);
+  if (shape.window < 1 || shape.stride < 1 || dx.dim(2) < window || dx.dim(3) < window ||
+      shape.out_numel() != dy.numel())
+    throw InvalidArgument("[max_pool2d_backward] dx " + shape_to_string(dx.shape()) + " does not match the forward's " +
+                          std::to_string(dy.numel()) + " outputs");
+  if (relu_y && relu_y->numel() != dy.numel())
+    throw InvalidArgument("[max_pool2d_backward] relu_y has " + std::to_string(relu_y->numel()) + " entries for " +
+                          std::to_string(dy.numel()) + " gradients");
+  return shape;
+}
+
 }  // namespace
 
 Shape max_pool2d_output_shape(const Shape& in, int64_t window, int64_t stride) {
@@ -35,15 +51,20 @@ void max_pool2d_forward(const Tensor& x, int64_t window, int64_t stride, Tensor&
   cpu_backend().max_pool2d_forward(x.data(), pool_shape_of(x.shape(), window, stride), y.data(), argmax.data());
 }
 
-void max_pool2d_backward(const Tensor& dy, const std::vector<int64_t>& argmax, Tensor& dx) {
+void max_pool2d_backward(const Tensor& dy, const std::vector<int64_t>& argmax, int64_t window, int64_t stride,
+                         Tensor& dx, const Tensor* relu_y) {
   require_cpu(dy, "max_pool2d_backward");
+  require_cpu(dx, "max_pool2d_backward");
+  if (relu_y) require_cpu(*relu_y, "max_pool2d_backward");
   if (static_cast<int64_t>(argmax.size()) != dy.numel())
     throw InvalidArgument("[max_pool2d_backward] argmax has " + std::to_string(argmax.size()) + " entries for " +
                           std::to_string(dy.numel()) + " gradients");
-  kernels::max_pool2d_backward_cpu(dy.data(), argmax.data(), dy.numel(), dx.data(), dx.numel());
+  const kernels::PoolShape shape = backward_shape(dy, dx, window, stride, relu_y);
+  kernels::max_pool2d_backward_cpu(dy.data(), argmax.data(), shape, dx.data(), relu_y ? relu_y->data() : nullptr);
 }
 
 void max_pool2d_forward(const Tensor& x, int64_t window, int64_t stride, Tensor& y, MaxPoolArgmax& argmax) {
+  argmax.window = window, argmax.stride = stride;
   if (x.device() == Device::CPU) {
     argmax.device_storage = Tensor();
     max_pool2d_forward(x, window, stride, y, argmax.host);
@@ -53,7 +74,6 @@ void max_pool2d_forward(const Tensor& x, int64_t window, int64_t stride, Tensor&
   require_placement(y, x.placement(), "max_pool2d", "output");
   require_shape(y, out, "max_pool2d", "output");
   argmax.host.clear();
-  argmax.window = window, argmax.stride = stride;
   const Shape storage{2 * y.numel()};
   if (argmax.device_storage.shape() != storage || argmax.device_storage.context() != x.context())
     argmax.device_storage = Tensor::empty(storage, x.placement());
@@ -61,23 +81,20 @@ void max_pool2d_forward(const Tensor& x, int64_t window, int64_t stride, Tensor&
                                    reinterpret_cast<int64_t*>(argmax.device_storage.data()));
 }
 
-void max_pool2d_backward(const Tensor& dy, const MaxPoolArgmax& argmax, Tensor& dx) {
+void max_pool2d_backward(const Tensor& dy, const MaxPoolArgmax& argmax, Tensor& dx, const Tensor* relu_y) {
   if (dy.device() == Device::CPU) {
-    max_pool2d_backward(dy, argmax.host, dx);
+    max_pool2d_backward(dy, argmax.host, argmax.window, argmax.stride, dx, relu_y);
     return;
   }
   require_placement(dx, dy.placement(), "max_pool2d_backward", "dx");
   require_placement(argmax.device_storage, dy.placement(), "max_pool2d_backward", "argmax");
+  if (relu_y) require_placement(*relu_y, dy.placement(), "max_pool2d_backward", "relu_y");
   if (argmax.device_storage.numel() != 2 * dy.numel())
     throw InvalidArgument("[max_pool2d_backward] argmax of " + std::to_string(argmax.device_storage.numel() / 2) +
                           " outputs for " + std::to_string(dy.numel()) + " gradients");
-  if (dx.rank() != 4) throw InvalidArgument("[max_pool2d_backward] expected [N, C, H, W] dx, got " + shape_to_string(dx.shape()));
-  const kernels::PoolShape shape = pool_shape_of(dx.shape(), argmax.window, argmax.stride);
-  if (shape.window < 1 || shape.stride < 1 || shape.out_numel() != dy.numel())
-    throw InvalidArgument("[max_pool2d_backward] dx " + shape_to_string(dx.shape()) + " does not match the forward's " +
-                          std::to_string(dy.numel()) + " outputs");
+  const kernels::PoolShape shape = backward_shape(dy, dx, argmax.window, argmax.stride, relu_y);
   backend_of(dy).max_pool2d_backward(dy.data(), reinterpret_cast<const int64_t*>(argmax.device_storage.data()), shape,
-                                     dx.data());
+                                     dx.data(), relu_y ? relu_y->data() : nullptr);
 }
 
 }  // namespace nnr

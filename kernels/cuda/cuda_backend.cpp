@@ -245,8 +245,9 @@ class CudaBackend final : public DeviceBackend {
   void max_pool2d_forward(const float* x, const PoolShape& s, float* y, int64_t* argmax) override {
     kernels::max_pool2d_forward(x, s, y, argmax, stream_);
   }
-  void max_pool2d_backward(const float* dy, const int64_t* argmax, const PoolShape& s, float* dx) override {
-    kernels::max_pool2d_backward(dy, argmax, s, dx, stream_);
+  void max_pool2d_backward(const float* dy, const int64_t* argmax, const PoolShape& s, float* dx,
+                           const float* relu_y) override {
+    kernels::max_pool2d_backward(dy, argmax, s, dx, stream_, relu_y);
   }
   double softmax_cross_entropy_forward(const float* logits, const int32_t* labels, int64_t n, int64_t k,
                                        float* probs) override {

@@ -95,6 +95,7 @@ TEST_CASE("Batched im2col convolution equals the per-sample path and a direct do
       {5, 3, 8, 8, 4, 1, 1, 1, 0},   // 1x1 kernel
       {11, 6, 7, 10, 3, 2, 4, 3, 0},  // stride 3 without padding, kernel wider than tall
       {1, 2, 5, 5, 3, 5, 5, 1, 2},   // one sample
+      {6, 4, 9, 7, 5, 5, 3, 1, 1},   // stride 1, as wide as the input but 2 rows shorter (5x3 kernel)
   };
   for (const Case& k : cases) {
     const ConvShape s = shape_of(k);

@@ -55,7 +55,7 @@ TEST_CASE("max-pool kernels match the CPU: argmax and output exactly, gradients 
 
       const auto dy = test::random_normal(out_n, rng);
       Tensor dx = Tensor::empty(in_shape);
-      max_pool2d_backward(Tensor::from_vector(out_shape, dy), argmax, dx);
+      max_pool2d_backward(Tensor::from_vector(out_shape, dy), argmax, pc.window, pc.stride, dx);
       DeviceArray<float> d_dy(dy, stream), d_dx(x.size(), stream);
       kernels::max_pool2d_backward(d_dy.get(), d_argmax.get(), ps, d_dx.get(), stream);
       if (pc.stride >= pc.window) {
@@ -64,6 +64,19 @@ TEST_CASE("max-pool kernels match the CPU: argmax and output exactly, gradients 
         std::vector<double> magnitude(x.size(), 0.0);  // Σ|dy| landing on each input
         for (size_t i = 0; i < out_n; ++i) magnitude[static_cast<size_t>(argmax[i])] += std::fabs(dy[i]);
         test::require_close(d_dx.download(), dx.to_vector(), kOverlapRel, 0.0, "input gradient (overlapping)",
+                            magnitude);
+      }
+      // Below a ReLU (relu_y = the pooled values): the gradients of outputs whose value is not > 0
+      // are dropped, on both devices; a disjoint-window case is exact, the others as above.
+      Tensor relu_dx = Tensor::empty(in_shape);
+      max_pool2d_backward(Tensor::from_vector(out_shape, dy), argmax, pc.window, pc.stride, relu_dx, &y);
+      kernels::max_pool2d_backward(d_dy.get(), d_argmax.get(), ps, d_dx.get(), stream, d_y.get());
+      if (pc.stride >= pc.window) {
+        test::require_bit_identical(d_dx.download(), relu_dx.to_vector(), "ReLU input gradient (disjoint windows)");
+      } else {
+        std::vector<double> magnitude(x.size(), 0.0);
+        for (size_t i = 0; i < out_n; ++i) magnitude[static_cast<size_t>(argmax[i])] += std::fabs(dy[i]);
+        test::require_close(d_dx.download(), relu_dx.to_vector(), kOverlapRel, 0.0, "ReLU input gradient (overlapping)",
                             magnitude);
       }
     }

@@ -47,6 +47,46 @@ TEST_CASE("tape backward through a whole CNN matches finite differences of the l
   }
 }
 
+TEST_CASE("without an observer, ReLU and max pooling run backward in one pass: the same gradients, fewer FLOPs",
+          "[tape][grad]") {
+  // Two conv + ReLU + pool blocks (one with a pool of 3, stride 3, whose windows drop a row), then
+  // Linear + ReLU: the pools take the fused path, the last ReLU (below a Linear) the plain one. An
+  // observer (even one that does nothing) sees every node's dy, so it turns the fusion off.
+  const Batch b = random_batch({5, 2, 11, 13}, 4, 21);
+  auto run = [&](bool observed, Sequential& model) {
+    Tape tape;
+    SoftmaxCrossEntropy loss;
+    model.zero_grad();
+    if (observed) tape.set_observer([](size_t, Layer&, const Tensor&, const Tensor&, const Tensor&) {});
+    std::vector<size_t> finals;
+    tape.set_gradients_final([&](size_t node, Layer&) { finals.push_back(node); });
+    model.forward(b.x, tape);
+    tape.apply_loss(loss, b.y);
+    tape.backward();
+    return finals;
+  };
+  Sequential fused = build_model("cnn:2x11x13-c5-p-c4-p3-f6-4", 9), plain = build_model("cnn:2x11x13-c5-p-c4-p3-f6-4", 9);
+  REQUIRE(fused.layer(1).describe() == "ReLU()");
+  REQUIRE(fused.layer(2).describe().find("MaxPool2d") == 0);
+  // Every node still reports its gradients final, top to bottom, ReLUs included.
+  const std::vector<size_t> fused_finals = run(false, fused), plain_finals = run(true, plain);
+  CHECK(fused_finals == plain_finals);
+  const std::vector<Parameter*> f = fused.parameters(), p = plain.parameters();
+  REQUIRE(f.size() == p.size());
+  for (size_t k = 0; k < f.size(); ++k) {
+    INFO(f[k]->name);
+    REQUIRE(f[k]->grad.to_vector() == p[k]->grad.to_vector());  // bit for bit
+  }
+  // The ReLUs below a pool count one compare per pooled value instead of one per input element.
+  for (const size_t relu : {size_t{1}, size_t{4}}) {
+    const int64_t relu_numel = relu == 1 ? 5 * 5 * 11 * 13 : 5 * 4 * 5 * 6;
+    const int64_t pooled = relu == 1 ? 5 * 5 * 5 * 6 : 5 * 4 * 1 * 2;
+    CHECK(plain.layer(relu).compute_counts().input_grad_flops == relu_numel);
+    CHECK(fused.layer(relu).compute_counts().input_grad_flops == pooled);
+  }
+  CHECK(fused.layer(8).compute_counts().input_grad_flops == plain.layer(8).compute_counts().input_grad_flops);
+}
+
 TEST_CASE("backward through a two-conv CNN gives the input gradient of the first conv layer", "[tape][grad]") {
   // The tape never asks the first layer for dx; this walks the layers by hand so that every
   // conv layer (padding 1 and 2, stride 1 and 2) computes its input gradient, and compares
