@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/denormals.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -138,7 +140,7 @@ class Pool {
   void run(int64_t n, int shares, detail::ShareFunction run_share, void* body) {
     grow(shares - 1);
     const uint64_t loop = ++loop_;
-    job_ = {n, shares, run_share, body};
+    job_ = {n, shares, run_share, body, float_mode()};
     error_ = nullptr;
     shares_left_.store(static_cast<uint32_t>(shares - 1), std::memory_order_relaxed);
     for (int k = 1; k < shares; ++k) {
@@ -166,6 +168,7 @@ class Pool {
     int shares = 0;
     detail::ShareFunction run_share = nullptr;
     void* body = nullptr;
+    uint32_t float_mode = 0;  // the caller's (kernels/denormals.h): workers compute as it does
   };
   struct alignas(64) Worker {
     std::atomic<uint32_t> ticket{0};    // bumped for every loop the worker is to take part in (futex word)
@@ -212,6 +215,7 @@ class Pool {
       // Taken already (the caller ran it, the loop may have ended): wait for the next ticket.
       const uint64_t state = w.share.load(std::memory_order_acquire);
       if ((state & 1) || !take(w, state)) continue;
+      set_float_mode(job_.float_mode);
       run_share_guarded(share);
       if (shares_left_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
           caller_sleeping_.load(std::memory_order_seq_cst))
