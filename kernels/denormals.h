@@ -1,8 +1,9 @@
 #pragma once
 // Denormal floats (magnitudes below 1.2e-38) cost tens to hundreds of cycles an operation on x86
 // CPUs, and training drifts into them: Adam's second moments and the gradients of weights that
-// stop mattering decay towards 0. nnr train's MLP ran its later epochs at 63-68 thousand samples/s, its first at 88
-// thousand, before nnr flushed them (bench/results/denormals.json). So every thread nnr computes on
+// stop mattering decay towards 0. nnr train's MLP ran its later epochs at 63-68 thousand
+// samples/s, its first at 88 thousand, before nnr flushed them; flushed, its marginal epoch is
+// 0.68x (bench/results/denormals.json). So every thread nnr computes on
 // flushes them to zero (x86 MXCSR FTZ and DAZ: results that would be denormal become 0, denormal
 // inputs read as 0), the mode GPUs' fast math and PyTorch's torch.set_flush_denormal(True) offer:
 //   * the thread that loads nnr sets it before main (NNR_DENORMALS=keep leaves it off), and
