@@ -47,42 +47,57 @@ void valid_columns(const Dims& d, const ConvShape& g, int64_t j, int64_t& lo, in
 #define NNR_INLINE_LOOPS
 #endif
 
+// Stride-1 layers as wide as their input ("same" padding): a row of cols for kernel position
+// (i, j) is the input plane shifted by (i − p)·w + (j − p) floats, except in the columns that fall
+// in the padding, so im2col and col2im move it with one contiguous copy or add.
+bool same_width(const Dims& d, const ConvShape& g) { return g.stride == 1 && d.wo == d.w; }
+
+// For kernel row i of a same-width layer: the output rows [oy0, oy1) whose input row oy + i − p
+// lies in [0, h), and the first input element they read (the start of input row oy0 + i − p).
+struct ShiftedRows {
+  int64_t oy0, oy1, offset;
+  int64_t floats(const Dims& d) const { return (oy1 - oy0) * d.wo; }
+};
+ShiftedRows shifted_rows(const Dims& d, const ConvShape& g, int64_t c, int64_t i) {
+  const int64_t oy0 = std::clamp<int64_t>(g.padding - i, 0, d.ho);
+  const int64_t oy1 = std::clamp<int64_t>(d.h + g.padding - i, oy0, d.ho);
+  return {oy0, oy1, (c * d.h + oy0 + i - g.padding) * d.w};
+}
+
+// Zeroes the columns outside [lo, hi) of `rows` consecutive output rows of wo floats.
+void zero_outside(float* r, int64_t rows, int64_t wo, int64_t lo, int64_t hi) {
+  for (int64_t oy = 0; oy < rows; ++oy, r += wo) {
+    for (int64_t ox = 0; ox < lo; ++ox) r[ox] = 0.0f;
+    for (int64_t ox = hi; ox < wo; ++ox) r[ox] = 0.0f;
+  }
+}
+
 // cols[(c, i, j), (oy, ox)] = x[c, oy·s + i − p, ox·s + j − p], rows `ld` floats apart (a sample's
 // block of a batched column matrix). The entries that fall in the padding are 0 and the same for
 // every sample: they are written only when `write_padding` (a buffer whose layout has not changed
 // keeps them).
 NNR_INLINE_LOOPS void im2col(const float* x, const Dims& d, const ConvShape& g, float* cols, int64_t ld,
                              bool write_padding) {
-  if (g.stride == 1 && d.wo == d.w) {
-    // Stride 1 and as wide as the input ("same" padding): a row of cols is the input plane shifted
-    // by (i − p)·w + (j − p) floats, except the columns that fall in the padding. One copy per
-    // (c, i, j) instead of one per output row, then those columns zeroed.
+  if (same_width(d, g)) {  // one copy per (c, i, j), then the padding columns zeroed
     for (int64_t c = 0; c < d.c; ++c)
       for (int64_t i = 0; i < d.kh; ++i) {
-        // Output rows oy whose input row oy + i − p lies in [0, h): [oy0, oy1).
-        const int64_t oy0 = std::clamp<int64_t>(g.padding - i, 0, d.ho);
-        const int64_t oy1 = std::clamp<int64_t>(d.h + g.padding - i, oy0, d.ho);
-        const int64_t n = (oy1 - oy0) * d.wo;
-        const float* block = x + (c * d.h + oy0 + i - g.padding) * d.w;  // input row of output row oy0
+        const ShiftedRows rows = shifted_rows(d, g, c, i);
+        const int64_t n = rows.floats(d);
         for (int64_t j = 0; j < d.kw; ++j) {
           float* row = cols + ((c * d.kh + i) * d.kw + j) * ld;
           if (write_padding) {
-            std::memset(row, 0, sizeof(float) * static_cast<size_t>(oy0 * d.wo));
-            std::memset(row + oy1 * d.wo, 0, sizeof(float) * static_cast<size_t>((d.ho - oy1) * d.wo));
+            std::memset(row, 0, sizeof(float) * static_cast<size_t>(rows.oy0 * d.wo));
+            std::memset(row + rows.oy1 * d.wo, 0, sizeof(float) * static_cast<size_t>((d.ho - rows.oy1) * d.wo));
           }
           if (n <= 0) continue;
           int64_t lo, hi;
           valid_columns(d, g, j, lo, hi);
-          const int64_t shift = j - g.padding;  // row[k] = block[k + shift] within the valid columns
-          float* out = row + oy0 * d.wo;
-          // Skip the reads outside the block (they land in padding columns, zeroed below).
+          const int64_t shift = j - g.padding;  // row[k] = x[offset + k + shift] in the valid columns
+          float* out = row + rows.oy0 * d.wo;
+          // Reads outside the rows' span land in padding columns: skipped here, zeroed below.
           const int64_t first = std::max<int64_t>(0, -shift), last = std::min<int64_t>(n, n - shift);
-          std::memcpy(out + first, block + first + shift, sizeof(float) * static_cast<size_t>(last - first));
-          for (int64_t oy = 0; oy < oy1 - oy0; ++oy) {
-            float* r = out + oy * d.wo;
-            for (int64_t ox = 0; ox < lo; ++ox) r[ox] = 0.0f;
-            for (int64_t ox = hi; ox < d.wo; ++ox) r[ox] = 0.0f;
-          }
+          std::memcpy(out + first, x + rows.offset + first + shift, sizeof(float) * static_cast<size_t>(last - first));
+          zero_outside(out, rows.oy1 - rows.oy0, d.wo, lo, hi);
         }
       }
     return;
@@ -120,29 +135,23 @@ NNR_INLINE_LOOPS void im2col(const float* x, const Dims& d, const ConvShape& g, 
 // The adjoint of im2col: x[c, iy, ix] += cols[...]; x must be zeroed first. cols is scratch: the
 // fast path zeroes its padding entries.
 void col2im(float* cols, int64_t ld, const Dims& d, const ConvShape& g, float* x) {
-  if (g.stride == 1 && d.wo == d.w) {
-    // As im2col's fast path: per (c, i, j) one contiguous add of the row into the plane shifted by
-    // (i − p)·w + (j − p), after zeroing the row's padding columns (they would land on the
-    // neighbouring input row's ends). Each input element gets the same terms in the same order.
+  if (same_width(d, g)) {
+    // One contiguous add per (c, i, j), after zeroing the row's padding columns (they would land
+    // on the neighbouring input row's ends). Each input element gets the same terms in the same
+    // order as below.
     for (int64_t c = 0; c < d.c; ++c)
       for (int64_t i = 0; i < d.kh; ++i) {
-        const int64_t oy0 = std::clamp<int64_t>(g.padding - i, 0, d.ho);
-        const int64_t oy1 = std::clamp<int64_t>(d.h + g.padding - i, oy0, d.ho);
-        const int64_t n = (oy1 - oy0) * d.wo;
+        const ShiftedRows rows = shifted_rows(d, g, c, i);
+        const int64_t n = rows.floats(d);
         if (n <= 0) continue;
-        float* block = x + (c * d.h + oy0 + i - g.padding) * d.w;
         for (int64_t j = 0; j < d.kw; ++j) {
-          float* in = cols + ((c * d.kh + i) * d.kw + j) * ld + oy0 * d.wo;
+          float* in = cols + ((c * d.kh + i) * d.kw + j) * ld + rows.oy0 * d.wo;
           int64_t lo, hi;
           valid_columns(d, g, j, lo, hi);
-          for (int64_t oy = 0; oy < oy1 - oy0; ++oy) {
-            float* r = in + oy * d.wo;
-            for (int64_t ox = 0; ox < lo; ++ox) r[ox] = 0.0f;
-            for (int64_t ox = hi; ox < d.wo; ++ox) r[ox] = 0.0f;
-          }
+          zero_outside(in, rows.oy1 - rows.oy0, d.wo, lo, hi);
           const int64_t shift = j - g.padding;
           const int64_t first = std::max<int64_t>(0, -shift), last = std::min<int64_t>(n, n - shift);
-          float* out = block + shift;
+          float* out = x + rows.offset + shift;
 #pragma omp simd
           for (int64_t k = first; k < last; ++k) out[k] += in[k];
         }
