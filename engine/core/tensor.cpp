@@ -11,6 +11,7 @@
 #include "engine/core/context.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
+#include "kernels/thread_pool.h"
 
 namespace nnr {
 
@@ -175,6 +176,9 @@ void Tensor::reshape(Shape shape) {
   shape_ = std::move(shape);
 }
 
+// Host fills of at least this many floats are split across the loop's threads.
+constexpr int64_t kParallelFillFloats = int64_t{1} << 16;
+
 void Tensor::fill(float value) {
   if (device_ == Device::CUDA) {
     if (value != 0.0f) throw_not_on_host("fill with a non-zero value");
@@ -182,7 +186,10 @@ void Tensor::fill(float value) {
     return;
   }
   float* p = data();
-  for (int64_t i = 0; i < numel_; ++i) p[i] = value;
+  // zero_grad fills every gradient each step: large ones on the loop's threads.
+  kernels::parallel_ranges(numel_, [&](int, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) p[i] = value;
+  }, numel_ >= kParallelFillFloats ? kernels::loop_threads() : 1);
 }
 
 std::vector<float> Tensor::to_vector() const {
