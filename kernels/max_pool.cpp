@@ -1,6 +1,5 @@
 // The CPU reference of 2-D max pooling (kernels/max_pool.h). Planes are independent: both
-// directions split them across the loop threads; the common 2×2 window of stride 2 has a loop of
-// its own (the general one spends most of its time on index arithmetic).
+// directions split them across the loop threads.
 #include "kernels/max_pool.h"
 
 #include <cstring>
@@ -15,39 +14,13 @@ constexpr int64_t kParallelFloats = 65536;
 
 void pool_plane(const float* plane, const PoolShape& s, int64_t base, float* o, int64_t* argmax) {
   const int64_t w = s.width, ho = s.out_height(), wo = s.out_width();
-  if (s.window == 2 && s.stride == 2) {
-    for (int64_t i = 0; i < ho; ++i) {
-      const float* r0 = plane + 2 * i * w;
-      const float* r1 = r0 + w;
-      for (int64_t j = 0; j < wo; ++j) {
-        // Row-major window order with strict '>': the first maximum wins, a NaN never does.
-        const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], e = r1[2 * j + 1];
-        int64_t best = 2 * j;
-        float v = a;
-        if (b > v) {
-          best = 2 * j + 1;
-          v = b;
-        }
-        if (c > v) {
-          best = w + 2 * j;
-          v = c;
-        }
-        if (e > v) {
-          best = w + 2 * j + 1;
-          v = e;
-        }
-        o[i * wo + j] = v;
-        argmax[i * wo + j] = base + 2 * i * w + best;
-      }
-    }
-    return;
-  }
   for (int64_t i = 0; i < ho; ++i)
     for (int64_t j = 0; j < wo; ++j) {
       int64_t best = (i * s.stride) * w + j * s.stride;
       for (int64_t di = 0; di < s.window; ++di)
         for (int64_t dj = 0; dj < s.window; ++dj) {
           const int64_t idx = (i * s.stride + di) * w + (j * s.stride + dj);
+          // Strict '>' keeps the first maximum, and a NaN never wins: same as a plain scan.
           if (plane[idx] > plane[best]) best = idx;
         }
       o[i * wo + j] = plane[best];

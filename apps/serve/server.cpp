@@ -420,8 +420,9 @@ struct Server::State {
         log(std::string("could not run the retraining thread at idle priority: ") + std::strerror(errno));
     } else if (options.retrain_nice > 0) {
       errno = 0;
-      const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(tid));  // -1 is a valid value: errno tells
-      if (errno != 0 || setpriority(PRIO_PROCESS, static_cast<id_t>(tid), std::min(19, nice + options.retrain_nice)) != 0)
+      const id_t who = static_cast<id_t>(tid);
+      const int nice = getpriority(PRIO_PROCESS, who);  // -1 is a valid value: errno tells
+      if (errno != 0 || setpriority(PRIO_PROCESS, who, std::min(19, nice + options.retrain_nice)) != 0)
         log(std::string("could not lower the retraining thread's priority: ") + std::strerror(errno));
     }
     // Per thread (a setting of this thread, kernels/thread_pool.h): the request threads keep theirs.

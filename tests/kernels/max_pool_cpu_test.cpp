@@ -1,5 +1,5 @@
-// The CPU max pooling (kernels/max_pool.cpp) against a plain scan written here: the 2×2 stride-2
-// loop of its own and the general loop, one thread and two (planes split), on awkward sizes (odd
+// The CPU max pooling (kernels/max_pool.cpp) against a plain scan written here: 2×2 stride-2 and
+// other windows, one thread and two (planes split), on awkward sizes (odd
 // heights and widths whose last row or column no window covers, overlapping windows), with ties
 // and NaNs; backward as a plain scatter, and with relu_y as the scatter followed by ReLU's
 // backward. Every comparison is exact: the same elements are chosen and added in the same order.
@@ -51,7 +51,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 
 }  // namespace
 
-TEST_CASE("CPU max pooling: the 2x2 loop and the general one match a plain scan, relu_y masks as ReLU's backward",
+TEST_CASE("CPU max pooling: 2x2 and other windows match a plain scan, relu_y masks as ReLU's backward",
           "[max_pool]") {
   Rng rng(5);
   struct Case {
@@ -84,7 +84,7 @@ TEST_CASE("CPU max pooling: the 2x2 loop and the general one match a plain scan,
       std::vector<float> dy(static_cast<size_t>(out_n));
       for (auto& v : dy) v = static_cast<float>(rng.normal());
       std::vector<float> scattered(static_cast<size_t>(in_n), 0.0f);
-      for (int64_t i = 0; i < out_n; ++i) scattered[static_cast<size_t>(want.argmax[static_cast<size_t>(i)])] += dy[static_cast<size_t>(i)];
+      for (size_t i = 0; i < dy.size(); ++i) scattered[static_cast<size_t>(want.argmax[i])] += dy[i];
       std::vector<float> dx(static_cast<size_t>(in_n), 7.0f);  // overwritten in full
       kernels::max_pool2d_backward_cpu(dy.data(), argmax.data(), s, dx.data());
       REQUIRE(dx == scattered);
@@ -95,7 +95,7 @@ TEST_CASE("CPU max pooling: the 2x2 loop and the general one match a plain scan,
       for (size_t i = 0; i < x.size(); ++i) relu_x[i] = x[i] > 0.0f ? x[i] : 0.0f;
       const Reference pooled = plain_pool(relu_x, s);
       std::vector<float> plain(static_cast<size_t>(in_n), 0.0f), want_relu_dx(static_cast<size_t>(in_n));
-      for (int64_t i = 0; i < out_n; ++i) plain[static_cast<size_t>(pooled.argmax[static_cast<size_t>(i)])] += dy[static_cast<size_t>(i)];
+      for (size_t i = 0; i < dy.size(); ++i) plain[static_cast<size_t>(pooled.argmax[i])] += dy[i];
       kernels::relu_backward_cpu(relu_x.data(), plain.data(), want_relu_dx.data(), in_n);
       std::vector<float> relu_dx(static_cast<size_t>(in_n), 7.0f);
       kernels::max_pool2d_backward_cpu(dy.data(), pooled.argmax.data(), s, relu_dx.data(), pooled.y.data());

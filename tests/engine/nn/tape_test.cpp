@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -65,7 +66,8 @@ TEST_CASE("without an observer, ReLU and max pooling run backward in one pass: t
     tape.backward();
     return finals;
   };
-  Sequential fused = build_model("cnn:2x11x13-c5-p-c4-p3-f6-4", 9), plain = build_model("cnn:2x11x13-c5-p-c4-p3-f6-4", 9);
+  const std::string spec = "cnn:2x11x13-c5-p-c4-p3-f6-4";
+  Sequential fused = build_model(spec, 9), plain = build_model(spec, 9);
   REQUIRE(fused.layer(1).describe() == "ReLU()");
   REQUIRE(fused.layer(2).describe().find("MaxPool2d") == 0);
   // Every node still reports its gradients final, top to bottom, ReLUs included.
