@@ -26,14 +26,17 @@ void for_spans(int64_t n, Body body) {
 
 void add_bias_cpu(float* p, const float* b, int64_t outer, int64_t channels, int64_t inner) {
   parallel_for(outer, outer * channels * inner > 65536, [&](int64_t n) {
+    if (inner == 1) {
+      // [outer, channels] (a Linear's output): the bias runs along the row, one vector add.
+      float* __restrict row = p + n * channels;
+#pragma omp simd
+      for (int64_t c = 0; c < channels; ++c) row[c] += b[c];
+      return;
+    }
     for (int64_t c = 0; c < channels; ++c) {
       float* row = p + (n * channels + c) * inner;
       const float bc = b[c];
-      if (inner == 1) {
-        row[0] += bc;
-      } else {
-        for (int64_t i = 0; i < inner; ++i) row[i] += bc;
-      }
+      for (int64_t i = 0; i < inner; ++i) row[i] += bc;
     }
   });
 }

@@ -2,10 +2,6 @@
 
 namespace nnr {
 
-ByteDecoder::ByteDecoder(float divisor) {
-  for (int v = 0; v < 256; ++v) table_[static_cast<size_t>(v)] = static_cast<float>(v) / divisor;
-}
-
 void decode_bytes(const uint8_t* in, int64_t n, float divisor, float* out) {
   const ByteDecoder decode(divisor);
   decode(in, n, out);

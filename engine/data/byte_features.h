@@ -2,7 +2,6 @@
 // Features of an 8-bit source (IDX images, uint8 NPY) kept as their bytes, a quarter of the memory
 // of floats, and converted when a batch or a sample is read: value = float(byte) / divisor, bit for
 // bit the float an eager conversion stores.
-#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -16,17 +15,19 @@ struct ByteFeatures {
   float divisor = 255.0f;
 };
 
-// out[k] = static_cast<float>(in[k]) / divisor for k in [0, n), through a table of the 256 quotients
-// (built once per decoder, so decoding many rows costs one lookup per value).
+// out[k] = static_cast<float>(in[k]) / divisor for k in [0, n). A plain division, not a table of
+// the 256 quotients: the compiler vectorizes it (widen, convert, divide 16 at a time), twice as fast
+// as one dependent lookup per value, and IEEE division gives the table's floats bit for bit.
 class ByteDecoder {
  public:
-  explicit ByteDecoder(float divisor);
+  explicit ByteDecoder(float divisor) : divisor_(divisor) {}
   void operator()(const uint8_t* in, int64_t n, float* out) const {
-    for (int64_t k = 0; k < n; ++k) out[k] = table_[in[k]];
+    const float d = divisor_;
+    for (int64_t k = 0; k < n; ++k) out[k] = static_cast<float>(in[k]) / d;
   }
 
  private:
-  std::array<float, 256> table_;
+  float divisor_;
 };
 
 void decode_bytes(const uint8_t* in, int64_t n, float divisor, float* out);

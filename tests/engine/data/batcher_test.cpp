@@ -93,6 +93,37 @@ TEST_CASE("gather_rows stacks rows and rejects out-of-range indices", "[batcher]
   REQUIRE_THROWS_WITH(nnr::gather_rows(x, {-1}), Catch::Contains("index -1"));
 }
 
+TEST_CASE("bytes decode to float(byte) / divisor bit for bit, every byte value, in batches over the parallel size",
+          "[batcher]") {
+  // Every byte value at several divisors (the decoder divides, vectorised; the reference here is one
+  // scalar division per value).
+  std::vector<uint8_t> all(256);
+  for (int v = 0; v < 256; ++v) all[static_cast<size_t>(v)] = static_cast<uint8_t>(v);
+  for (const float divisor : {255.0f, 1.0f, 3.7f, 256.0f}) {
+    const nnr::Tensor t = nnr::decode_bytes(nnr::ByteFeatures{{256}, all, divisor});
+    for (int v = 0; v < 256; ++v) {
+      volatile float reference = static_cast<float>(v);  // keeps this division scalar
+      REQUIRE(t[v] == reference / divisor);
+    }
+  }
+  // 70 rows of 785 bytes gathered in a scattered order (repeats included): 54 950 floats, over the
+  // size decoded on the loop's threads, each thread fetching its next row while it converts one.
+  const int64_t n = 97, per = 785;
+  nnr::ByteFeatures bytes{{n, per}, std::vector<uint8_t>(static_cast<size_t>(n * per)), 255.0f};
+  for (size_t i = 0; i < bytes.values.size(); ++i) bytes.values[i] = static_cast<uint8_t>((i * 7919) % 251);
+  const nnr::Dataset data = nnr::make_dataset(bytes, std::vector<int32_t>(static_cast<size_t>(n), 0));
+  std::vector<int64_t> idx;
+  for (int64_t i = 0; i < 70; ++i) idx.push_back((i * 37 + 5) % n);
+  idx[69] = idx[0];
+  const nnr::Tensor x = nnr::gather_rows(data, idx);
+  REQUIRE(x.shape() == nnr::Shape{70, per});
+  for (size_t i = 0; i < idx.size(); ++i)
+    for (int64_t k = 0; k < per; ++k) {
+      volatile float reference = static_cast<float>(bytes.values[static_cast<size_t>(idx[i] * per + k)]);
+      REQUIRE(x[static_cast<int64_t>(i) * per + k] == reference / 255.0f);
+    }
+}
+
 TEST_CASE("a data set kept as bytes gives the same batches as its floats", "[batcher]") {
   // 11 samples of 3 x 7 = 21 bytes (no multiple of a vector width), batches of 4: the last holds 3.
   const int64_t n = 11, per = 21;
