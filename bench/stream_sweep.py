@@ -47,6 +47,10 @@ CONFIGS = {
     # Weight aligning of the output layer after rounds that bring new classes.
     "align new classes": ["--align-new-classes"],
     "ewc + align new classes": ["--regularizer", "online-ewc", "--align-new-classes"],
+    # The prior correction of the output biases (retraining.h), on paper and on bandit-der.
+    "prior correction": ["--prior-correction", "on"],
+    "der": ["--regularizer", "online-ewc", "--distill", "0.1"],
+    "der + prior correction": ["--regularizer", "online-ewc", "--distill", "0.1", "--prior-correction", "on"],
 }
 
 

@@ -27,6 +27,7 @@ struct StreamFlags {
   StreamOptions stream;
   std::string strategy = "paper", compare, samples, weights, regularizer;
   float distill = -1.0f;  // < 0: the preset's
+  std::string prior_correction;  // on | off; empty: the preset's
   RetrainOptions retrain;
   std::string lambda = "default", memory_groups = "chunk", optimizer = "sgd";
   float lr = 0.03f;  // chosen on validation accuracy of split Fashion-MNIST (0.01, 0.03, 0.1)
@@ -57,7 +58,10 @@ std::vector<Strategy> chosen_strategies(const StreamFlags& f) {
     if (!f.weights.empty()) s.weights = f.weights;
     if (!f.regularizer.empty()) s.regularizer = f.regularizer;
     if (f.distill >= 0.0f) s.distill = f.distill;
-    if (!f.samples.empty() || !f.weights.empty() || !f.regularizer.empty() || f.distill >= 0.0f) s.name += "+custom";
+    if (!f.prior_correction.empty()) s.prior_correction = f.prior_correction == "on";
+    if (!f.samples.empty() || !f.weights.empty() || !f.regularizer.empty() || f.distill >= 0.0f ||
+        !f.prior_correction.empty())
+      s.name += "+custom";
     validate_strategy(s);
   }
   return out;
@@ -204,9 +208,11 @@ std::string presets_help() {
          "  bandit-ewc  the paper's bandits with online EWC instead of SNI: the best single change\n"
          "            to paper on validation data (bench/stream_sweep.py)\n"
          "  bandit-der  bandit-ewc whose replayed samples also keep the logits stored with them\n"
-         "            (dark experience replay, --distill 0.1), chosen on validation data\n"
+         "            (dark experience replay, --distill 0.1) and whose rounds that bring new classes\n"
+         "            end with --prior-correction, each chosen on validation data\n"
          "  --samples new|all|replay|bandit:<policy>, --weights all|random|importance|bandit:<policy>,\n"
-         "  --regularizer none|l2|ewc|online-ewc|si|mas|sni, --distill W override a preset's choices.\n"
+         "  --regularizer none|l2|ewc|online-ewc|si|mas|sni, --distill W,\n"
+         "  --prior-correction on|off override a preset's choices.\n"
          "Every choice (rewards, --lambda auto, the strategy) reads the chunks' validation parts only;\n"
          "test parts are only reported. A round trains epochs x ceil(N / batch) steps, N the new\n"
          "chunk's samples (full: passes over everything seen).\n"
@@ -261,6 +267,12 @@ Command add_stream(CLI::App& app) {
                   "Override: weight of the logit-matching term on replayed samples (dark experience replay; "
                   "0: off; default: the preset's, 0.1 for bandit-der, else 0)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--prior-correction", f->prior_correction,
+                  "Override: on: after a round that brings a class never seen before, shift the output biases by "
+                  "tau x (log of the class frequencies of every chunk seen - log of those the round trained on), "
+                  "tau in 0, 0.25, .., 1 chosen on validation data (such a round's new classes fill half of every "
+                  "batch); default: the preset's, on for bandit-der, else off")
+      ->check(CLI::IsMember({"on", "off"}));
   cmd->add_option("--lambda", f->lambda, "Penalty strength; default: the regularizer's own (sni 0.03, mas 0.3, online-ewc 300, si 1000); "
                   "auto: each of a decade below, the default and a decade above trains a quarter of the first "
                   "round, the best on validation data is kept")

@@ -728,6 +728,12 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
       throw NonFiniteError(msg.str());
     }
     samples += batch.size();
+    if (max_steps < 0)
+      for (const int32_t y : batch.y) {
+        const size_t c = static_cast<size_t>(y);
+        if (round_label_counts_.size() <= c) round_label_counts_.resize(c + 1, 0);
+        ++round_label_counts_[c];
+      }
     ++step;
     // A finite loss does not prove finite weights (a NaN row behind a ReLU reads as 0): the
     // entries this step updated must be finite before the next step, a probe or the bandits read
@@ -906,6 +912,74 @@ void Retrainer::align_output_layer(const StreamChunk& chunk, nlohmann::json& cho
   choices["weight_aligning"] = {{"new_classes", fresh}, {"gamma", gamma}};
 }
 
+std::vector<float> prior_correction_shift(const std::vector<double>& seen, const std::vector<double>& trained) {
+  if (seen.size() != trained.size())
+    throw InvalidArgument("[retrain] prior correction: " + std::to_string(seen.size()) + " seen counts but " +
+                          std::to_string(trained.size()) + " trained counts");
+  double seen_total = 0.0, trained_total = 0.0;
+  for (size_t c = 0; c < seen.size(); ++c) {
+    seen_total += seen[c] + 1.0;
+    trained_total += trained[c] + 1.0;
+  }
+  std::vector<float> shift(seen.size(), 0.0f);
+  for (size_t c = 0; c < seen.size(); ++c)
+    if (seen[c] > 0.0)
+      shift[c] = static_cast<float>(std::log((seen[c] + 1.0) / seen_total) - std::log((trained[c] + 1.0) / trained_total));
+  return shift;
+}
+
+void Retrainer::correct_prior(const StreamChunk& chunk, nlohmann::json& choices) {
+  const std::vector<Parameter*> params = model_.parameters();
+  // The output layer's bias: the last rank-1 parameter that follows a rank-2 weight.
+  Parameter* bias = nullptr;
+  for (size_t i = params.size(); i-- > 1 && !bias;)
+    if (params[i]->value.shape().size() == 1 && params[i - 1]->value.shape().size() == 2) bias = params[i];
+  if (!bias) throw InvalidArgument("[retrain] prior correction needs an output layer with a bias");
+  if (round_label_counts_.empty()) return;
+  // Only rounds that bring a class never seen before (in the earlier chunks' validation parts, which
+  // a served model keeps too): their new classes fill the new half of every batch, far above their
+  // share of the stream. Rounds without one train on a mix close to the stream's, where the
+  // correction gained nothing (permuted) or lost (drift) on validation data (apps/trainer/README.md).
+  std::set<int32_t> earlier, fresh;
+  for (size_t i = 0; i + 1 < seen_.size(); ++i)
+    earlier.insert(seen_[i].validation.labels.begin(), seen_[i].validation.labels.end());
+  for (const int32_t y : chunk.train.labels)
+    if (!earlier.count(y)) fresh.insert(y);
+  choices["prior_correction"] = {{"new_classes", std::vector<int32_t>(fresh.begin(), fresh.end())}, {"tau", 0.0}};
+  if (fresh.empty()) return;
+  const size_t classes = static_cast<size_t>(bias->value.numel());
+  std::vector<double> seen(classes, 0.0), trained(classes, 0.0);
+  std::vector<const Dataset*> parts;
+  for (const SeenChunk& c : seen_) {
+    for (const int32_t y : c.validation.labels)
+      if (static_cast<size_t>(y) < classes) seen[static_cast<size_t>(y)] += 1.0;
+    if (c.validation.size()) parts.push_back(&c.validation);
+  }
+  for (size_t c = 0; c < classes && c < round_label_counts_.size(); ++c)
+    trained[c] = static_cast<double>(round_label_counts_[c]);
+  const std::vector<float> shift = prior_correction_shift(seen, trained);  // τ = 1
+  if (parts.empty()) return;
+  static const std::vector<float> taus{0.0f, 0.25f, 0.5f, 0.75f, 1.0f};
+  std::vector<std::vector<float>> offsets;
+  for (const float tau : taus) {
+    offsets.emplace_back(classes);
+    for (size_t c = 0; c < classes; ++c) offsets.back()[c] = tau * shift[c];
+  }
+  Rng rng(derive_seed(options_.seed, "prior.probe") + static_cast<uint64_t>(rounds_));
+  const Dataset probe = stratified_subset(parts, options_.prior_probe_samples, rng);
+  const std::vector<double> accuracy = accuracy_with_logit_offsets(model_, probe, offsets, 1000, options_.collective);
+  size_t best = 0;
+  for (size_t i = 1; i < taus.size(); ++i)
+    if (accuracy[i] > accuracy[best]) best = i;
+  float* b = bias->value.data();
+  for (size_t c = 0; c < classes; ++c) b[c] += offsets[best][c];
+  nlohmann::json tried = nlohmann::json::object();
+  for (size_t i = 0; i < taus.size(); ++i) tried[std::to_string(taus[i]).substr(0, 4)] = accuracy[i];
+  choices["prior_correction"]["tau"] = taus[best];
+  choices["prior_correction"]["validation_accuracy"] = tried;
+  choices["prior_correction"]["probe"] = probe.size();
+}
+
 RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamChunk>& stream) {
   return round(chunk, &stream);
 }
@@ -923,6 +997,7 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
   record.round = rounds_;
   record.chunk = chunk.name;
   const ComputeCounts before = model_.compute_counts();
+  round_label_counts_.clear();
 
   record.compute.parameters_updated = choose_weights(record.choices);
   const std::vector<Parameter*> params = model_.parameters();
@@ -976,6 +1051,8 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
   if (!grad.empty()) reward_weights(grad, start_values);
   model_.open_all();
   if (options_.align_new_classes) align_output_layer(chunk, record.choices);
+  // Before consolidation: θ* and the memory's stored logits are those of the model served.
+  if (strategy_.prior_correction) correct_prior(chunk, record.choices);
 
   if (regularizer_) regularizer_->consolidate(model_, chunk.train);
   remember(chunk, rounds_);

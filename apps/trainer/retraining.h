@@ -27,6 +27,15 @@
 // first lambda_pilot_fraction of the round's steps) from the same state; the one with the best
 // validation accuracy over the seen chunks trains the round and is kept for every later round.
 // The pilots' FLOPs are counted in that round.
+// Prior correction (strategy.prior_correction): a round's batches mix the new chunk's classes with
+// the memory's in proportions of their own (a class-incremental round gives its two new classes half
+// of every batch), and the output biases learn those frequencies. After a round that brings a class
+// never seen before (no other: there it measured no gain or a loss), the biases move by
+// τ·(log π_seen − log π_round): π_round the class frequencies of the samples the round trained on,
+// π_seen those of the validation parts of every chunk seen (the mix the model is evaluated on), both
+// with one added count per class; classes never seen keep their bias. τ ∈ {0, 0.25, 0.5, 0.75, 1}
+// is the most accurate on prior_probe_samples validation samples of the seen chunks (one forward
+// pass, ties to the smaller τ), so a stream whose round mix already matches keeps τ = 0.
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -72,6 +81,7 @@ struct RetrainOptions {
   static constexpr float kAutoLambda = -1.0f;     // chosen on validation data (below)
   float lambda = kDefaultLambda;   // penalty strength >= 0, or one of the two above
   double lambda_pilot_fraction = 0.25;
+  int64_t prior_probe_samples = 1000;  // validation samples that choose τ of the prior correction
   // Weight aligning (Zhao et al. 2020, "Maintaining discrimination and fairness in class
   // incremental learning"): after a round that brought classes never seen before, scale the output
   // layer's weight rows of those classes so that their mean norm equals the older classes' (the
@@ -118,6 +128,11 @@ void check_finite_parameters(Sequential& model, bool open_only, const std::strin
 // Throws nnr::InvalidArgument for a class outside the layer's rows.
 double align_new_class_weights(Sequential& model, const std::vector<int32_t>& old_classes,
                                const std::vector<int32_t>& new_classes);
+
+// The prior correction's bias shift at τ = 1 (see above): log((seen[c] + 1) / Σ(seen + 1)) −
+// log((trained[c] + 1) / Σ(trained + 1)) for every class c with seen[c] > 0, else 0 (a class never
+// seen keeps its bias). Throws nnr::InvalidArgument when the two counts differ in length.
+std::vector<float> prior_correction_shift(const std::vector<double>& seen, const std::vector<double>& trained);
 
 // A regularizer's default λ, and the values "auto" tries (a decade either side of the default).
 float default_lambda(const std::string& regularizer);
@@ -189,6 +204,9 @@ class Retrainer {
   void remember(const StreamChunk& chunk, int64_t index);
   // options_.align_new_classes: align_new_class_weights for the classes this round brought.
   void align_output_layer(const StreamChunk& chunk, nlohmann::json& choices);
+  // strategy_.prior_correction: in a round that brings a new class, shifts the output biases by the
+  // chosen τ (above); records the choice.
+  void correct_prior(const StreamChunk& chunk, nlohmann::json& choices);
 
   Sequential model_;
   Strategy strategy_;
@@ -209,6 +227,8 @@ class Retrainer {
   };
   std::vector<SeenChunk> seen_;
   int rounds_ = 0;
+  // The labels the round's training steps drew, counted per class (the λ pilots' steps excluded).
+  std::vector<int64_t> round_label_counts_;
   // strategy_.distill > 0: the logits of each stored sample when it entered the memory, by its
   // arrival number (ReplayMemory::arrival_of), `classes` floats each.
   std::map<int64_t, std::vector<float>> memory_logits_;

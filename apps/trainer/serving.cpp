@@ -27,7 +27,8 @@ nlohmann::json setup_to_json(const ServingSetup& s) {
   return {
       {"model_spec", s.model_spec},
       {"strategy", {{"name", s.strategy.name}, {"samples", s.strategy.samples}, {"weights", s.strategy.weights},
-                    {"regularizer", s.strategy.regularizer}, {"distill", s.strategy.distill}}},
+                    {"regularizer", s.strategy.regularizer}, {"distill", s.strategy.distill},
+                    {"prior_correction", s.strategy.prior_correction}}},
       {"retrain",
        {{"epochs", r.epochs}, {"batch_size", r.batch_size},
         {"optimizer", {{"name", r.optimizer.name}, {"lr", r.optimizer.lr}, {"momentum", r.optimizer.momentum},
@@ -55,6 +56,7 @@ ServingSetup setup_from_json(const nlohmann::json& j) {
   s.strategy.weights = st.at("weights").get<std::string>();
   s.strategy.regularizer = st.at("regularizer").get<std::string>();
   s.strategy.distill = st.value("distill", 0.0f);  // absent in states written before it existed
+  s.strategy.prior_correction = st.value("prior_correction", false);  // likewise
   const auto& r = j.at("retrain");
   RetrainOptions& o = s.retrain;
   o.epochs = r.at("epochs").get<int>();

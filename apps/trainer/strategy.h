@@ -17,6 +17,9 @@
 //                validation data, retraining.h)
 //   distill      a weight >= 0: replayed samples also match the logits stored with them in the memory
 //                (dark experience replay, distillation.h); 0: off
+//   prior correction  after each round, the output biases move by τ·(log π_seen − log π_round),
+//                π_round the class frequencies the round trained on and π_seen those of every chunk
+//                seen (their validation parts), τ chosen on validation data (retraining.h); off by default
 // Presets: finetune, full, replay, ewc, si, mas, paper, bandit-ewc, bandit-der (apps/trainer/README.md
 // says what paper does and why; bandit-ewc is paper with online EWC, bandit-der bandit-ewc with
 // dark experience replay, each chosen on validation data).
@@ -31,7 +34,8 @@ struct Strategy {
   std::string weights = "all";
   std::string regularizer = "none";
   float distill = 0.0f;
-  // "samples=replay weights=importance regularizer=sni" (and " distill=0.2" when on)
+  bool prior_correction = false;
+  // "samples=replay weights=importance regularizer=sni" (and " distill=0.2", " prior-correction" when on)
   std::string description() const;
   bool samples_from_bandit() const { return samples.rfind("bandit:", 0) == 0; }
   bool weights_from_bandit() const { return weights.rfind("bandit:", 0) == 0; }

@@ -488,6 +488,39 @@ Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size, 
   return e;
 }
 
+std::vector<double> accuracy_with_logit_offsets(Sequential& model, const Dataset& data,
+                                                const std::vector<std::vector<float>>& offsets, int64_t batch_size,
+                                                Collective* collective) {
+  const bool parallel = collective && collective->size() > 1;
+  const RankShare share = parallel ? rank_share(data.size(), collective->rank(), collective->size()) : RankShare{0, data.size()};
+  std::vector<int64_t> rows(static_cast<size_t>(share.size()));
+  std::iota(rows.begin(), rows.end(), share.begin);
+  Batcher batcher(data, std::move(rows), BatcherOptions{batch_size, false, false}, Rng(0));
+  std::vector<double> correct(offsets.size(), 0.0);
+  Batch batch;
+  while (batcher.next(batch)) {
+    const Tensor logits = host_logits(model, batch.x, nullptr);
+    const int64_t k = logits.dim(1);
+    for (const std::vector<float>& o : offsets)
+      if (static_cast<int64_t>(o.size()) != k)
+        throw InvalidArgument("[evaluate] a logit offset of " + std::to_string(o.size()) + " values for a model with " +
+                              std::to_string(k) + " outputs");
+    for (int64_t i = 0; i < batch.size(); ++i) {
+      const float* row = logits.data() + i * k;
+      for (size_t c = 0; c < offsets.size(); ++c) {
+        const float* o = offsets[c].data();
+        int64_t best = 0;
+        for (int64_t j = 1; j < k; ++j)
+          if (row[j] + o[j] > row[best] + o[best]) best = j;
+        if (best == batch.y[static_cast<size_t>(i)]) correct[c] += 1.0;
+      }
+    }
+  }
+  if (parallel) collective->all_reduce_sum(correct.data(), static_cast<int64_t>(correct.size()));
+  for (double& c : correct) c = data.size() ? c / static_cast<double>(data.size()) : 0.0;
+  return correct;
+}
+
 Tensor predict_probabilities(Sequential& model, const Tensor& features, int64_t batch_size, Context* cuda_context) {
   const int64_t n = features.rank() ? features.dim(0) : 0;
   Shape sample(features.shape().begin() + 1, features.shape().end());

@@ -159,6 +159,15 @@ struct Evaluation {
 Evaluation evaluate(Sequential& model, const Dataset& data, int64_t batch_size = 1000, Context* cuda_context = nullptr,
                     Collective* collective = nullptr);
 
+// The accuracy over `data` of the predictions argmax_k(logits_k + offsets[c][k]), for each candidate
+// offset vector c (K floats each), from one forward pass on the host (the logits are computed once
+// and every candidate read from them). With a collective of several ranks, split and reduced as
+// evaluate is: every rank returns the same accuracies. Throws nnr::InvalidArgument for an offset
+// vector whose length is not the model's output width.
+std::vector<double> accuracy_with_logit_offsets(Sequential& model, const Dataset& data,
+                                                const std::vector<std::vector<float>>& offsets,
+                                                int64_t batch_size = 1000, Collective* collective = nullptr);
+
 // Softmax probabilities [N, K] for unlabelled features [N, ...] (on the host). With a CUDA context,
 // as for evaluate: the forward pass runs on the device, the softmax of the logits on the host.
 Tensor predict_probabilities(Sequential& model, const Tensor& features, int64_t batch_size = 1000,

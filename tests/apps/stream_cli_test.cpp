@@ -278,6 +278,7 @@ TEST_CASE("nnr stream usage errors exit 2 with a message naming the problem and 
       {"--distill -0.5" + split, "--distill"},
       {"--strategy ewc --distill 0.1" + split, "distill needs replayed samples (samples replay or bandit:<policy>)"},
       {"--lr-schedule linear" + split, "--lr-schedule"},
+      {"--prior-correction maybe" + split, "--prior-correction"},
       {"--bogus 1" + split, "--bogus"},
       {"stream --scenario files --chunk " + d.path("train.csv") + kSmall, "--scenario files needs at least two --chunk"},
       {"stream --scenario files" + kSmall, "--scenario files needs at least two --chunk"},
@@ -379,7 +380,7 @@ TEST_CASE("nnr stream --help exits 0 and lists the presets and --lambda", "[cli]
   REQUIRE(r.code == 0);
   INFO(r.out);
   for (const char* text : {"--lambda", "--compare", "--strategy", "--report", "--json", "--chunk", "--weight-budget",
-                           "--distill", "--lr-schedule", "bandit-der",
+                           "--distill", "--prior-correction", "--lr-schedule", "bandit-der",
                            "finetune", "full", "replay", "ewc", "paper", "Strategies (--strategy, --compare)",
                            "split | permuted | rotated | drift | files"})
     REQUIRE(r.out.find(text) != std::string::npos);

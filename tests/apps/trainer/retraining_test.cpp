@@ -1,13 +1,16 @@
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <set>
 
 #include <catch2/catch.hpp>
 
 #include "apps/trainer/retraining.h"
 #include "apps/trainer/stream.h"
+#include "apps/trainer/train_loop.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/nn/model_spec.h"
@@ -261,6 +264,103 @@ TEST_CASE("with align_new_classes a split stream's rounds align exactly the clas
   // Off by default: no aligning recorded.
   const StreamReport plain = run_stream(stream, {strategy_preset("replay")}, small_run());
   CHECK_FALSE(plain.strategies.at(0).rounds.at(1).choices.contains("weight_aligning"));
+}
+
+TEST_CASE("prior correction moves only the output biases of the classes seen, by the tau chosen on validation",
+          "[trainer]") {
+  // A class-incremental stream: chunk 1 brings new classes, chunk 2's are not seen yet after round 1.
+  const auto stream = small_split_stream(3);
+  const StreamRunOptions run = small_run();
+  Sequential base = build_model(run.model_spec, 11);
+  train_base(base, stream[0], run.retrain);
+  Strategy corrected = strategy_preset("replay");
+  corrected.prior_correction = true;
+  REQUIRE(corrected.description() == strategy_preset("replay").description() + " prior-correction");
+  auto retrainer_with = [&](const Strategy& strategy) {
+    Sequential model = build_model(run.model_spec, 11);
+    copy_parameters(base, model);
+    auto r = std::make_unique<Retrainer>(std::move(model), strategy, run.retrain);
+    r->adopt_base(stream[0]);
+    return r;
+  };
+  auto a = retrainer_with(strategy_preset("replay"));
+  auto b = retrainer_with(corrected);
+  const RoundRecord ra = a->round(stream[1], stream);
+  const RoundRecord rb = b->round(stream[1], stream);
+  CHECK_FALSE(ra.choices.contains("prior_correction"));
+  const nlohmann::json& choice = rb.choices.at("prior_correction");
+  const double tau = choice.at("tau").get<double>();
+  CHECK((tau == 0.0 || tau == 0.25 || tau == 0.5 || tau == 0.75 || tau == 1.0));
+  // The chosen τ is the most accurate on the probe (the first of equals), τ = 0 among the candidates.
+  const nlohmann::json& tried = choice.at("validation_accuracy");
+  REQUIRE(tried.size() == 5);
+  double best = -1.0;
+  for (const auto& [key, accuracy] : tried.items()) best = std::max(best, accuracy.get<double>());
+  CHECK(tried.at("0.00").get<double>() <= best);
+  CHECK(choice.at("probe").get<int64_t>() > 0);
+  // Training was the same: every parameter is bit for bit a's but the output bias, whose classes
+  // not seen yet (chunk 2's) kept their value; a seen class moved (the round's mix is half new
+  // classes, the seen chunks' one each: the log ratio is not 0) unless τ = 0 won.
+  std::set<int32_t> seen(stream[0].train.labels.begin(), stream[0].train.labels.end());
+  seen.insert(stream[1].train.labels.begin(), stream[1].train.labels.end());
+  const std::vector<Parameter*> pa = a->model().parameters(), pb = b->model().parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i + 1 < pa.size(); ++i) {
+    INFO(pa[i]->name);
+    CHECK(pa[i]->value.to_vector() == pb[i]->value.to_vector());
+  }
+  const std::vector<float> bias_a = pa.back()->value.to_vector(), bias_b = pb.back()->value.to_vector();
+  bool moved = false;
+  for (size_t c = 0; c < bias_a.size(); ++c) {
+    INFO("class " << c);
+    if (!seen.count(static_cast<int32_t>(c))) CHECK(bias_a[c] == bias_b[c]);
+    else moved = moved || bias_a[c] != bias_b[c];
+  }
+  CHECK(moved == (tau != 0.0));
+  CHECK(choice.at("new_classes").size() > 0);
+
+  // A stream whose chunks bring no new class (permuted: every class in every chunk): no correction.
+  StreamOptions po;
+  po.scenario = "permuted";
+  po.chunks = 2;
+  po.seed = 5;
+  const auto permuted = make_stream(test::separable_dataset(600, 1), test::separable_dataset(200, 2), po);
+  Sequential pbase = build_model(run.model_spec, 11);
+  train_base(pbase, permuted[0], run.retrain);
+  Sequential pmodel = build_model(run.model_spec, 11);
+  copy_parameters(pbase, pmodel);
+  Retrainer pr(std::move(pmodel), corrected, run.retrain);
+  pr.adopt_base(permuted[0]);
+  const RoundRecord prr = pr.round(permuted[1], permuted);
+  CHECK(prr.choices.at("prior_correction").at("new_classes").empty());
+  CHECK(prr.choices.at("prior_correction").at("tau") == 0.0);
+  CHECK_FALSE(prr.choices.at("prior_correction").contains("probe"));  // no probe was run
+}
+
+TEST_CASE("the prior correction's shift is the log ratio of the seen and trained frequencies, 0 for unseen classes") {
+  // Seen 2, 2, 0 and trained 6, 2, 0 samples, one count added per class: totals 7 and 11.
+  const std::vector<float> shift = prior_correction_shift({2, 2, 0}, {6, 2, 0});
+  REQUIRE(shift.size() == 3);
+  CHECK(shift[0] == Approx(std::log(3.0 / 7.0) - std::log(7.0 / 11.0)).margin(1e-6));  // over-trained: down
+  CHECK(shift[1] == Approx(std::log(3.0 / 7.0) - std::log(3.0 / 11.0)).margin(1e-6));  // under-trained: up
+  CHECK(shift[2] == 0.0f);  // never seen
+  CHECK(shift[0] < 0.0f);
+  CHECK(shift[1] > 0.0f);
+  CHECK_THROWS_WITH(prior_correction_shift({1, 2}, {1}), Catch::Contains("2 seen counts but 1 trained counts"));
+}
+
+TEST_CASE("accuracy_with_logit_offsets: no offset is evaluate's accuracy, a large one picks its class") {
+  const Dataset data = test::separable_dataset(97, 4);
+  Sequential model = build_model("mlp:16-12-10", 2);
+  const double plain = evaluate(model, data).accuracy;
+  std::vector<float> zero(10, 0.0f), towards_3(10, 0.0f);
+  towards_3[3] = 1e6f;
+  const std::vector<double> acc = accuracy_with_logit_offsets(model, data, {zero, towards_3});
+  REQUIRE(acc.size() == 2);
+  CHECK(acc[0] == plain);
+  CHECK(acc[1] == static_cast<double>(std::count(data.labels.begin(), data.labels.end(), 3)) / data.size());
+  CHECK_THROWS_WITH(accuracy_with_logit_offsets(model, data, {std::vector<float>(9, 0.0f)}),
+                    Catch::Contains("9 values for a model with 10 outputs"));
 }
 
 TEST_CASE("a cosine round schedule changes the rounds, and an unknown schedule is refused", "[trainer]") {

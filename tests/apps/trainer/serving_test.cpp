@@ -81,6 +81,12 @@ TEST_CASE("with dark experience replay the memory's stored logits survive the di
   check_served_rounds_equal_stream(setup);
 }
 
+TEST_CASE("with prior correction the strategy survives the directory and served rounds equal the stream") {
+  ServingSetup setup = small_serving_setup();
+  setup.strategy.prior_correction = true;
+  check_served_rounds_equal_stream(setup);
+}
+
 TEST_CASE("the gate refuses a round trained on shuffled labels and leaves the directory byte for byte") {
   Chunks data;
   const std::string dir = data.dir.file("served");
