@@ -6,7 +6,7 @@ WORK/retraining-samples.txt.
                                                    start has ended, post again (rounds back to back)
   python3 bench/serve_feeder.py PORT WORK every S  post every S seconds (the server retrains nothing)
 One process instead of a curl and a sed per poll: spawning those 30 times a second cost the server's
-predictions as much p99 as a retraining round did (bench/results/serve-load.json)."""
+predictions as much p99 as a retraining round did (bench/results/serve-load-harness.json)."""
 import http.client
 import json
 import os

@@ -10,6 +10,7 @@
 #include <numeric>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "apps/trainer/distillation.h"
 #include "apps/trainer/train_loop.h"
@@ -860,15 +861,27 @@ void Retrainer::train_round(const StreamChunk& chunk, float lambda, int64_t max_
   compute.weight_grad_flops += step_counts.weight_grad_flops;
 }
 
+namespace {
+
+// The output layer's parameters: the last rank-2 "*.weight" (one row per class) and the parameter
+// after it when that is its rank-1 bias; nulls where there is none.
+std::pair<Parameter*, Parameter*> output_layer(Sequential& model) {
+  const std::vector<Parameter*> params = model.parameters();
+  for (size_t i = params.size(); i-- > 0;) {
+    const std::string& name = params[i]->name;
+    if (params[i]->value.shape().size() == 2 && name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0) {
+      Parameter* bias = i + 1 < params.size() && params[i + 1]->value.shape().size() == 1 ? params[i + 1] : nullptr;
+      return {params[i], bias};
+    }
+  }
+  return {nullptr, nullptr};
+}
+
+}  // namespace
+
 double align_new_class_weights(Sequential& model, const std::vector<int32_t>& old_classes,
                                const std::vector<int32_t>& new_classes) {
-  const std::vector<Parameter*> params = model.parameters();
-  Parameter* out = nullptr;
-  for (auto it = params.rbegin(); it != params.rend() && !out; ++it) {
-    const std::string& name = (*it)->name;
-    if ((*it)->value.shape().size() == 2 && name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0)
-      out = *it;
-  }
+  Parameter* out = output_layer(model).first;
   if (!out) throw InvalidArgument("[retrain] weight aligning needs an output layer with a rank-2 weight");
   const int64_t rows = out->value.shape()[0], cols = out->value.shape()[1];
   float* w = out->value.data();
@@ -929,11 +942,7 @@ std::vector<float> prior_correction_shift(const std::vector<double>& seen, const
 }
 
 void Retrainer::correct_prior(const StreamChunk& chunk, nlohmann::json& choices) {
-  const std::vector<Parameter*> params = model_.parameters();
-  // The output layer's bias: the last rank-1 parameter that follows a rank-2 weight.
-  Parameter* bias = nullptr;
-  for (size_t i = params.size(); i-- > 1 && !bias;)
-    if (params[i]->value.shape().size() == 1 && params[i - 1]->value.shape().size() == 2) bias = params[i];
+  Parameter* bias = output_layer(model_).second;
   if (!bias) throw InvalidArgument("[retrain] prior correction needs an output layer with a bias");
   if (round_label_counts_.empty()) return;
   // Only rounds that bring a class never seen before (in the earlier chunks' validation parts, which

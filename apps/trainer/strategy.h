@@ -17,9 +17,10 @@
 //                validation data, retraining.h)
 //   distill      a weight >= 0: replayed samples also match the logits stored with them in the memory
 //                (dark experience replay, distillation.h); 0: off
-//   prior correction  after each round, the output biases move by τ·(log π_seen − log π_round),
-//                π_round the class frequencies the round trained on and π_seen those of every chunk
-//                seen (their validation parts), τ chosen on validation data (retraining.h); off by default
+//   prior correction  after a round that brings a class never seen before, the output biases move
+//                by τ·(log π_seen − log π_round), π_round the class frequencies the round trained on
+//                and π_seen those of every chunk seen (their validation parts), τ chosen on
+//                validation data (retraining.h); on in bandit-der, off otherwise
 // Presets: finetune, full, replay, ewc, si, mas, paper, bandit-ewc, bandit-der (apps/trainer/README.md
 // says what paper does and why; bandit-ewc is paper with online EWC, bandit-der bandit-ewc with
 // dark experience replay, each chosen on validation data).

@@ -103,7 +103,6 @@ Tensor gather_rows(const Dataset& data, const std::vector<int64_t>& idx) {
   shape[0] = static_cast<int64_t>(idx.size());
   Tensor out = Tensor::empty(shape);
   const int64_t row = data.sample_numel();
-  const ByteDecoder decode(bytes.divisor);
   for (size_t i = 0; i < idx.size(); ++i)
     if (idx[i] < 0 || idx[i] >= n)
       throw InvalidArgument("[gather_rows] index " + std::to_string(idx[i]) + " at position " + std::to_string(i) +
@@ -119,7 +118,7 @@ Tensor gather_rows(const Dataset& data, const std::vector<int64_t>& idx) {
       const uint8_t* next = values + idx[static_cast<size_t>(i) + 1] * row;
       for (int64_t k = 0; k < row; k += 64) __builtin_prefetch(next + k);
     }
-    decode(values + idx[static_cast<size_t>(i)] * row, row, out.data() + i * row);
+    decode_bytes(values + idx[static_cast<size_t>(i)] * row, row, bytes.divisor, out.data() + i * row);
   });
   return out;
 }

@@ -18,18 +18,6 @@ struct ByteFeatures {
 // out[k] = static_cast<float>(in[k]) / divisor for k in [0, n). A plain division, not a table of
 // the 256 quotients: the compiler vectorizes it (widen, convert, divide 16 at a time), twice as fast
 // as one dependent lookup per value, and IEEE division gives the table's floats bit for bit.
-class ByteDecoder {
- public:
-  explicit ByteDecoder(float divisor) : divisor_(divisor) {}
-  void operator()(const uint8_t* in, int64_t n, float* out) const {
-    const float d = divisor_;
-    for (int64_t k = 0; k < n; ++k) out[k] = static_cast<float>(in[k]) / d;
-  }
-
- private:
-  float divisor_;
-};
-
 void decode_bytes(const uint8_t* in, int64_t n, float divisor, float* out);
 
 // The whole array as a float tensor of the same shape.
