@@ -4,9 +4,10 @@ accuracy after the last round (the mean over every seen chunk's validation part)
 a choice may read. Test accuracy (ACC) is printed beside it for the record, never used to rank.
 
     python3 bench/stream_sweep.py [--nnr build/apps/nnr/nnr] [--device cpu|cuda] [--seeds 1 2 3]
-                                  [--scenarios split permuted] [--jobs 4] [--out sweep.json]
+                                  [--scenarios split permuted] [--strategy paper] [--threads 0]
+                                  [--jobs 4] [--out sweep.json]
 
-Each configuration is the paper preset plus the flags in CONFIGS; runs go in parallel (--jobs),
+Each configuration is the --strategy preset (paper unless told) plus the flags in CONFIGS; runs go in parallel (--jobs),
 each one `nnr stream ... -q --json`. Writes every run's summary and the per-configuration medians
 to --out and prints a table, best validation accuracy first.
 """
@@ -51,13 +52,28 @@ CONFIGS = {
     "prior correction": ["--prior-correction", "on"],
     "der": ["--regularizer", "online-ewc", "--distill", "0.1"],
     "der + prior correction": ["--regularizer", "online-ewc", "--distill", "0.1", "--prior-correction", "on"],
+    # On bandit-der (--strategy bandit-der): its online-EWC strength and weight budget.
+    "der: lambda 300": ["--lambda", "300"],
+    "der: lambda 100": ["--lambda", "100"],
+    "der: lambda 30": ["--lambda", "30"],
+    "der: lambda 10": ["--lambda", "10"],
+    "der: lambda 3": ["--lambda", "3"],
+    "der: no regularizer": ["--regularizer", "none"],
+    "der: lambda 300 + importance weights": ["--lambda", "300", "--weights", "importance"],
+    "der: lambda 300 + budget 0.5": ["--lambda", "300", "--weight-budget", "0.5"],
+    "der: lambda 100 + budget 0.4": ["--lambda", "100", "--weight-budget", "0.4"],
+    "der: lambda 100 + budget 0.5": ["--lambda", "100", "--weight-budget", "0.5"],
+    "der: lambda 30 + budget 0.35": ["--lambda", "30", "--weight-budget", "0.35"],
+    "der: lambda 30 + budget 0.5": ["--lambda", "30", "--weight-budget", "0.5"],
+    "der: lambda 10 + budget 0.5": ["--lambda", "10", "--weight-budget", "0.5"],
+    "der: lambda 30 + distill 0.2": ["--lambda", "30", "--distill", "0.2"],
 }
 
 
-def run(nnr, device, scenario, seed, name, flags):
+def run(nnr, device, strategy, threads, scenario, seed, name, flags):
     chunks = "20" if scenario == "drift" else "5"
     cmd = [nnr, "stream", "--device", device, "--scenario", scenario, "--chunks", chunks, "--seed", str(seed),
-           "--strategy", "paper", *flags, "-q", "--json"]
+           "--threads", str(threads), "--strategy", strategy, *flags, "-q", "--json"]
     start = time.time()
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -74,15 +90,17 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     ap.add_argument("--scenarios", nargs="+", default=["split", "permuted"])
-    ap.add_argument("--configs", nargs="+", default=[c for c in CONFIGS if not c.startswith("ewc +")],
-                    help="names from CONFIGS (default: the single changes)")
+    ap.add_argument("--configs", nargs="+", default=[c for c in CONFIGS if not c.startswith(("ewc +", "der:"))],
+                    help="names from CONFIGS (default: the single changes to paper)")
+    ap.add_argument("--strategy", default="paper", help="the preset the configurations change")
+    ap.add_argument("--threads", type=int, default=0, help="each run's --threads (0: all cores)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default="stream-sweep.json")
     a = ap.parse_args()
     jobs = [(sc, seed, name) for sc in a.scenarios for name in a.configs for seed in a.seeds]
     runs = []
     with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
-        futures = [pool.submit(run, a.nnr, a.device, sc, seed, name, CONFIGS[name]) for sc, seed, name in jobs]
+        futures = [pool.submit(run, a.nnr, a.device, a.strategy, a.threads, sc, seed, name, CONFIGS[name]) for sc, seed, name in jobs]
         for f in concurrent.futures.as_completed(futures):
             r = f.result()
             runs.append(r)
@@ -99,7 +117,8 @@ def main():
                           "median_train_flops": statistics.median(r["train_flops"] for r in ok)})
     table.sort(key=lambda t: (t["scenario"], -t["median_validation"]))
     with open(a.out, "w") as f:
-        json.dump({"command": " ".join(sys.argv), "device": a.device, "seeds": a.seeds, "configs": CONFIGS,
+        json.dump({"command": " ".join(sys.argv), "device": a.device, "strategy": a.strategy, "seeds": a.seeds,
+                   "configs": {name: CONFIGS[name] for name in a.configs},
                    "ranked_by": "median validation accuracy after the last round", "table": table, "runs": runs},
                   f, indent=1)
     print(f"{'scenario':9} {'config':20} {'val':>6} {'test':>6} {'GFLOP':>7}")

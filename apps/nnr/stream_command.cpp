@@ -56,7 +56,10 @@ std::vector<Strategy> chosen_strategies(const StreamFlags& f) {
   for (Strategy& s : out) {
     if (!f.samples.empty()) s.samples = f.samples;
     if (!f.weights.empty()) s.weights = f.weights;
-    if (!f.regularizer.empty()) s.regularizer = f.regularizer;
+    if (!f.regularizer.empty() && f.regularizer != s.regularizer) {
+      s.regularizer = f.regularizer;
+      s.lambda = -1.0f;  // a preset's λ is its regularizer's; another penalty takes its own default
+    }
     if (f.distill >= 0.0f) s.distill = f.distill;
     if (!f.prior_correction.empty()) s.prior_correction = f.prior_correction == "on";
     if (!f.samples.empty() || !f.weights.empty() || !f.regularizer.empty() || f.distill >= 0.0f ||
@@ -209,7 +212,7 @@ std::string presets_help() {
          "            to paper on validation data (bench/stream_sweep.py)\n"
          "  bandit-der  bandit-ewc whose replayed samples also keep the logits stored with them\n"
          "            (dark experience replay, --distill 0.1) and whose rounds that bring new classes\n"
-         "            end with --prior-correction, each chosen on validation data\n"
+         "            end with --prior-correction, online EWC at --lambda 30; each chosen on validation data\n"
          "  --samples new|all|replay|bandit:<policy>, --weights all|random|importance|bandit:<policy>,\n"
          "  --regularizer none|l2|ewc|online-ewc|si|mas|sni, --distill W,\n"
          "  --prior-correction on|off override a preset's choices.\n"
@@ -273,8 +276,8 @@ Command add_stream(CLI::App& app) {
                   "tau in 0, 0.25, .., 1 chosen on validation data (such a round's new classes fill half of every "
                   "batch); default: the preset's, on for bandit-der, else off")
       ->check(CLI::IsMember({"on", "off"}));
-  cmd->add_option("--lambda", f->lambda, "Penalty strength; default: the regularizer's own (sni 0.03, mas 0.3, online-ewc 300, si 1000); "
-                  "auto: each of a decade below, the default and a decade above trains a quarter of the first "
+  cmd->add_option("--lambda", f->lambda, "Penalty strength; default: the preset's (bandit-der 30), else the regularizer's own (sni 0.03, mas 0.3, "
+                  "online-ewc 300, si 1000); auto: each of a decade below, the default and a decade above trains a quarter of the first "
                   "round, the best on validation data is kept")
       ->capture_default_str();
   cmd->add_option("--importance-samples", f->retrain.regularizer.samples, "Samples each importance estimate reads (0: the whole chunk)")

@@ -306,8 +306,11 @@ float default_lambda(const std::string& regularizer) {
   return 1.0f;
 }
 
-std::vector<float> lambda_grid(const std::string& regularizer) {
-  const float middle = default_lambda(regularizer);
+float strategy_lambda(const Strategy& strategy) {
+  return strategy.lambda >= 0.0f ? strategy.lambda : default_lambda(strategy.regularizer);
+}
+
+std::vector<float> lambda_grid(float middle) {
   return {middle / 10.0f, middle, middle * 10.0f};
 }
 
@@ -402,7 +405,7 @@ Retrainer::Retrainer(Sequential model, Strategy strategy, RetrainOptions options
     r.seed = derive_seed(options_.seed, "regularizer");
     r.collective = options_.collective;
     regularizer_ = make_regularizer(strategy_.regularizer, r);
-    if (lambda_ == RetrainOptions::kDefaultLambda) lambda_ = default_lambda(strategy_.regularizer);
+    if (lambda_ == RetrainOptions::kDefaultLambda) lambda_ = strategy_lambda(strategy_);
     else if (lambda_ < 0.0f && lambda_ != RetrainOptions::kAutoLambda)
       throw InvalidArgument("[retrain] lambda must be >= 0 (or auto), got " + std::to_string(lambda_));
   } else {
@@ -1035,7 +1038,7 @@ RoundRecord Retrainer::round(const StreamChunk& chunk, const std::vector<StreamC
     double best_accuracy = -1.0;
     float best_lambda = 0.0f;
     nlohmann::json tried = nlohmann::json::object();
-    for (const float candidate : lambda_grid(strategy_.regularizer)) {
+    for (const float candidate : lambda_grid(strategy_lambda(strategy_))) {
       restore(s0);
       nlohmann::json ignored;
       train_round(chunk, candidate, pilot_steps, ignored, record.compute);

@@ -77,7 +77,7 @@ struct RetrainOptions {
   double weight_budget = 0.25;     // fraction of all weights a round may open (random/importance/bandit)
   std::string weight_granularity = "neuron";  // layer | neuron
   int64_t rows_per_group = 16;     // neuron granularity: output neurons (filters) per group
-  static constexpr float kDefaultLambda = -2.0f;  // the regularizer's default_lambda()
+  static constexpr float kDefaultLambda = -2.0f;  // the strategy's: strategy_lambda()
   static constexpr float kAutoLambda = -1.0f;     // chosen on validation data (below)
   float lambda = kDefaultLambda;   // penalty strength >= 0, or one of the two above
   double lambda_pilot_fraction = 0.25;
@@ -134,9 +134,11 @@ double align_new_class_weights(Sequential& model, const std::vector<int32_t>& ol
 // seen keeps its bias). Throws nnr::InvalidArgument when the two counts differ in length.
 std::vector<float> prior_correction_shift(const std::vector<double>& seen, const std::vector<double>& trained);
 
-// A regularizer's default λ, and the values "auto" tries (a decade either side of the default).
+// A regularizer's default λ; a strategy's (its preset's λ where it sets one, else its regularizer's
+// default); and the values "auto" tries: a decade either side of `middle`, the strategy's λ.
 float default_lambda(const std::string& regularizer);
-std::vector<float> lambda_grid(const std::string& regularizer);
+float strategy_lambda(const Strategy& strategy);
+std::vector<float> lambda_grid(float middle);
 
 class Retrainer {
  public:

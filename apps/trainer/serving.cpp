@@ -28,7 +28,7 @@ nlohmann::json setup_to_json(const ServingSetup& s) {
       {"model_spec", s.model_spec},
       {"strategy", {{"name", s.strategy.name}, {"samples", s.strategy.samples}, {"weights", s.strategy.weights},
                     {"regularizer", s.strategy.regularizer}, {"distill", s.strategy.distill},
-                    {"prior_correction", s.strategy.prior_correction}}},
+                    {"prior_correction", s.strategy.prior_correction}, {"lambda", s.strategy.lambda}}},
       {"retrain",
        {{"epochs", r.epochs}, {"batch_size", r.batch_size},
         {"optimizer", {{"name", r.optimizer.name}, {"lr", r.optimizer.lr}, {"momentum", r.optimizer.momentum},
@@ -57,6 +57,7 @@ ServingSetup setup_from_json(const nlohmann::json& j) {
   s.strategy.regularizer = st.at("regularizer").get<std::string>();
   s.strategy.distill = st.value("distill", 0.0f);  // absent in states written before it existed
   s.strategy.prior_correction = st.value("prior_correction", false);  // likewise
+  s.strategy.lambda = st.value("lambda", -1.0f);  // likewise: those states resolve λ as before
   const auto& r = j.at("retrain");
   RetrainOptions& o = s.retrain;
   o.epochs = r.at("epochs").get<int>();

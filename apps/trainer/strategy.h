@@ -13,8 +13,9 @@
 //                importance        the groups with the lowest mean importance Ω first, up to the budget
 //                bandit:<policy>   groups ranked by the policy each round, per-group (semi-bandit)
 //                                  rewards: each group's first-order share −g·Δθ of the validation-loss drop
-//   regularizer  none | l2 | ewc | online-ewc | si | mas | sni, with strength λ (lambda < 0: chosen on
-//                validation data, retraining.h)
+//   regularizer  none | l2 | ewc | online-ewc | si | mas | sni, with strength λ: the preset's
+//                (lambda >= 0), else the regularizer's default (default_lambda, retraining.h); the
+//                run's --lambda overrides both
 //   distill      a weight >= 0: replayed samples also match the logits stored with them in the memory
 //                (dark experience replay, distillation.h); 0: off
 //   prior correction  after a round that brings a class never seen before, the output biases move
@@ -36,7 +37,9 @@ struct Strategy {
   std::string regularizer = "none";
   float distill = 0.0f;
   bool prior_correction = false;
-  // "samples=replay weights=importance regularizer=sni" (and " distill=0.2", " prior-correction" when on)
+  float lambda = -1.0f;              // the preset's penalty strength; < 0: the regularizer's default
+  // "samples=replay weights=importance regularizer=sni" (and " lambda=30", " distill=0.2",
+  // " prior-correction" when set)
   std::string description() const;
   bool samples_from_bandit() const { return samples.rfind("bandit:", 0) == 0; }
   bool weights_from_bandit() const { return weights.rfind("bandit:", 0) == 0; }

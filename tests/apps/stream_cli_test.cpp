@@ -205,6 +205,32 @@ TEST_CASE("nnr stream: the same --seed gives the same report, another seed a dif
   REQUIRE(reports[0] != reports[2]);  // differs beyond the seed field itself
 }
 
+TEST_CASE("nnr stream: bandit-der trains at its preset's lambda, which --lambda or another --regularizer overrides",
+          "[cli][stream]") {
+  StreamData d;
+  struct Case {
+    std::string flags, description;
+    double lambda;
+  };
+  const std::vector<Case> cases{
+      {"", "regularizer=online-ewc lambda=30", 30.0},
+      {" --lambda 5", "regularizer=online-ewc lambda=30", 5.0},
+      // The preset's 30 is an online-EWC strength: MAS takes its own default instead.
+      {" --regularizer mas", "regularizer=mas distill", 0.3},
+  };
+  for (const Case& c : cases) {
+    INFO(c.flags);
+    Run r = run_nnr(split_args(d) + " --strategy bandit-der --json" + c.flags, d.dir);
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    const json report = json::parse(r.out);
+    const json& strategy = report["strategies"][0];
+    CHECK_THAT(strategy["description"].get<std::string>(), Catch::Contains(c.description));
+    for (size_t i = 1; i < strategy["rounds"].size(); ++i)
+      CHECK(strategy["rounds"][i]["lambda"].get<double>() == Approx(c.lambda));
+  }
+}
+
 TEST_CASE("nnr stream --scenario files runs on two or three --chunk specs, with and without @TEST", "[cli][stream]") {
   TempDir dir;
   write_class_csv(dir / "c0.csv", 120, 11, 0, 3);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <set>
 
@@ -136,7 +137,7 @@ TEST_CASE("lambda auto tries the regularizer's grid on validation data and keeps
   run.retrain.lambda = RetrainOptions::kAutoLambda;
   const StreamReport report = run_stream(stream, {strategy_preset("mas")}, run);
   const RoundRecord& first = report.strategies[0].rounds[1];
-  const std::vector<float> grid = lambda_grid("mas");
+  const std::vector<float> grid = lambda_grid(default_lambda("mas"));
   REQUIRE(first.choices.contains("lambda_auto"));
   CHECK(first.choices["lambda_auto"]["validation_accuracy"].size() == grid.size());
   const float chosen = first.choices["lambda_auto"]["chosen"].get<float>();
@@ -181,6 +182,17 @@ TEST_CASE("without --lambda a regularizer trains with its own default strength")
     CHECK(report.strategies[0].rounds[i].lambda == Approx(default_lambda("mas")));
     CHECK(report.strategies[1].rounds[i].lambda == 0.0);
   }
+  // A preset's own λ (bandit-der's online EWC at 30) is the default instead, and the middle of auto's grid.
+  Strategy der = strategy_preset("bandit-der");
+  CHECK(strategy_lambda(der) == 30.0f);
+  CHECK(strategy_lambda(strategy_preset("bandit-ewc")) == default_lambda("online-ewc"));
+  CHECK(lambda_grid(strategy_lambda(der)) == std::vector<float>{3.0f, 30.0f, 300.0f});
+  StreamRunOptions der_run = small_run();
+  der_run.retrain.lambda = RetrainOptions::kDefaultLambda;
+  const StreamReport der_report = run_stream(stream, {der}, der_run);
+  for (size_t i = 1; i < stream.size(); ++i) CHECK(der_report.strategies[0].rounds[i].lambda == 30.0f);
+  der.lambda = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH(validate_strategy(der), Catch::Contains("lambda must be a finite number"));
   RetrainOptions negative;
   negative.lambda = -3.0f;
   CHECK_THROWS_WITH(Retrainer(build_model("mlp:16-8-10", 0), strategy_preset("mas"), negative),

@@ -87,6 +87,13 @@ TEST_CASE("with prior correction the strategy survives the directory and served 
   check_served_rounds_equal_stream(setup);
 }
 
+TEST_CASE("a preset's lambda survives the directory and served rounds equal the stream") {
+  ServingSetup setup = small_serving_setup();
+  setup.strategy.lambda = 7.0f;  // unlike the regularizer's default, so a lost value shows
+  setup.retrain.lambda = RetrainOptions::kDefaultLambda;
+  check_served_rounds_equal_stream(setup);
+}
+
 TEST_CASE("the gate refuses a round trained on shuffled labels and leaves the directory byte for byte") {
   Chunks data;
   const std::string dir = data.dir.file("served");
