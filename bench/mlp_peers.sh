@@ -9,7 +9,8 @@
 # (wall time of E epochs − wall time of 1 epoch) / (E − 1), so start-up, data loading and the
 # final evaluation cancel. Each measurement runs NNR_PEERS_REPEATS times (default 3), the peers
 # interleaved, so every ratio compares runs made side by side; the medians are reported.
-# Prints seconds per epoch, ratios and peak memory, and writes bench/results/mlp-peers.json.
+# Prints seconds per epoch, ratios and peak memory, and writes bench/results/mlp-peers.json
+# (or $NNR_PEERS_OUT: one file per machine, e.g. bench/results/mlp-peers-amd-epyc.json).
 #   bash bench/mlp_peers.sh
 # Environment: NNR_PEERS_REPEATS (3), NNR_PEERS_CLI_EPOCHS (MLP E, 6), NNR_PEERS_CNN_CLI_EPOCHS
 # (CNN E, 3), NNR_PEERS_BUILD (use this existing build directory instead of building build/).
@@ -62,9 +63,10 @@ for r in $(seq 1 "$repeats"); do
 done
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 
-/usr/bin/python3 - "$work/runs.jsonl" "$load" <<'PY'
+/usr/bin/python3 - "$work/runs.jsonl" "$load" "${NNR_PEERS_OUT:-bench/results/mlp-peers.json}" <<'PY'
 import json, sys, datetime, statistics, subprocess
 runs = [json.loads(line) for line in open(sys.argv[1])]
+out = sys.argv[3]
 repeats = sorted({r["repeat"] for r in runs})
 by = {(r["repeat"], r["what"]): r["result"] for r in runs}
 for (rep, what), res in list(by.items()):
@@ -93,7 +95,9 @@ result = {"date": datetime.date.today().isoformat(),
           "cpu": subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                                 capture_output=True, text=True).stdout.strip(),
           "cores": int(subprocess.run(["nproc"], capture_output=True, text=True).stdout),
-          "load_average_after": sys.argv[2], "repeats": len(repeats), "command": "bash bench/mlp_peers.sh"}
+          "widest_simd": next((f for f in ("avx512f", "avx2", "sse4_2") if f in open("/proc/cpuinfo").read().split()), "?"),
+          "load_average_after": sys.argv[2], "repeats": len(repeats),
+          "command": "bash bench/mlp_peers.sh" + (f" (NNR_PEERS_OUT={out})" if out != "bench/results/mlp-peers.json" else "")}
 for model, peers in (("mlp", ("torch", "dlib")), ("cnn", ("torch",))):
     nnr, cli = median_of(f"nnr_{model}"), median_of(f"cli_{model}")
     r = {"nnr": nnr, "nnr_train_cli": cli}
@@ -125,7 +129,7 @@ for model, r in (("MLP", m), ("CNN " + c["nnr"]["model"], c)):
     cli = r["nnr_train_cli"]
     print(f"{'nnr train (defaults)':<22}{cli[M]:>10.3f}   marginal epoch of {cli['epochs']}; "
           f"{r['cli_ratio_vs_eigen_gemm_floor']:.2f}x the Eigen MT floor, {r['cli_ratio_vs_gemm_floor']:.2f}x nnr's")
-with open("bench/results/mlp-peers.json", "w") as f:
+with open(out, "w") as f:
     json.dump(result, f, indent=2)
-print("\nwrote bench/results/mlp-peers.json")
+print("\nwrote " + out)
 PY
