@@ -56,10 +56,7 @@ std::vector<Strategy> chosen_strategies(const StreamFlags& f) {
   for (Strategy& s : out) {
     if (!f.samples.empty()) s.samples = f.samples;
     if (!f.weights.empty()) s.weights = f.weights;
-    if (!f.regularizer.empty() && f.regularizer != s.regularizer) {
-      s.regularizer = f.regularizer;
-      s.lambda = -1.0f;  // a preset's λ is its regularizer's; another penalty takes its own default
-    }
+    if (!f.regularizer.empty()) s.override_regularizer(f.regularizer);
     if (f.distill >= 0.0f) s.distill = f.distill;
     if (!f.prior_correction.empty()) s.prior_correction = f.prior_correction == "on";
     if (!f.samples.empty() || !f.weights.empty() || !f.regularizer.empty() || f.distill >= 0.0f ||

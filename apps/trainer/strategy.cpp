@@ -50,6 +50,12 @@ std::string Strategy::description() const {
 std::string Strategy::sample_policy() const { return after_bandit(samples); }
 std::string Strategy::weight_policy() const { return after_bandit(weights); }
 
+void Strategy::override_regularizer(const std::string& name) {
+  if (name == regularizer) return;
+  regularizer = name;
+  lambda = -1.0f;
+}
+
 const std::vector<std::string>& strategy_presets() {
   static const std::vector<std::string> names{"finetune", "full", "replay", "ewc", "si", "mas", "paper", "bandit-ewc", "bandit-der"};
   return names;

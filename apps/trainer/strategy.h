@@ -45,6 +45,9 @@ struct Strategy {
   bool weights_from_bandit() const { return weights.rfind("bandit:", 0) == 0; }
   std::string sample_policy() const;  // the <policy> of bandit:<policy>, or ""
   std::string weight_policy() const;
+  // Another penalty than the preset's: the preset's λ was chosen for its own regularizer, so the
+  // new one takes its default (λ back to -1). The same name keeps the preset's λ.
+  void override_regularizer(const std::string& name);
 };
 
 // A preset by name; throws nnr::InvalidArgument listing the presets otherwise.

@@ -191,6 +191,14 @@ TEST_CASE("without --lambda a regularizer trains with its own default strength")
   der_run.retrain.lambda = RetrainOptions::kDefaultLambda;
   const StreamReport der_report = run_stream(stream, {der}, der_run);
   for (size_t i = 1; i < stream.size(); ++i) CHECK(der_report.strategies[0].rounds[i].lambda == 30.0f);
+  // Overriding the penalty: the same one keeps the preset's λ, another takes its own default.
+  Strategy same = der;
+  same.override_regularizer("online-ewc");
+  CHECK(strategy_lambda(same) == 30.0f);
+  Strategy other = der;
+  other.override_regularizer("mas");
+  CHECK(other.regularizer == "mas");
+  CHECK(strategy_lambda(other) == default_lambda("mas"));
   der.lambda = std::numeric_limits<float>::quiet_NaN();
   CHECK_THROWS_WITH(validate_strategy(der), Catch::Contains("lambda must be a finite number"));
   RetrainOptions negative;
