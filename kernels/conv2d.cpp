@@ -7,14 +7,23 @@
 #include "kernels/conv2d.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "kernels/conv2d_chunks.h"
+#include "kernels/conv2d_winograd.h"
 #include "kernels/gemm.h"
 #include "kernels/thread_pool.h"
 
 namespace nnr::kernels {
 namespace {
+
+using conv_detail::chunks_of;
+using conv_detail::Chunks;
+using conv_detail::thread_scratch;
 
 struct Dims {
   int64_t n, c, h, w, o, kh, kw, ho, wo;
@@ -24,10 +33,6 @@ struct Dims {
 };
 
 Dims dims_of(const ConvShape& s) { return {s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.out_h(), s.out_w()}; }
-
-// Floats of the per-thread buffers of one chunk (its columns and its [O, chunk·Ho·Wo] GEMM side):
-// half of a 2 MiB L2, so the GEMM's packed panels keep the other half.
-constexpr int64_t kChunkFloats = int64_t{1} << 18;
 
 // The output columns ox whose input column ox·s + j − p lies in [0, w): [lo, hi).
 void valid_columns(const Dims& d, const ConvShape& g, int64_t j, int64_t& lo, int64_t& hi) {
@@ -180,36 +185,6 @@ void col2im(float* cols, int64_t ld, const Dims& d, const ConvShape& g, float* x
       }
 }
 
-// A thread's scratch of at least n floats for buffer `slot` (0: columns, 1: the GEMM's other
-// side), kept for the thread's later calls: the pool's threads persist, so after the first step a
-// convolution allocates (and zero-fills) nothing. Contents are stale: callers overwrite what they
-// read, and the column buffer's padding zeros are rewritten on a call's first chunk.
-float* thread_scratch(int slot, size_t n) {
-  thread_local std::vector<float> buffers[2];
-  std::vector<float>& b = buffers[slot];
-  if (b.size() < n) b.resize(n);
-  return b.data();
-}
-
-// How the batch is cut: `size` samples per chunk, `count` chunks, `threads` threads taking them.
-struct Chunks {
-  int64_t size, count;
-  int threads;
-};
-
-Chunks chunks_of(const Dims& d, int64_t per_sample_floats, int64_t samples_per_gemm) {
-  const int threads = in_parallel_loop() ? 1 : std::max(1, loop_threads());
-  int64_t size = samples_per_gemm;
-  if (size <= 0) {
-    size = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(1, per_sample_floats));
-    // Every thread gets at least one chunk when the batch allows.
-    size = std::min(size, (d.n + threads - 1) / threads);
-  }
-  size = std::clamp<int64_t>(size, 1, std::max<int64_t>(1, d.n));
-  const int64_t count = (d.n + size - 1) / size;
-  return {size, count, static_cast<int>(std::min<int64_t>(threads, count))};
-}
-
 // gathered[r, (b, p)] = dy[n0 + b, rows[r] (r when rows is null), p] for b < samples: the chunk's
 // output gradient as one [rows, samples·Ho·Wo] matrix.
 NNR_INLINE_LOOPS void gather_dy(const float* dy, const Dims& d, int64_t n0, int64_t samples, const int64_t* rows, int64_t open,
@@ -226,14 +201,36 @@ NNR_INLINE_LOOPS void gather_dy(const float* dy, const Dims& d, int64_t n0, int6
   }
 }
 
+bool use_winograd(const ConvShape& g, ConvAlgorithm algorithm) {
+  return conv_algorithm_for(g, algorithm) == ConvAlgorithm::Winograd;
+}
+
 }  // namespace
 
+ConvAlgorithm parse_conv_algorithm(const char* value) {
+  const std::string v = value ? value : "";
+  if (v.empty() || v == "auto") return ConvAlgorithm::Automatic;
+  if (v == "im2col") return ConvAlgorithm::Im2col;
+  if (v == "winograd") return ConvAlgorithm::Winograd;
+  throw std::invalid_argument("NNR_CONV_ALGORITHM must be auto, im2col or winograd, got '" + v + "'");
+}
+
+ConvAlgorithm conv_algorithm_for(const ConvShape& shape, ConvAlgorithm requested) {
+  if (requested != ConvAlgorithm::Automatic) return requested;
+  static const ConvAlgorithm forced = parse_conv_algorithm(std::getenv("NNR_CONV_ALGORITHM"));
+  if (forced == ConvAlgorithm::Im2col || !winograd_fits(shape)) return ConvAlgorithm::Im2col;
+  if (forced == ConvAlgorithm::Winograd) return ConvAlgorithm::Winograd;
+  return shape.c >= kWinogradMinChannels && shape.o >= kWinogradMinChannels ? ConvAlgorithm::Winograd
+                                                                            : ConvAlgorithm::Im2col;
+}
+
 void conv2d_forward_cpu(const float* x, const float* w, const float* bias, const ConvShape& g, float* y,
-                        int64_t samples_per_gemm) {
+                        int64_t samples_per_gemm, ConvAlgorithm algorithm) {
+  if (use_winograd(g, algorithm)) return conv2d_forward_winograd_cpu(x, w, bias, g, y);
   const Dims d = dims_of(g);
   if (d.n == 0) return;
   const int64_t patch = d.patch(), pixels = d.pixels();
-  const Chunks ch = chunks_of(d, (patch + d.o) * pixels, samples_per_gemm);
+  const Chunks ch = chunks_of(d.n, (patch + d.o) * pixels, samples_per_gemm);
   parallel_ranges(ch.count, [&](int, int64_t first, int64_t last) {
     float* cols = thread_scratch(0, static_cast<size_t>(patch * ch.size * pixels));
     float* out = thread_scratch(1, static_cast<size_t>(d.o * ch.size * pixels));
@@ -263,11 +260,12 @@ void conv2d_forward_cpu(const float* x, const float* w, const float* bias, const
 }
 
 void conv2d_backward_data_cpu(const float* dy, const float* w, const ConvShape& g, float* dx,
-                              int64_t samples_per_gemm) {
+                              int64_t samples_per_gemm, ConvAlgorithm algorithm) {
+  if (use_winograd(g, algorithm)) return conv2d_backward_data_winograd_cpu(dy, w, g, dx);
   const Dims d = dims_of(g);
   if (d.n == 0) return;
   const int64_t patch = d.patch(), pixels = d.pixels();
-  const Chunks ch = chunks_of(d, (patch + d.o) * pixels, samples_per_gemm);
+  const Chunks ch = chunks_of(d.n, (patch + d.o) * pixels, samples_per_gemm);
   parallel_ranges(ch.count, [&](int, int64_t first, int64_t last) {
     float* cols = thread_scratch(0, static_cast<size_t>(patch * ch.size * pixels));
     float* grad = thread_scratch(1, static_cast<size_t>(d.o * ch.size * pixels));
@@ -286,12 +284,14 @@ void conv2d_backward_data_cpu(const float* dy, const float* w, const ConvShape& 
 }
 
 void conv2d_backward_filter_cpu(const float* x, const float* dy, const ConvShape& g, const int64_t* rows,
-                                int64_t open_rows, float* dw, int64_t samples_per_gemm) {
+                                int64_t open_rows, float* dw, int64_t samples_per_gemm,
+                                ConvAlgorithm algorithm) {
+  if (use_winograd(g, algorithm)) return conv2d_backward_filter_winograd_cpu(x, dy, g, rows, open_rows, dw);
   const Dims d = dims_of(g);
   const int64_t open = rows ? open_rows : d.o;
   if (open == 0 || d.n == 0) return;
   const int64_t patch = d.patch(), pixels = d.pixels();
-  const Chunks ch = chunks_of(d, (patch + open) * pixels, samples_per_gemm);
+  const Chunks ch = chunks_of(d.n, (patch + open) * pixels, samples_per_gemm);
   // Each thread sums its chunks into its own [open, patch] buffer; the buffers are added at the end.
   std::vector<std::vector<float>> partial(static_cast<size_t>(ch.threads),
                                           std::vector<float>(static_cast<size_t>(open * patch), 0.0f));

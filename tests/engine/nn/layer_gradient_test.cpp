@@ -40,6 +40,16 @@ TEST_CASE("Conv2d gradients match finite differences (batch 3, 7 channels, 5x7, 
   }
 }
 
+TEST_CASE("Conv2d gradients match finite differences on the Winograd path (8 -> 9 channels, 3x3, odd 5x7)",
+          "[grad]") {
+  Rng rng(6);
+  for (const int padding : {1, 0}) {
+    Conv2d layer(8, 9, 3, Conv2dGeometry{1, padding}, rng);
+    randomise(layer.bias(), rng);
+    check_layer_gradients(layer, random_tensor({2, 8, 5, 7}, rng), 50 + padding);
+  }
+}
+
 TEST_CASE("MaxPool2d gradients match finite differences", "[grad]") {
   // Inputs are a shuffled ladder of well separated values, so a finite-difference step
   // never changes which element is the maximum.
