@@ -2,13 +2,14 @@
 # Test accuracy on Fashion-MNIST after 5 epochs: the MLP 784-256-256-10 (target >= 88.5 %)
 # and the small CNN (target >= 90.5 %), trained and evaluated with the nnr CLI with its
 # default optimizer settings and seed 0. Writes bench/results/fashion-mnist-accuracy.json.
-#   bash bench/fashion_mnist_accuracy.sh
+#   bash bench/fashion_mnist_accuracy.sh [BUILD_DIR]   # default build/, built first by scripts/build.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build=${1:-build}
 bash scripts/setup.sh
-bash scripts/build.sh >/dev/null
-nnr=build/apps/nnr/nnr
-out=build/bench-accuracy
+if [[ $build == build ]]; then bash scripts/build.sh >/dev/null; fi
+nnr=$build/apps/nnr/nnr
+out=$build/bench-accuracy
 mkdir -p "$out" bench/results
 results=()
 for spec in mlp:784-256-256-10 cnn:1x28x28-c32-p-c64-p-f128-10; do
@@ -21,7 +22,9 @@ done
 import json, sys, datetime
 files = sys.argv[1:]
 targets = {"mlp": 0.885, "cnn": 0.905}
-summary = {"date": datetime.date.today().isoformat(), "command": "bash bench/fashion_mnist_accuracy.sh", "runs": {}}
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+summary = {"date": datetime.date.today().isoformat(), "cpu": cpu, "command": "bash bench/fashion_mnist_accuracy.sh",
+           "runs": {}}
 print(f"{'model':<36}{'epochs':>7}{'train s':>9}{'test acc':>10}{'target':>8}")
 for train_file, eval_file in zip(files[0::2], files[1::2]):
     t, e = json.load(open(train_file)), json.load(open(eval_file))

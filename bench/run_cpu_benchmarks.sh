@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Every CPU measurement of bench/results/ in one sequence, for a quiet machine (each script
 # records the load average it ran under): peers and GEMM floors, the selective retraining step,
-# the loop threads' wait, nnr serve under load, data-parallel train and stream.
+# the convolution's two algorithms, the loop threads' wait, nnr serve under load, data-parallel
+# train and stream.
 #   bash bench/run_cpu_benchmarks.sh [BUILD_DIR]   # default build/, built first by scripts/build.sh
-# About 20 minutes on the 2-core development machine.
+# About 30 minutes on a 2-core machine. On a machine other than the one the default result files
+# came from, set NNR_PEERS_OUT, NNR_SELECTIVE_OUT and NNR_CONV_OUT (see each script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -13,6 +15,8 @@ stamp mlp_peers
 NNR_PEERS_BUILD=$build bash bench/mlp_peers.sh
 stamp selective_step
 NNR_BUILD_DIR=$build bash bench/selective_step.sh
+stamp conv_algorithms
+bash bench/conv_algorithms.sh "$build"
 stamp thread_wait
 THREAD_WAIT_SPINS="${THREAD_WAIT_SPINS:-3000 10000 30000}" NNR_BIN=$build/apps/nnr/nnr bash bench/thread_wait.sh
 stamp serve_load
