@@ -85,6 +85,28 @@ std::vector<double> plus(std::vector<double> a, const std::vector<float>& b) {
   return a;
 }
 
+// Open filters (unsorted, a subset): only their rows of dw change, each as in the full gradient
+// want_dw; the closed rows keep dw0's bits.
+void check_open_filters(const std::vector<float>& x, const std::vector<float>& dy, const ConvShape& s,
+                        const std::vector<float>& dw0, const std::vector<double>& want_dw, int64_t samples_per_gemm,
+                        kernels::ConvAlgorithm algorithm) {
+  const std::vector<int64_t> rows = s.o >= 3 ? std::vector<int64_t>{s.o - 1, 0} : std::vector<int64_t>{1};
+  std::vector<float> dw_open = dw0;
+  kernels::conv2d_backward_filter_cpu(x.data(), dy.data(), s, rows.data(), static_cast<int64_t>(rows.size()),
+                                      dw_open.data(), samples_per_gemm, algorithm);
+  const int64_t patch = s.c * s.kh * s.kw;
+  for (int64_t r = 0; r < s.o; ++r) {
+    const bool open = std::find(rows.begin(), rows.end(), r) != rows.end();
+    std::vector<float> got(dw_open.begin() + r * patch, dw_open.begin() + (r + 1) * patch);
+    if (open) {
+      CHECK(relative_frobenius(got, std::vector<double>(want_dw.begin() + r * patch,
+                                                        want_dw.begin() + (r + 1) * patch)) <= kRelFrobenius);
+    } else {
+      CHECK(got == std::vector<float>(dw0.begin() + r * patch, dw0.begin() + (r + 1) * patch));
+    }
+  }
+}
+
 ConvShape shape_of(const Case& k) {
   ConvShape s;
   s.n = k.n, s.c = k.c, s.h = k.h, s.w = k.w, s.o = k.o, s.kh = k.kh, s.kw = k.kw;
@@ -115,8 +137,7 @@ TEST_CASE("Batched im2col convolution equals the per-sample path and a direct do
     const auto dy = random_values(s.n * s.o * pixels, rng);
     const auto dw0 = random_values(s.o * s.c * s.kh * s.kw, rng);
     const Direct want = direct(x, w, bias, dy, s);
-    std::vector<double> want_dw = want.dw;
-    for (size_t i = 0; i < want_dw.size(); ++i) want_dw[i] += dw0[i];
+    const std::vector<double> want_dw = plus(want.dw, dw0);
 
     // Per sample (1), chunks that do not divide the batch (2, 3), the whole batch in one GEMM (n),
     // and the default, sized to the cache (0).
@@ -147,23 +168,7 @@ TEST_CASE("Batched im2col convolution equals the per-sample path and a direct do
         want_plain[static_cast<size_t>(i)] -= bias[static_cast<size_t>((i / pixels) % s.o)];
       CHECK(relative_frobenius(y_plain, want_plain) <= kRelFrobenius);
 
-      // Open filters (unsorted, a subset): only their rows of dw change, each as in the full
-      // gradient; the closed rows keep their bits.
-      const std::vector<int64_t> rows = s.o >= 3 ? std::vector<int64_t>{s.o - 1, 0} : std::vector<int64_t>{1};
-      std::vector<float> dw_open = dw0;
-      kernels::conv2d_backward_filter_cpu(x.data(), dy.data(), s, rows.data(), static_cast<int64_t>(rows.size()),
-                                          dw_open.data(), chunk, kIm2col);
-      const int64_t patch = s.c * s.kh * s.kw;
-      for (int64_t r = 0; r < s.o; ++r) {
-        const bool open = std::find(rows.begin(), rows.end(), r) != rows.end();
-        std::vector<float> got(dw_open.begin() + r * patch, dw_open.begin() + (r + 1) * patch);
-        if (open) {
-          CHECK(relative_frobenius(got, std::vector<double>(want_dw.begin() + r * patch,
-                                                            want_dw.begin() + (r + 1) * patch)) <= kRelFrobenius);
-        } else {
-          CHECK(got == std::vector<float>(dw0.begin() + r * patch, dw0.begin() + (r + 1) * patch));
-        }
-      }
+      check_open_filters(x, dy, s, dw0, want_dw, chunk, kIm2col);
     }
   }
 }
@@ -209,22 +214,7 @@ TEST_CASE("Winograd F(2x2, 3x3) convolution equals a direct double convolution a
     CHECK(relative_frobenius(dx, widen(dx_ref)) <= kRelFrobenius);
     CHECK(relative_frobenius(dw, widen(dw_ref)) <= kRelFrobenius);
 
-    // Open filters: only their rows of dw change; the closed rows keep their bits.
-    const std::vector<int64_t> rows = s.o >= 3 ? std::vector<int64_t>{s.o - 1, 0} : std::vector<int64_t>{1};
-    std::vector<float> dw_open = dw0;
-    kernels::conv2d_backward_filter_cpu(x.data(), dy.data(), s, rows.data(), static_cast<int64_t>(rows.size()),
-                                        dw_open.data(), 0, kWinograd);
-    const int64_t patch = s.c * 9;
-    for (int64_t r = 0; r < s.o; ++r) {
-      const bool open = std::find(rows.begin(), rows.end(), r) != rows.end();
-      std::vector<float> got(dw_open.begin() + r * patch, dw_open.begin() + (r + 1) * patch);
-      if (open) {
-        CHECK(relative_frobenius(got, std::vector<double>(want_dw.begin() + r * patch,
-                                                          want_dw.begin() + (r + 1) * patch)) <= kRelFrobenius);
-      } else {
-        CHECK(got == std::vector<float>(dw0.begin() + r * patch, dw0.begin() + (r + 1) * patch));
-      }
-    }
+    check_open_filters(x, dy, s, dw0, want_dw, 0, kWinograd);
   }
 }
 
